@@ -1,0 +1,3 @@
+from simpletuner_cloud.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The CLI's client for a running server: finds it through `--url`/`SIMPLETUNER_URL`, sends the admin
+token from the state root, and turns error bodies and a dead server into one-line messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from simpletuner_cloud.cli.output import fail
+from simpletuner_cloud.security.admin_token import read_admin_token
+from simpletuner_cloud.settings import Settings, load_settings
+
+
+class ServerClient:
+    def __init__(self, url: str | None = None, settings: Settings | None = None, timeout: float = 30.0):
+        self.settings = settings or load_settings()
+        self.url = (url or self.settings.url).rstrip("/")
+        headers = {"Accept": "application/json"}
+        token = read_admin_token(self.settings)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.ConnectError:
+            fail(
+                f"No simpletuner server is answering at {self.url}.",
+                hint="Start it with `simpletuner server` (or `simpletuner server --sandbox` to try it offline), "
+                "or point --url / SIMPLETUNER_URL at the running one.",
+                code="server_not_running",
+            )
+        except httpx.TimeoutException:
+            fail(f"The server at {self.url} did not answer in time.", code="server_timeout")
+        return self._decode(response)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None} or None)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body if body is not None else {})
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._http.stream(method, path, **kwargs)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        error = (body or {}).get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            fail(error.get("message", "request failed"), error.get("hint", ""), error.get("code", ""))
+        fail(f"The server answered HTTP {response.status_code}.", code="http_error")

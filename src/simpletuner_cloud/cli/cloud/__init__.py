@@ -1,0 +1,17 @@
+"""`simpletuner cloud ...`: commands that talk to a running server."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
+
+
+@app.callback()
+def cloud(
+    ctx: typer.Context,
+    url: str = typer.Option(
+        None, "--url", envvar="SIMPLETUNER_URL", help="Server base URL (default http://127.0.0.1:8080)."
+    ),
+) -> None:
+    ctx.obj = {"url": url}

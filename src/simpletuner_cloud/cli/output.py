@@ -1,0 +1,45 @@
+"""How the CLI shows things: rich tables or raw JSON, and errors as message + hint (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+def print_mapping(title: str, data: Mapping[str, Any]) -> None:
+    print_table(title, ["field", "value"], ((k, _cell(v)) for k, v in data.items()))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return "" if value is None else str(value)
+
+
+def fail(message: str, hint: str = "", code: str = "") -> NoReturn:
+    prefix = f"error[{code}]: " if code else "error: "
+    err_console.print(f"[bold red]{prefix}[/]{message}", markup=True, highlight=False)
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
+    raise typer.Exit(code=1)

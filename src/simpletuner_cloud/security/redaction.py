@@ -1,0 +1,69 @@
+"""Logging that can never print a token: a filter that masks Replicate (`r8_...`) and Hugging Face
+(`hf_...`) tokens, admin tokens, AWS secrets and Authorization headers in every record."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "[REDACTED]"
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # Authorization / cookie headers, whatever the scheme
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|token|basic|aws4-hmac-sha256)?\s*[^\s'\",}]+"),
+     r"\1" + MASK),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + MASK),
+    (re.compile(r"r8_[A-Za-z0-9_-]{8,}"), MASK),
+    (re.compile(r"hf_[A-Za-z0-9]{8,}"), MASK),
+    (re.compile(r"st_[A-Za-z0-9_-]{16,}"), MASK),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), MASK),
+    # AWS-style keys in key=value / JSON form
+    (re.compile(r"(?i)((?:aws_)?secret(?:_access)?_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
+    (re.compile(r"(?i)(s3_secret_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
+    (re.compile(r"(?i)((?:api_)?token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"), r"\1" + MASK),
+    (re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Renders the message once, masks it, and drops the args so no handler re-renders the secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not break logging
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if not any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    install_redaction()
+
+
+def install_redaction() -> None:
+    """Attach the filter to every handler we know of, including uvicorn's and httpx's loggers."""
+    redactor = RedactingFilter()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "replicate", "botocore"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(redactor)
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(redactor)
