@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A fixed 40-character token the sandbox accepts by default; it says what it is.
-DEFAULT_SANDBOX_TOKEN = "r8_sandboxOfflineReplicateEmulatorToken0"
+DEFAULT_SANDBOX_TOKEN = "r8_sandboxOfflineReplicateEmulatorToken0"  # noqa: S105 (public, offline only)
 
 DEFAULT_TRAINER_MODEL = "simpletuner/advanced-trainer"
 

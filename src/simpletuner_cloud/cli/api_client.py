@@ -22,14 +22,16 @@ class ServerClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.ConnectError:
             fail(
                 f"No simpletuner server is answering at {self.url}.",
-                hint="Start it with `simpletuner server` (or `simpletuner server --sandbox` to try it offline), "
-                "or point --url / SIMPLETUNER_URL at the running one.",
+                hint="Start it with `simpletuner server` (or `simpletuner server --sandbox` to try it "
+                "offline), or point --url / SIMPLETUNER_URL at the running one.",
                 code="server_not_running",
             )
         except httpx.TimeoutException:

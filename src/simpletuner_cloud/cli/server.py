@@ -11,7 +11,9 @@ def run(
     host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1; SIMPLETUNER_HOST)."),
     port: int = typer.Option(None, help="Port to listen on (default 8080; SIMPLETUNER_PORT)."),
     sandbox: bool = typer.Option(
-        False, "--sandbox", help="Run the offline Replicate sandbox in-process: no account, no GPUs, no charges."
+        False,
+        "--sandbox",
+        help="Run the offline Replicate sandbox in-process: no account, no GPUs, no charges.",
     ),
 ) -> None:
     """Start the server: REST API, webhook receiver and the web UI's Cloud tab."""

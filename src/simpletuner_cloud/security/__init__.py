@@ -1,1 +1,1 @@
-"""Secrets at rest and in logs: the admin token, 0600 files written atomically, and the log redaction filter."""
+"""Secrets at rest and in logs: the admin token, 0600 secret files written atomically, log redaction."""

@@ -10,8 +10,12 @@ MASK = "[REDACTED]"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Authorization / cookie headers, whatever the scheme
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|token|basic|aws4-hmac-sha256)?\s*[^\s'\",}]+"),
-     r"\1" + MASK),
+    (
+        re.compile(
+            r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|token|basic|aws4-hmac-sha256)?\s*[^\s'\",}]+"
+        ),
+        r"\1" + MASK,
+    ),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + MASK),
     (re.compile(r"r8_[A-Za-z0-9_-]{8,}"), MASK),
     (re.compile(r"hf_[A-Za-z0-9]{8,}"), MASK),
@@ -47,6 +51,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
+def _install_record_factory() -> None:
+    """Redact at record creation, so even a handler we never saw (a test's, a library's) gets clean text."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.setLevel(level.upper())
@@ -58,9 +86,20 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def install_redaction() -> None:
-    """Attach the filter to every handler we know of, including uvicorn's and httpx's loggers."""
+    """Redact every record at creation, and attach the filter (which also masks tracebacks) to every
+    handler we know of, including uvicorn's and httpx's."""
+    _install_record_factory()
     redactor = RedactingFilter()
-    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "replicate", "botocore"):
+    for name in (
+        "",
+        "uvicorn",
+        "uvicorn.error",
+        "uvicorn.access",
+        "httpx",
+        "httpcore",
+        "replicate",
+        "botocore",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(redactor)

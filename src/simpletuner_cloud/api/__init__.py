@@ -1,0 +1,1 @@
+"""HTTP entry points: routers that parse, authorize, call one service function and render."""

@@ -1,0 +1,77 @@
+"""The app factory: settings, store (migrated at start-up), background worker, optional in-process
+sandbox, routers and error handlers. Nothing here reads the environment; `Settings` did that."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from simpletuner_cloud import __version__
+from simpletuner_cloud.api.errors import install_error_handlers
+from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
+from simpletuner_cloud.api.security import require_management_access
+from simpletuner_cloud.security.admin_token import ensure_admin_token
+from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.services.worker import Worker
+from simpletuner_cloud.settings import Settings, load_settings
+from simpletuner_cloud.store.database import Database
+
+
+def sandbox_base_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.port}/sandbox"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    database = Database(settings.effective_database_url)
+    worker = Worker(interval=settings.worker_interval)
+    sandbox_app = _build_sandbox(settings) if settings.sandbox else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ensure_admin_token(settings)
+        await database.migrate()
+        if sandbox_app is not None:
+            await sandbox_app.state.sandbox.start()
+        worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            if sandbox_app is not None:
+                await sandbox_app.state.sandbox.stop()
+            await database.dispose()
+
+    app = FastAPI(
+        title="simpletuner-cloud",
+        version=__version__,
+        description="Train SimpleTuner LoRAs on Replicate's GPUs from your own machine.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.worker = worker
+    app.state.sandbox_app = sandbox_app
+    install_error_handlers(app)
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router)
+    for router in MANAGEMENT_ROUTERS:
+        app.include_router(router, prefix="/api/cloud", dependencies=[Depends(require_management_access)])
+    if sandbox_app is not None:
+        app.mount("/sandbox", sandbox_app)
+    return app
+
+
+def _build_sandbox(settings: Settings) -> FastAPI:
+    from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
+
+    config = SandboxConfig(
+        public_base_url=sandbox_base_url(settings),
+        token=settings.sandbox_token,
+        step_seconds=settings.sandbox_step_seconds,
+        data_dir=settings.home / "sandbox",
+    )
+    return create_sandbox_app(config)

@@ -1,0 +1,78 @@
+"""Map every failure to `{"error": {"code", "message", "hint"}}`: CloudError by its code, FastAPI's
+validation errors naming the field, unknown paths as JSON 404, and anything unexpected as a 500
+without a traceback (the traceback goes to the redacted log)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from simpletuner_cloud.errors import CloudError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ("bad_request", ""),
+    401: ("unauthorized", ""),
+    403: ("forbidden", ""),
+    404: ("not_found", "Check the path; the API reference is at /docs."),
+    405: ("method_not_allowed", "Check the HTTP method; the API reference is at /docs."),
+    413: ("payload_too_large", ""),
+    415: ("unsupported_media_type", "Send `Content-Type: application/json`."),
+}
+
+
+def error_response(status: int, code: str, message: str, hint: str = "", **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "hint": hint}
+    body.update(extra)
+    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CloudError)
+    async def _cloud_error(_: Request, exc: CloudError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": _field_name(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+            for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "body", "message": "invalid"}
+        return error_response(
+            422,
+            "validation_error",
+            f"Invalid value for `{first['field']}`: {first['message']}",
+            "Fix the named field and send the request again.",
+            fields=problems,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, hint = _HTTP_CODES.get(exc.status_code, ("http_error", ""))
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No such endpoint: {request.method} {request.url.path}"
+        return error_response(exc.status_code, code, message, hint)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(
+            500,
+            "internal_error",
+            "The server hit an unexpected error; nothing was changed by this request.",
+            "See the server log for details and report it if it happens again.",
+        )

@@ -1,0 +1,83 @@
+"""The background worker: runs registered periodic tasks (reconcile jobs, deliver outputs, clean up)
+one pass at a time, and drains on shutdown: `stop()` lets the pass in progress finish before returning,
+so a shutdown never cuts a provider call and its recorded result apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+Task = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class PeriodicTask:
+    name: str
+    run: Task
+
+
+class Worker:
+    def __init__(self, interval: float, drain_timeout: float = 30.0) -> None:
+        self.interval = interval
+        self.drain_timeout = drain_timeout
+        self.tasks: list[PeriodicTask] = []
+        self.passes = 0
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def register(self, name: str, run: Task) -> None:
+        self.tasks.append(PeriodicTask(name, run))
+
+    def wake(self) -> None:
+        """Run the next pass now (e.g. after a submission or a webhook gap)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping.clear()
+        self._loop_task = asyncio.create_task(self._loop(), name="simpletuner-worker")
+
+    async def stop(self) -> None:
+        if self._loop_task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._loop_task), timeout=self.drain_timeout)
+        except TimeoutError:
+            log.warning("worker did not drain within %.0f s; cancelling", self.drain_timeout)
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        self._loop_task = None
+
+    async def run_once(self) -> None:
+        for task in self.tasks:
+            try:
+                await task.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One failing task must not stop the others or the loop; the next pass retries.
+                log.exception("worker task %s failed", task.name)
+        self.passes += 1
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            await self.run_once()
+            if self._stopping.is_set():
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(self.interval, 0.001))

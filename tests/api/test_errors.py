@@ -1,0 +1,76 @@
+"""The error envelope: stable codes, JSON 404 for unknown API paths, no tracebacks."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from simpletuner_cloud.errors import CloudError
+
+
+async def test_unknown_api_path_is_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/cloud/nope")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "code": "not_found",
+            "message": "No such endpoint: GET /api/cloud/nope",
+            "hint": "Check the path; the API reference is at /docs.",
+        }
+    }
+
+
+async def test_cloud_error_maps_code_to_status(app: FastAPI, client: httpx.AsyncClient) -> None:
+    @app.get("/api/test/boom")
+    async def boom() -> None:
+        raise CloudError("REPLICATE_API_TOKEN not set", code="token_missing", hint="export it")
+
+    response = await client.get("/api/test/boom")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": "token_missing", "message": "REPLICATE_API_TOKEN not set", "hint": "export it"}
+    }
+
+
+async def test_unexpected_exception_is_500_without_traceback(app: FastAPI) -> None:
+    @app.get("/api/test/crash")
+    async def crash() -> None:
+        raise RuntimeError("secret internals r8_abcdefghijklmnopqrstuvwxyz0123456789a")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+        response = await http.get("/api/test/crash")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"]["code"] == "internal_error"
+    assert "Traceback" not in response.text and "r8_" not in response.text
+
+
+async def test_validation_error_names_the_field(app: FastAPI, client: httpx.AsyncClient) -> None:
+    from pydantic import BaseModel
+
+    class Thing(BaseModel):
+        count: int
+
+    @app.post("/api/test/thing")
+    async def thing(body: Thing) -> Thing:
+        return body
+
+    response = await client.post("/api/test/thing", json={"count": "many"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "`count`" in error["message"]
+    assert error["fields"][0]["field"] == "count"
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": True, "worker": True}}
+
+
+async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "simpletuner-cloud"

@@ -1,0 +1,65 @@
+"""No token of any kind reaches a log line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from simpletuner_cloud.security.redaction import MASK, RedactingFilter, install_redaction, redact
+
+REPLICATE = "r8_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t"
+HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"token is {REPLICATE} ok", REPLICATE),
+        (f"HF {HF}", HF),
+        (f"Authorization: Bearer {REPLICATE}", REPLICATE),
+        ("authorization: Token abcdefghijklmnop", "abcdefghijklmnop"),
+        ("{'Authorization': 'Bearer sk-live-1234567890'}", "sk-live-1234567890"),
+        (f'{{"s3_secret_key": "{AWS_SECRET}"}}', AWS_SECRET),
+        (f"aws_secret_access_key={AWS_SECRET}", AWS_SECRET),
+        ("admin st_abcdefghijklmnopqrstuvwxyz012345", "st_abcdefghijklmnopqrstuvwxyz012345"),
+        ("secret whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        (f'{{"api_token": "{REPLICATE}"}}', REPLICATE),
+    ],
+)
+def test_redact_masks_secret(text: str, secret: str) -> None:
+    cleaned = redact(text)
+    assert secret not in cleaned
+    assert MASK in cleaned
+
+
+def test_redact_leaves_ordinary_text() -> None:
+    assert redact("job job_abc moved to running at step 3/10") == "job job_abc moved to running at step 3/10"
+
+
+def test_logged_args_and_tracebacks_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction()
+    logger = logging.getLogger("simpletuner_cloud.test")
+    with caplog.at_level(logging.INFO):
+        logger.info("using %s and %s", REPLICATE, HF)
+        try:
+            raise ValueError(f"bad token {REPLICATE}")
+        except ValueError:
+            logger.exception("failed with %s", AWS_SECRET)
+    handler_text = caplog.text
+    for record in caplog.records:
+        RedactingFilter().filter(record)
+        handler_text += record.getMessage() + (record.exc_text or "")
+    assert REPLICATE not in handler_text
+    assert HF not in handler_text
+    assert MASK in handler_text
+
+
+def test_filter_masks_exception_text() -> None:
+    try:
+        raise RuntimeError(f"boom {REPLICATE}")
+    except RuntimeError as exc:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "oops", None, (type(exc), exc, None))
+    RedactingFilter().filter(record)
+    assert record.exc_text is not None and REPLICATE not in record.exc_text
