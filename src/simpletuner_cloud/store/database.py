@@ -1,0 +1,126 @@
+"""The database handle: one async engine, a session factory, and migrations at start-up.
+
+SQLite (WAL) is the single-user default; PostgreSQL serves teams running several replicas. Both run
+the same Alembic revisions, applied programmatically (no alembic.ini at runtime)."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# One lock for every process migrating this PostgreSQL database (pg_advisory_xact_lock takes a bigint).
+_MIGRATION_LOCK_KEY = zlib.crc32(b"simpletuner_cloud.store.migrate")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Pick the async driver: any PostgreSQL URL goes to asyncpg, any SQLite URL to aiosqlite."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+class Database:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url: URL = normalize_url(url)
+        self.dialect: str = self.url.get_backend_name()
+        if schema is not None and (self.dialect != "postgresql" or not _SCHEMA_NAME.match(schema)):
+            raise ValueError(f"schema {schema!r}: only for PostgreSQL, lowercase letters, digits and _")
+        self.schema = schema
+        connect_args: dict[str, Any] = {}
+        if schema is not None:
+            connect_args["server_settings"] = {"search_path": schema}
+        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r}, schema={self.schema!r})"
+
+    def session(self) -> AsyncSession:
+        """A new session; use as `async with db.session() as session:` and commit explicitly."""
+        return self._sessions()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision. Idempotent; concurrent starts are serialised."""
+        if self.dialect == "sqlite":
+            self._make_sqlite_folder()
+            async with self.engine.connect() as conn:
+                # Takes the write lock now, so a second process waits (busy timeout) and then
+                # finds the schema current; also makes the DDL one transaction.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+        else:
+            async with self.engine.begin() as conn:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                if self.schema is not None:
+                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                await conn.run_sync(_upgrade)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def _make_sqlite_folder(self) -> None:
+        database = self.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        folder = Path(database).expanduser().parent
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def dialect_insert(session: AsyncSession, entity: Any) -> Any:
+    """An INSERT with the backend's `on_conflict_do_nothing/_do_update` (both dialects spell it alike)."""
+    bind = session.bind
+    assert bind is not None, "sessions come from Database.session()"
+    if bind.dialect.name == "postgresql":
+        return postgresql.insert(entity)
+    return sqlite.insert(entity)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()

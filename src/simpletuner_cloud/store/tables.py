@@ -1,0 +1,193 @@
+"""Table rows of the job store. Schema changes go through a new Alembic revision in `migrations/`.
+
+Timestamps are timezone-aware UTC in Python whatever the backend; money is `Decimal` (Numeric)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Lowercase Crockford base32: no i, l, o, u, so ids read aloud and copy well.
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def mint_id(prefix: str) -> str:
+    """`<prefix>_` + 20 base32 chars: 10 for the millisecond clock (ids sort by creation), 10 random."""
+    value = (time.time_ns() // 1_000_000) << 50 | secrets.randbits(50)
+    chars = [_ALPHABET[(value >> shift) & 31] for shift in range(95, -1, -5)]
+    return f"{prefix}_{''.join(chars)}"
+
+
+def new_job_id() -> str:
+    return mint_id("job")
+
+
+def new_upload_id() -> str:
+    return mint_id("upl")
+
+
+def new_client_ref() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend. SQLite has no time zones, so it stores naive UTC text
+    (which still sorts and compares correctly); PostgreSQL stores `timestamptz`."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Money: exact decimal dollars with 6 places (per-second GPU prices are fractions of a cent).
+Money = Numeric(12, 6)
+# SQL NULL for Python None, so "no output yet" is not the JSON literal `null`.
+Json = JSON(none_as_null=True)
+# 64-bit keys on PostgreSQL; SQLite only auto-increments a plain INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        Decimal: Money,
+        dict[str, Any]: Json,
+        Any: Json,
+    }
+
+
+class UploadRow(Base):
+    """A dataset archive uploaded to Replicate's `/v1/files`, reusable by sha256 until it expires."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_upload_id)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    replicate_file_id: Mapped[str | None] = mapped_column(String(255))
+    url: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    prediction_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    client_ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_client_ref)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    config_name: Mapped[str] = mapped_column(String(255))
+    hardware: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    estimated_cost_usd: Mapped[Decimal | None]
+    actual_cost_usd: Mapped[Decimal | None]
+    reserved_cost_usd: Mapped[Decimal | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    output: Mapped[Any | None]
+    progress: Mapped[dict[str, Any] | None]
+    logs_offset: Mapped[int] = mapped_column(Integer, default=0)
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lock_token: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
+
+
+class JobEventRow(Base):
+    """One entry of a job's timeline (status changes, log chunks, webhooks, deliveries, cost)."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+
+
+class ProviderSettingsRow(Base):
+    __tablename__ = "provider_settings"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDeliveryRow(Base):
+    """Every webhook that arrived, unique by its `webhook-id` header (a redelivery is not new).
+
+    `job_id` is deliberately not a foreign key: deliveries for unknown jobs are recorded too."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    accepted: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,126 @@
+"""Database handle and migrations: URL normalisation, SQLite pragmas, idempotent and concurrent
+migrations, and a migrated schema identical to the table metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+
+from simpletuner_cloud.settings import load_settings
+from simpletuner_cloud.store import Database
+from simpletuner_cloud.store.database import normalize_url
+from simpletuner_cloud.store.tables import Base
+
+from .conftest import drop_schema, postgres_url, unique_schema
+
+TABLES = {"alembic_version", "jobs", "job_events", "provider_settings", "uploads", "webhook_deliveries"}
+
+
+def _schema_diffs(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@h:5432/d", "postgresql+asyncpg://u:***@h:5432/d"),
+        ("postgres://u@h/d", "postgresql+asyncpg://u@h/d"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
+        ("postgresql+psycopg2://u@h/d", "postgresql+asyncpg://u@h/d"),
+        ("sqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_normalize_url(given: str, expected: str) -> None:
+    assert normalize_url(given).render_as_string(hide_password=True) == expected
+
+
+def test_rejects_other_backends_and_bad_schemas() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        normalize_url("mysql://u@h/d")
+    with pytest.raises(ValueError, match="schema"):
+        Database("sqlite+aiosqlite:///x.db", schema="s")
+    with pytest.raises(ValueError, match="schema"):
+        Database("postgresql://u@h/d", schema='x"; DROP TABLE jobs; --')
+
+
+async def test_default_url_is_sqlite_under_the_state_root(state_root: Path) -> None:
+    database = Database(load_settings().effective_database_url)
+    try:
+        assert database.dialect == "sqlite"
+        await database.migrate()
+        folder = state_root / "cloud"
+        assert (folder / "jobs.db").is_file()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert await database.ping()
+    finally:
+        await database.dispose()
+
+
+async def test_sqlite_pragmas_on_every_connection(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        await database.migrate()
+        async with database.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 1000
+    finally:
+        await database.dispose()
+
+
+async def test_migrate_is_idempotent_and_matches_metadata(db: Database) -> None:
+    await db.migrate()
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(_schema_diffs) == []
+        tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert tables == TABLES
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert version == "0001"
+
+
+async def test_ping(db: Database) -> None:
+    assert await db.ping() is True
+
+
+async def test_ping_false_when_unreachable(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder" / "jobs.db"  # never created: migrate() not called
+    database = Database(f"sqlite+aiosqlite:///{missing}")
+    try:
+        assert await database.ping() is False
+    finally:
+        await database.dispose()
+
+
+async def test_two_processes_migrating_at_once(unmigrated_db: Database) -> None:
+    """Two handles (separate pools, like two server replicas) start together: both succeed."""
+    other = Database(unmigrated_db.url.render_as_string(hide_password=False), schema=unmigrated_db.schema)
+    try:
+        await asyncio.gather(unmigrated_db.migrate(), other.migrate(), unmigrated_db.migrate())
+        async with other.engine.connect() as conn:
+            assert await conn.run_sync(_schema_diffs) == []
+    finally:
+        await other.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgres_schema_isolation_creates_the_schema() -> None:
+    url = postgres_url()
+    database = Database(url, schema=unique_schema())
+    try:
+        await database.migrate()
+        async with database.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT current_schema()"))).scalar() == database.schema
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert tables == TABLES
+    finally:
+        await drop_schema(database)
+        await database.dispose()
