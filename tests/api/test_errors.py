@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from simpletuner_cloud.errors import CloudError
+
+
+class Thing(BaseModel):
+    count: int
 
 
 async def test_unknown_api_path_is_json_404(client: httpx.AsyncClient) -> None:
@@ -47,11 +52,6 @@ async def test_unexpected_exception_is_500_without_traceback(app: FastAPI) -> No
 
 
 async def test_validation_error_names_the_field(app: FastAPI, client: httpx.AsyncClient) -> None:
-    from pydantic import BaseModel
-
-    class Thing(BaseModel):
-        count: int
-
     @app.post("/api/test/thing")
     async def thing(body: Thing) -> Thing:
         return body
