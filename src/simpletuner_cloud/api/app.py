@@ -17,6 +17,7 @@ from simpletuner_cloud.security.redaction import configure_logging
 from simpletuner_cloud.services.worker import Worker
 from simpletuner_cloud.settings import Settings, load_settings
 from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.web import pages
 
 
 def sandbox_base_url(settings: Settings) -> str:
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     for router in MANAGEMENT_ROUTERS:
         app.include_router(router, prefix="/api/cloud", dependencies=[Depends(require_management_access)])
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files, name="static")
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
     return app
