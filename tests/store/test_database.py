@@ -4,6 +4,7 @@ migrations, and a migrated schema identical to the table metadata."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import stat
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, inspect, text
 
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import Database
-from simpletuner_cloud.store.database import normalize_url
+from simpletuner_cloud.store.database import MIGRATIONS_DIR, normalize_url
 from simpletuner_cloud.store.tables import Base
 
 from .conftest import drop_schema, postgres_url, unique_schema
@@ -53,7 +54,7 @@ def test_rejects_other_backends_and_bad_schemas() -> None:
 
 
 async def test_default_url_is_sqlite_under_the_state_root(state_root: Path) -> None:
-    database = Database(load_settings().effective_database_url)
+    database = Database.from_settings(load_settings())
     try:
         assert database.dialect == "sqlite"
         await database.migrate()
@@ -72,7 +73,7 @@ async def test_sqlite_pragmas_on_every_connection(tmp_path: Path) -> None:
         async with database.engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
-            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 1000
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one() >= 1000
     finally:
         await database.dispose()
 
@@ -124,3 +125,10 @@ async def test_postgres_schema_isolation_creates_the_schema() -> None:
     finally:
         await drop_schema(database)
         await database.dispose()
+
+
+def test_migrations_ship_as_packages() -> None:
+    """The wheel carries the revisions only if `migrations/` and `versions/` are packages."""
+    assert importlib.util.find_spec("simpletuner_cloud.store.migrations.versions") is not None
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()

@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from simpletuner_cloud.settings import Settings
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # One lock for every process migrating this PostgreSQL database (pg_advisory_xact_lock takes a bigint).
@@ -49,6 +51,11 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The configured database: `SIMPLETUNER_DATABASE_URL`, else SQLite under the state root."""
+        return cls(settings.effective_database_url)
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r}, schema={self.schema!r})"

@@ -81,6 +81,7 @@ async def create_job(
         logs_offset=0,
     )
     session.add(job)
+    await session.flush()  # the row first: events reference it and rows have no ORM relationship
     session.add(JobEventRow(job_id=job.id, at=now, kind="status", to_status=JobStatus.CREATED.value))
     await session.flush()
     return job

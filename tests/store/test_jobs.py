@@ -1,0 +1,253 @@
+"""Job repository: creation, look-ups, listing, the guarded status apply (including the race),
+the timeline and the worker's lease."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from simpletuner_cloud.domain.jobs import JobStatus
+from simpletuner_cloud.errors import InvalidTransition, NotFound
+from simpletuner_cloud.store import Database
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.tables import JobRow
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def new_job(db: Database, **kwargs: Any) -> JobRow:
+    async with db.session() as session:
+        job = await repo.create_job(
+            session, config_name="portrait", hardware="l40s", model="simpletuner/advanced-trainer", **kwargs
+        )
+        await session.commit()
+    return job
+
+
+async def move(db: Database, job_id: str, target: JobStatus, **kwargs: Any) -> tuple[JobRow, bool]:
+    async with db.session() as session:
+        result = await repo.apply_status(session, job_id, target, **kwargs)
+        await session.commit()
+    return result
+
+
+async def test_create_job_mints_ids_and_records_the_first_event(db: Database) -> None:
+    job = await new_job(db, spec={"steps": 100}, estimated_cost_usd=Decimal("1.234567"), at=T0)
+    assert job.id.startswith("job_") and len(job.id) == 24
+    assert len(job.client_ref) == 32
+    async with db.session() as session:
+        loaded = await repo.get_job(session, job.id)
+        events = await repo.list_events(session, job.id)
+    assert loaded is not None
+    assert loaded.status == "created"
+    assert loaded.created_at == T0 and loaded.created_at.tzinfo is not None
+    assert loaded.estimated_cost_usd == Decimal("1.234567")
+    assert loaded.spec == {"steps": 100}
+    assert loaded.output is None and loaded.prediction_id is None and loaded.logs_offset == 0
+    assert [(e.kind, e.from_status, e.to_status) for e in events] == [("status", None, "created")]
+
+
+async def test_lookups_by_every_key(db: Database) -> None:
+    job = await new_job(db, job_id="job_given", client_ref="ref1", idempotency_key="key-1", request_hash="h")
+    await move(db, job.id, JobStatus.QUEUED, prediction_id="pred123")
+    async with db.session() as session:
+        assert (await repo.get_job_by_prediction_id(session, "pred123")).id == "job_given"  # type: ignore[union-attr]
+        assert (await repo.get_job_by_client_ref(session, "ref1")).id == "job_given"  # type: ignore[union-attr]
+        by_key = await repo.get_job_by_idempotency_key(session, "key-1")
+        assert by_key is not None and by_key.request_hash == "h"
+        assert await repo.get_job(session, "job_missing") is None
+        assert await repo.get_job_by_prediction_id(session, "nope") is None
+        with pytest.raises(NotFound) as caught:
+            await repo.require_job(session, "job_missing")
+        assert caught.value.code == "job_not_found"
+
+
+async def test_duplicate_idempotency_key_is_an_integrity_error(db: Database) -> None:
+    await new_job(db, idempotency_key="same")
+    with pytest.raises(IntegrityError):
+        await new_job(db, idempotency_key="same")
+
+
+async def test_list_jobs_newest_first_with_cursor_and_status(db: Database) -> None:
+    ids = [(await new_job(db)).id for _ in range(5)]
+    ids.sort()
+    await move(db, ids[1], JobStatus.FAILED)
+    async with db.session() as session:
+        assert [j.id for j in await repo.list_jobs(session)] == ids[::-1]
+        page = await repo.list_jobs(session, limit=2)
+        assert [j.id for j in page] == [ids[4], ids[3]]
+        rest = await repo.list_jobs(session, limit=10, before=page[-1].id)
+        assert [j.id for j in rest] == [ids[2], ids[1], ids[0]]
+        assert [j.id for j in await repo.list_jobs(session, status="failed")] == [ids[1]]
+        both = await repo.list_jobs(session, status=[JobStatus.FAILED, JobStatus.CREATED])
+        assert len(both) == 5
+        active = await repo.list_active_jobs(session)
+        assert [j.id for j in active] == [ids[0], ids[2], ids[3], ids[4]]
+
+
+async def test_apply_status_walks_forward_and_stamps_times(db: Database) -> None:
+    job = await new_job(db)
+    _, changed = await move(db, job.id, JobStatus.QUEUED, provider_status="starting", at=T0)
+    assert changed
+    running, changed = await move(
+        db, job.id, JobStatus.RUNNING, provider_status="processing", at=T0 + timedelta(minutes=1)
+    )
+    assert changed and running.started_at == T0 + timedelta(minutes=1)
+    done, changed = await move(
+        db,
+        job.id,
+        JobStatus.SUCCEEDED,
+        provider_status="succeeded",
+        message="training finished",
+        at=T0 + timedelta(minutes=9),
+        output={"weights": ["https://replicate.delivery/x/lora.safetensors"], "n": 1.5},
+        actual_cost_usd=Decimal("0.468000"),
+    )
+    assert changed
+    assert done.status == "succeeded" and done.provider_status == "succeeded"
+    assert done.completed_at == T0 + timedelta(minutes=9)
+    assert done.updated_at == T0 + timedelta(minutes=9)
+    assert done.output == {"weights": ["https://replicate.delivery/x/lora.safetensors"], "n": 1.5}
+    assert done.actual_cost_usd == Decimal("0.468")
+    async with db.session() as session:
+        events = await repo.list_events(session, job.id)
+    assert [(e.from_status, e.to_status) for e in events] == [
+        (None, "created"),
+        ("created", "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
+    assert events[-1].message == "training finished"
+    assert events[-1].data == {"provider_status": "succeeded"}
+
+
+async def test_same_active_status_updates_fields_without_an_event(db: Database) -> None:
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.RUNNING)
+    progress = {"step": 40, "total": 100, "stage": "training", "loss": 0.125}
+    row, changed = await move(db, job.id, JobStatus.RUNNING, progress=progress, logs_offset=2048)
+    assert not changed
+    assert row.progress == progress and row.logs_offset == 2048
+    async with db.session() as session:
+        assert len(await repo.list_events(session, job.id)) == 2
+
+
+async def test_stale_and_duplicate_events_change_nothing(db: Database) -> None:
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.SUCCEEDED, output="first")
+    for late in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED):
+        row, changed = await move(db, job.id, late, output="late")
+        assert not changed and row.status == "succeeded" and row.output == "first"
+
+
+async def test_conflicting_terminal_status_is_refused(db: Database) -> None:
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.CANCELED)
+    with pytest.raises(InvalidTransition):
+        await move(db, job.id, JobStatus.SUCCEEDED)
+
+
+async def test_apply_status_rejects_unknown_fields_and_jobs(db: Database) -> None:
+    job = await new_job(db)
+    async with db.session() as session:
+        with pytest.raises(TypeError, match="lock_token"):
+            await repo.apply_status(session, job.id, JobStatus.QUEUED, lock_token="x")
+        with pytest.raises(NotFound):
+            await repo.apply_status(session, "job_missing", JobStatus.QUEUED)
+
+
+async def test_concurrent_apply_status_exactly_one_wins(db: Database) -> None:
+    """Webhook and poller deliver `succeeded` together, through separate sessions/connections."""
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.RUNNING)
+    start = asyncio.Event()
+
+    async def writer(n: int) -> bool:
+        async with db.session() as session:
+            await session.connection()  # each writer holds its own connection before the race
+            await start.wait()
+            _, changed = await repo.apply_status(session, job.id, JobStatus.SUCCEEDED, message=f"writer {n}")
+            await session.commit()
+            return changed
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(4)]
+    await asyncio.sleep(0)
+    start.set()
+    results = await asyncio.gather(*tasks)
+    assert sorted(results) == [False, False, False, True]
+    async with db.session() as session:
+        events = await repo.list_events(session, job.id)
+    assert [e.to_status for e in events].count("succeeded") == 1
+
+
+async def test_concurrent_conflicting_outcomes_keep_the_first(db: Database) -> None:
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.RUNNING)
+
+    async def writer(target: JobStatus) -> str:
+        async with db.session() as session:
+            try:
+                await repo.apply_status(session, job.id, target)
+                await session.commit()
+            except InvalidTransition:
+                return "refused"
+            return "applied"
+
+    results = await asyncio.gather(writer(JobStatus.SUCCEEDED), writer(JobStatus.CANCELED))
+    assert sorted(results) == ["applied", "refused"]
+    async with db.session() as session:
+        final = await repo.get_job(session, job.id)
+    assert final is not None and final.status in ("succeeded", "canceled")
+
+
+async def test_add_and_list_events_resume_after_id(db: Database) -> None:
+    job = await new_job(db)
+    async with db.session() as session:
+        first = await repo.add_event(session, job.id, "log", message="step 1/10", data={"step": 1})
+        second = await repo.add_event(session, job.id, "cost", data={"usd": "0.01"})
+        await session.commit()
+    async with db.session() as session:
+        after = await repo.list_events(session, job.id, after_id=first.id)
+        limited = await repo.list_events(session, job.id, limit=1)
+    assert [e.id for e in after] == [second.id]
+    assert after[0].data == {"usd": "0.01"} and after[0].at.tzinfo is not None
+    assert limited[0].kind == "status"
+
+
+async def test_events_need_an_existing_job(db: Database) -> None:
+    async with db.session() as session:
+        with pytest.raises(IntegrityError):
+            await repo.add_event(session, "job_missing", "log")
+
+
+async def test_claim_and_release_lease(db: Database) -> None:
+    job = await new_job(db)
+    async with db.session() as session:
+        assert await repo.claim_job(session, job.id, "worker-a", 30, now=T0)
+        assert not await repo.claim_job(session, job.id, "worker-b", 30, now=T0 + timedelta(seconds=10))
+        assert await repo.claim_job(session, job.id, "worker-a", 30, now=T0 + timedelta(seconds=10))  # renew
+        assert not await repo.claim_job(session, job.id, "worker-b", 30, now=T0 + timedelta(seconds=39))
+        assert await repo.claim_job(session, job.id, "worker-b", 30, now=T0 + timedelta(seconds=41))
+        assert not await repo.release_job(session, job.id, "worker-a")  # lost it: expired and taken
+        assert await repo.release_job(session, job.id, "worker-b")
+        assert await repo.claim_job(session, job.id, "worker-a", 30, now=T0 + timedelta(seconds=42))
+        await session.commit()
+        assert not await repo.claim_job(session, "job_missing", "worker-a", 30)
+
+
+async def test_concurrent_claims_one_winner(db: Database) -> None:
+    job = await new_job(db)
+
+    async def claim(token: str) -> bool:
+        async with db.session() as session:
+            won = await repo.claim_job(session, job.id, token, 60)
+            await session.commit()
+            return won
+
+    results = await asyncio.gather(*(claim(f"w{n}") for n in range(4)))
+    assert sorted(results) == [False, False, False, True]
