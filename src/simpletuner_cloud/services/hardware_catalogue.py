@@ -1,0 +1,81 @@
+"""Load the hardware price table: the packaged `domain/hardware_catalogue.json`, or the person's own
+`~/.simpletuner/cloud/hardware.json` when present (prices change; they are configuration, not code)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from simpletuner_cloud.domain.hardware import HardwareCatalogue, HardwareProfile, catalogue_from_mapping
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.settings import Settings
+
+PACKAGED_CATALOGUE = "hardware_catalogue.json"
+OVERRIDE_NAME = "hardware.json"
+
+_cache: dict[tuple[str, float], HardwareCatalogue] = {}
+
+
+def packaged_catalogue() -> HardwareCatalogue:
+    text = resources.files("simpletuner_cloud.domain").joinpath(PACKAGED_CATALOGUE).read_text("utf-8")
+    return catalogue_from_mapping(json.loads(text))
+
+
+def override_path(settings: Settings) -> Path:
+    return settings.cloud_dir / OVERRIDE_NAME
+
+
+def load_hardware_catalogue(settings: Settings | None = None) -> HardwareCatalogue:
+    """The override file wins when it exists; it is re-read when its mtime changes, so editing it
+    needs no restart. A broken override is an error naming the file, never a silent fallback to
+    prices the person meant to replace."""
+    path = override_path(settings) if settings is not None else None
+    if path is None or not path.is_file():
+        key = ("<packaged>", 0.0)
+        if key not in _cache:
+            _cache[key] = packaged_catalogue()
+        return _cache[key]
+    key = (str(path), path.stat().st_mtime)
+    if key not in _cache:
+        try:
+            _cache[key] = catalogue_from_mapping(json.loads(path.read_text("utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CloudError(
+                f"The hardware price file {path} is invalid: {exc}",
+                code="config_invalid",
+                hint="Fix it (same shape as the packaged hardware_catalogue.json) or delete it.",
+            ) from exc
+    return _cache[key]
+
+
+def profile_answer(profile: HardwareProfile, default_id: str) -> dict[str, Any]:
+    """One row of the price table as the API shows it (floats: JSON has no decimals)."""
+    return {
+        "id": profile.id,
+        "name": profile.name,
+        "gpu": profile.gpu,
+        "vram_gb": profile.vram_gb,
+        "sku": profile.sku,
+        "usd_per_second": float(profile.usd_per_second),
+        "usd_per_hour": float(round(profile.usd_per_hour, 4)),
+        "model": profile.model,
+        "best_for": profile.best_for,
+        "default": profile.id == default_id,
+    }
+
+
+def hardware_answer(catalogue: HardwareCatalogue) -> dict[str, Any]:
+    return {
+        "default": catalogue.default_id,
+        "currency": catalogue.currency,
+        "source": catalogue.source,
+        "hardware": [profile_answer(p, catalogue.default_id) for p in catalogue],
+    }
+
+
+def usd(value: Decimal) -> float:
+    """Money for JSON answers: full cents plus sub-cent precision, no binary-float noise."""
+    return float(round(value, 6))
