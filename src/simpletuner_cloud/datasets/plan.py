@@ -1,0 +1,244 @@
+"""Decide, per trainer-contract §2.7 and §3.3, what happens to each dataset entry (upload, pass through as
+a remote backend, skip, or refuse) and whether the published trainer can honour the whole combination."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from simpletuner_cloud.datasets.configs import TrainingConfig
+from simpletuner_cloud.datasets.selection import Selection
+from simpletuner_cloud.errors import CloudError
+
+Action = Literal["upload", "remote", "skip", "refuse"]
+CACHE_TYPES = frozenset({"text_embeds", "image_embeds", "conditioning_image_embeds"})
+UPLOADABLE_CAPTIONS = frozenset({"filename", "textfile"})
+WHAT_WORKS = (
+    "What works on the published trainer: one local image folder (or several with the same resolution) "
+    "captioned by file name, or `textfile` captions that equal the file names; or only remote datasets "
+    "(`huggingface`, `webshart` from a URL or the Hub). For anything else, push the data to a (private) "
+    "Hugging Face dataset and use `type: huggingface` with your HF token."
+)
+
+
+@dataclass
+class PlannedDataset:
+    id: str
+    action: Action
+    reason: str
+    entry: dict[str, Any]
+    folder: Path | None = None  # the resolved local folder, for uploads
+
+    @property
+    def caption_strategy(self) -> str:
+        return str(self.entry.get("caption_strategy") or "filename")
+
+
+@dataclass
+class DatasetPlan:
+    mode: Literal["upload", "remote"]
+    datasets: list[PlannedDataset]
+    resolution: Any = None
+    resolution_type: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def uploads(self) -> list[PlannedDataset]:
+        return [d for d in self.datasets if d.action == "upload"]
+
+    @property
+    def remotes(self) -> list[PlannedDataset]:
+        return [d for d in self.datasets if d.action == "remote"]
+
+    @property
+    def needs_upload(self) -> bool:
+        return self.mode == "upload"
+
+
+def is_enabled(entry: dict[str, Any]) -> bool:
+    return not any(_truthy(entry.get(key)) for key in ("disabled", "disable"))
+
+
+def classify(entry: dict[str, Any], allow_aws: bool = False) -> tuple[Action, str]:
+    """One entry on its own, before looking at the disk."""
+    storage = str(entry.get("type") or "local")
+    kind = str(entry.get("dataset_type") or "image")
+    if not is_enabled(entry):
+        return "skip", "disabled"
+    if kind in CACHE_TYPES or storage == "memory":
+        return "skip", "cache entry (the trainer builds its own caches)"
+    if storage == "huggingface":
+        return "remote", "Hugging Face dataset, read by the trainer"
+    if storage == "webshart":
+        return ("remote", "webshart from a URL or the Hub") if _remote_source(entry) else (
+            "refuse", "webshart from a local source cannot be reached by the trainer")  # fmt: skip
+    if storage == "aws":
+        if allow_aws:
+            return "remote", "S3 bucket, read by the trainer with the keys in its entry"
+        return "refuse", "aws entries carry their access keys inline, and Replicate stores inputs verbatim"
+    if storage == "csv":
+        return "refuse", "csv datasets need the CSV file on the trainer's disk"
+    if storage != "local":
+        return "refuse", f"unknown dataset type `{storage}`"
+    if kind != "image":
+        return "refuse", f"local `{kind}` datasets cannot be sent as an image archive"
+    if entry.get("conditioning_data") or entry.get("conditioning"):
+        return "refuse", "conditioning data is lost when the trainer builds its own dataset entry"
+    caption = str(entry.get("caption_strategy") or "filename")
+    if caption not in UPLOADABLE_CAPTIONS:
+        return "refuse", f"`{caption}` captions are lost: the trainer captions uploads by file name"
+    if not (entry.get("instance_data_dir") or entry.get("instance_data_root")):
+        return "refuse", "local dataset without instance_data_dir"
+    return "upload", "local images, sent as the `images` archive"
+
+
+def plan_datasets(config: TrainingConfig, allow_aws: bool = False) -> DatasetPlan:
+    """The one combination the trainer can honour, or `dataset_unsupported` saying what would work."""
+    if not config.dataloader_found:
+        raise CloudError(
+            "The training config has no readable dataset list. " + " ".join(config.problems),
+            code="config_invalid",
+            hint="Point data_backend_config at a multidatabackend.json, or put one beside config.json.",
+        )
+    planned = []
+    for index, entry in enumerate(config.datasets):
+        action, reason = classify(entry, allow_aws)
+        planned.append(PlannedDataset(str(entry.get("id") or f"dataset-{index + 1}"), action, reason, entry))
+    refused = [d for d in planned if d.action == "refuse"]
+    if refused:
+        raise unsupported("; ".join(f"`{d.id}`: {d.reason}" for d in refused))
+    uploads = [d for d in planned if d.action == "upload"]
+    remotes = [d for d in planned if d.action == "remote"]
+    if not uploads and not remotes:
+        raise CloudError(
+            "No enabled training dataset in the dataset list (only caches or disabled entries).",
+            code="dataset_missing",
+            hint="Add a local image dataset (type `local`, dataset_type `image`) with instance_data_dir.",
+        )
+    if uploads and remotes:
+        raise unsupported(
+            f"local ({', '.join(d.id for d in uploads)}) and remote ({', '.join(d.id for d in remotes)}) "
+            "datasets are mixed: the trainer ignores the upload when it is given a dataset list"
+        )
+    if remotes:
+        return DatasetPlan("remote", planned)
+    return _upload_plan(config, planned, uploads)
+
+
+def _upload_plan(
+    config: TrainingConfig, planned: list[PlannedDataset], uploads: list[PlannedDataset]
+) -> DatasetPlan:
+    sizes = {
+        (_setting(d.entry, config, "resolution"), _setting(d.entry, config, "resolution_type"))
+        for d in uploads
+    }
+    if len(sizes) > 1:
+        listed = ", ".join(f"{d.id}: {_setting(d.entry, config, 'resolution')}" for d in uploads)
+        raise unsupported(
+            f"the local datasets use different resolutions ({listed}), "
+            "and the trainer merges uploads into one set with one resolution"
+        )
+    for dataset in uploads:
+        dataset.folder = resolve_dataset_folder(config, dataset)
+    resolution, resolution_type = next(iter(sizes))
+    plan = DatasetPlan("upload", planned, resolution, resolution_type)
+    if len(uploads) > 1:
+        plan.warnings.append(
+            f"{len(uploads)} local datasets are merged into one (one folder each in the archive); per-set "
+            "repeats, crops and size filters are lost."
+        )
+    for dataset in uploads:
+        entry = dataset.entry
+        if entry.get("crop_aspect") not in (None, "square") or entry.get("crop_style") not in (
+            None,
+            "center",
+        ):
+            plan.warnings.append(f"`{dataset.id}`: images become centred square crops on the trainer.")
+        if _truthy(entry.get("repeats")):
+            plan.warnings.append(f"`{dataset.id}`: repeats={entry['repeats']} is lost.")
+    return plan
+
+
+def resolve_dataset_folder(config: TrainingConfig, dataset: PlannedDataset) -> Path:
+    """Relative folders resolve against the environment folder first, then the configs dir, its parent and
+    the working dir; the first that exists wins. `dataset_missing` names where it looked."""
+    raw = str(dataset.entry.get("instance_data_dir") or dataset.entry.get("instance_data_root"))
+    value = raw.replace("{id}", dataset.id).replace("{model_family}", config.model_family or "")
+    if "{env:" in value:
+        raise CloudError(
+            f"The folder of dataset `{dataset.id}` ({raw}) uses an {{env:...}} placeholder.",
+            code="dataset_missing",
+            hint="Write the folder path out in multidatabackend.json.",
+        )
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else [base / path for base in config.search_dirs]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise CloudError(
+        f"The folder of dataset `{dataset.id}` ({raw}) does not exist. Looked in: "
+        + ", ".join(str(c) for c in candidates),
+        code="dataset_missing",
+        hint="Fix instance_data_dir in multidatabackend.json; relative paths start at the environment "
+        "folder.",
+    )
+
+
+def unsupported(why: str) -> CloudError:
+    message = f"The published trainer cannot run this dataset setup: {why}."
+    return CloudError(message, code="dataset_unsupported", hint=WHAT_WORKS)
+
+
+def _setting(entry: dict[str, Any], config: TrainingConfig, key: str) -> Any:
+    return entry.get(key) if entry.get(key) is not None else config.options.get(key)
+
+
+def _remote_source(entry: dict[str, Any]) -> bool:
+    nested = entry.get("webshart")
+    nested = nested if isinstance(nested, dict) else {}
+    source = str(entry.get("webshart_source") or entry.get("source") or nested.get("source") or "")
+    if re.match(r"^(https?|hf|s3|gs)://", source):
+        return True
+    # `owner/name` is a Hub dataset id unless a folder of that name exists here.
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", source)) and not Path(source).exists()
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "none")
+    return bool(value)
+
+
+def check_textfile_captions(dataset: PlannedDataset, selection: Selection) -> None:
+    """`textfile` captions survive the upload only when each equals the caption the trainer derives
+    from the file name (stem, `_` as spaces). Refuses with the names of the files that differ."""
+    if dataset.caption_strategy != "textfile":
+        return
+    texts = {item.arcname[: -len(".txt")]: item for item in selection.files if item.extension == "txt"}
+    mismatches = []
+    for item in selection.files:
+        if not item.is_media:
+            continue
+        stem = item.arcname.rsplit(".", 1)[0]
+        caption_file = texts.get(stem)
+        expected = PurePosixPath(stem).name.replace("_", " ").strip()
+        if caption_file is None:
+            mismatches.append(f"{item.arcname} (no .txt)")
+            continue
+        lines = {line.strip() for line in caption_file.source.read_text("utf-8", "replace").splitlines()}
+        if lines - {""} != {expected}:
+            mismatches.append(caption_file.arcname)
+    if mismatches:
+        shown = ", ".join(mismatches[:20]) + (
+            f" and {len(mismatches) - 20} more" if len(mismatches) > 20 else ""
+        )
+        raise CloudError(
+            f"Dataset `{dataset.id}` uses textfile captions, but the trainer captions uploads by file name, "
+            f"and these captions differ from their file names: {shown}.",
+            code="dataset_unsupported",
+            hint="Rename each image to its caption with `_` for spaces (`a_red_car.jpg` for 'a red car'), "
+            "or set caption_strategy to filename if the names already say it. " + WHAT_WORKS,
+            details={"mismatching_files": mismatches},
+        )

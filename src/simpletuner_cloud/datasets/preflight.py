@@ -1,0 +1,87 @@
+"""Everything checked before a byte is packaged: the dataset plan, the folders, the safe file selection,
+textfile captions, and the exact archive size against Replicate's 100 MiB upload limit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from simpletuner_cloud.datasets.archive import ArchiveLayout, plan_archive
+from simpletuner_cloud.datasets.configs import TrainingConfig
+from simpletuner_cloud.datasets.plan import DatasetPlan, check_textfile_captions, plan_datasets
+from simpletuner_cloud.datasets.selection import Selection, select_files
+from simpletuner_cloud.errors import CloudError
+
+UPLOAD_LIMIT_BYTES = 104_857_600  # 100 MiB, Replicate's file upload limit
+
+
+@dataclass
+class Preflight:
+    config: TrainingConfig
+    plan: DatasetPlan
+    selections: list[Selection] = field(default_factory=list)
+    layout: ArchiveLayout | None = None
+    limit: int = UPLOAD_LIMIT_BYTES
+
+    @property
+    def needs_upload(self) -> bool:
+        return self.plan.needs_upload
+
+    @property
+    def archive_size(self) -> int:
+        return self.layout.size if self.layout else 0
+
+
+def run_preflight(
+    config: TrainingConfig, *, limit: int = UPLOAD_LIMIT_BYTES, allow_aws: bool = False
+) -> Preflight:
+    """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large`."""
+    plan = plan_datasets(config, allow_aws=allow_aws)
+    preflight = Preflight(config, plan, limit=limit)
+    if not plan.needs_upload:
+        return preflight
+    uploads = plan.uploads
+    used: set[str] = set()
+    for dataset in uploads:
+        assert dataset.folder is not None
+        # One set: its contents at the archive root, as the trainer expects; several: a folder each.
+        prefix = ""
+        if len(uploads) > 1:
+            prefix = archive_folder_name(dataset.id)
+            while prefix in used:
+                prefix += "_"
+            used.add(prefix)
+        selection = select_files(dataset.folder, dataset.id, prefix)
+        check_textfile_captions(dataset, selection)
+        if selection.media_count == 0:
+            raise CloudError(
+                f"Dataset `{dataset.id}` has no images in {dataset.folder}"
+                + (f" ({len(selection.skipped)} files were skipped)." if selection.skipped else "."),
+                code="dataset_empty",
+                hint="Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
+                "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",
+                details={"skipped": [{"path": s.path, "reason": s.reason} for s in selection.skipped]},
+            )
+        preflight.selections.append(selection)
+    preflight.layout = plan_archive(item for selection in preflight.selections for item in selection.files)
+    if preflight.layout.size > limit:
+        raise too_large(preflight.layout.size, limit)
+    return preflight
+
+
+def too_large(size: int, limit: int) -> CloudError:
+    return CloudError(
+        f"The dataset archive would be {size:,} bytes ({size / 2**20:.1f} MiB); Replicate's upload limit "
+        f"is {limit:,} bytes ({limit / 2**20:.0f} MiB).",
+        code="upload_too_large",
+        hint="Resize the images (about 1024 px on the short side is enough for most LoRAs) or convert them "
+        "to JPEG/WebP, remove images you do not need, or use a remote dataset backend (a private "
+        "Hugging Face dataset with `type: huggingface`).",
+        details={"archive_bytes": size, "limit_bytes": limit},
+    )
+
+
+def archive_folder_name(dataset_id: str) -> str:
+    """A safe single path segment for a dataset id."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_id).strip("._") or "dataset"
+    return name[:100]

@@ -1,0 +1,67 @@
+"""Builders for real config folders and dataset files on disk, shared by the datasets and trainer tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+BASE_OPTIONS: dict[str, Any] = {
+    "model_family": "flux",
+    "model_type": "lora",
+    "max_train_steps": 100,
+    "resolution": 1024,
+    "resolution_type": "pixel_area",
+    "output_dir": "output/test",
+}
+
+
+def image_bytes(size: int = 2000, seed: int = 0) -> bytes:
+    body = (bytes(range(256)) * (size // 256 + 1))[: max(0, size - len(JPEG_START) - 2)]
+    return JPEG_START + bytes((b + seed) % 256 for b in body) + b"\xff\xd9"
+
+
+def write_image(path: Path, size: int = 2000, caption: str | None = None, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image_bytes(size, seed))
+    if caption is not None:
+        path.with_suffix(".txt").write_text(caption + "\n")
+    return path
+
+
+def write_images(folder: Path, count: int = 3, textfiles: bool = True) -> list[Path]:
+    paths = []
+    for index in range(count):
+        stem = f"sks_plushie_photo_{index}"
+        paths.append(write_image(folder / f"{stem}.jpg", 1500 + index, stem.replace("_", " ") if textfiles else None))
+    return paths
+
+
+def local_entry(dataset_id: str = "plushie", folder: str = "data", **extra: Any) -> dict[str, Any]:
+    return {"id": dataset_id, "type": "local", "instance_data_dir": folder, "caption_strategy": "filename", **extra}
+
+
+def write_environment(
+    configs_dir: Path,
+    name: str = "env",
+    datasets: list[dict[str, Any]] | Any = None,
+    options: dict[str, Any] | None = None,
+    images: int = 3,
+) -> Path:
+    """`<configs_dir>/<name>/config.json` + `multidatabackend.json`, and images in `<env>/data`."""
+    folder = configs_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**BASE_OPTIONS, "data_backend_config": f"{name}/multidatabackend.json", **(options or {})}
+    (folder / "config.json").write_text(json.dumps(config))
+    entries = datasets if datasets is not None else [local_entry()]
+    (folder / "multidatabackend.json").write_text(json.dumps(entries))
+    if images:
+        write_images(folder / "data", images)
+    return folder
+
+
+def set_mtime(path: Path, seconds: int) -> None:
+    os.utime(path, (seconds, seconds))
