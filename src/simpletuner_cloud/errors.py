@@ -29,6 +29,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "dataset_empty": 422,
     "dataset_missing": 422,
     "dataset_unsupported": 422,
+    "dataset_changed": 409,
     "config_missing": 404,
     "config_invalid": 422,
     "consent_required": 428,
