@@ -1,0 +1,109 @@
+"""The exact log-line shapes of the real trainer (docs/trainer-contract.md section 1.3), as pure
+functions so tests can pin them. `<pct>` always has one decimal place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+RUNNING, DONE, FAILED, OTHER = "⏳", "✓", "✗", "•"
+
+
+def receiver_started(port: int) -> str:
+    return f"[COG] Webhook receiver started on http://127.0.0.1:{port}/webhook"
+
+
+def receiver_stopped() -> str:
+    return "[COG] Webhook receiver stopped"
+
+
+def stage(icon: str, label: str, *, percent: float | None = None, message: str | None = None) -> str:
+    progress = f" ({percent:.1f}%)" if percent is not None else ""
+    return f"[STAGE] {icon} {label}{progress}" + (f": {message}" if message else "")
+
+
+def training_status(status: str) -> str:
+    return f"[TRAINING] Status: {status}"
+
+
+def running_training_block(
+    *, batches: int, epochs: int, total_steps: int, batch_size: int, accumulation: int
+) -> str:
+    """The start summary: `[TRAINING] ` followed by a message that starts with a newline."""
+    return (
+        "[TRAINING] \n***** Running training *****\n"
+        f"-  Num batches = {batches}\n"
+        f"-  Num Epochs = {epochs}\n"
+        "-  Current Epoch = 1\n"
+        f"-  Total train batch size (w. parallel, distributed & accumulation) = {batch_size * accumulation}\n"
+        f"-  Instantaneous batch size per device = {batch_size}\n"
+        f"-  Gradient Accumulation steps = {accumulation}\n"
+        f"-  Total optimization steps = {total_steps}\n"
+        "-  Steps completed: 0\n"
+        f"-  Total optimization steps remaining = {total_steps}"
+    )
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _bar(fraction: float, width: int = 10) -> str:
+    filled = int(fraction * width)
+    return ("█" * filled).ljust(width)
+
+
+def progress_first(epoch: int, epochs: int, total: int) -> str:
+    """tqdm's first render: `Epoch e/E Steps`, no comma, nothing done yet."""
+    return f"Epoch {epoch}/{epochs} Steps:   0%|{_bar(0)}| 0/{total} [00:00<?, ?it/s]"
+
+
+def progress(epoch: int, epochs: int, step: int, total: int, elapsed: float, loss: float, lr: float) -> str:
+    fraction = step / total if total else 1.0
+    rate = step / elapsed if elapsed > 0 else 0.0
+    remaining = (total - step) / rate if rate > 0 else 0.0
+    rate_text = f"{rate:.2f}it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.2f}s/it"
+    return (
+        f"Epoch {epoch}/{epochs}, Steps: {fraction * 100:.1f}%|{_bar(fraction)}| {step}/{total} "
+        f"[{_clock(elapsed)}<{_clock(remaining)}, {rate_text}, step_loss={loss:.4f}, lr={lr:g}]"
+    )
+
+
+def step_summary(step: int, total: int, loss: float, lr: float, epoch: int, epochs: int) -> str:
+    return (
+        f"Step {step} of {total}: loss {loss:.4f}, lr {lr:g}, epoch {epoch}/{epochs}, "
+        f"ema_decay_value 0.0, train_loss {loss:.4f}"
+    )
+
+
+def checkpoint_lines(summary: str, output_dir: str, step: int) -> list[str]:
+    """The four lines each checkpoint prints, in order (the notification title repeats the message)."""
+    title = f"Checkpoint: `{summary}`"
+    path = f"{output_dir}/checkpoint-{step}"
+    return [
+        f"[INFO] {title}: {title}",
+        stage(RUNNING, "Saving Checkpoint", message=f"Saving checkpoint to {path}"),
+        stage(DONE, "Saving Checkpoint", message=f"Saved checkpoint to {path}"),
+        "[CHECKPOINT] Checkpoint saved",
+    ]
+
+
+def training_complete() -> str:
+    return stage(DONE, "Training Complete", percent=100.0, message="Training run complete.")
+
+
+def debug_line(timestamp: float, message: str, *, level: str = "DEBUG", logger: str = "SimpleTuner") -> str:
+    stamp = datetime.fromtimestamp(timestamp, UTC)
+    asctime = stamp.strftime("%Y-%m-%d %H:%M:%S") + f",{stamp.microsecond // 1000:03d}"
+    return f"[RANK 0] {asctime} [{level}] ({logger}) {message}"
+
+
+def debug_tail(debug_lines: list[str], final_line: str, limit: int = 5000) -> list[str]:
+    """`=== debug.log tail ===`, the last `limit` characters of debug.log, then the one result line."""
+    text = "\n".join(debug_lines)
+    if len(text) > limit:
+        text = text[-limit:]
+        text = text[text.find("\n") + 1 :] if "\n" in text else text
+    return ["=== debug.log tail ===", *([text] if text else []), final_line]

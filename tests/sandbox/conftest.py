@@ -1,0 +1,119 @@
+"""Fixtures for the sandbox tests: a fast config (0.01 s steps, no boot time, tiny schedules), the
+app started and stopped around each test, an authenticated in-process client, and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
+from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
+
+BASE = "http://sandbox.test"
+TOKEN = DEFAULT_SANDBOX_TOKEN
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TRAINER = "simpletuner/advanced-trainer"
+
+
+def fast_config(tmp_path: Path, **overrides: Any) -> SandboxConfig:
+    values: dict[str, Any] = {
+        "public_base_url": BASE,
+        "step_seconds": 0.01,
+        "boot_seconds": 0.0,
+        "max_simulated_steps": 5,
+        "retention_sweep_seconds": 0.05,
+        "webhook_throttle_seconds": 0.05,
+        "webhook_retry_delays": (0.02, 0.05, 0.1),
+        "webhook_timeout_seconds": 2.0,
+        "webhook_secret": SECRET,
+        "data_dir": tmp_path / "sandbox-data",
+        "status_page_timeout_seconds": 1.0,
+    }
+    values.update(overrides)
+    return SandboxConfig(**values)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SandboxConfig:
+    return fast_config(tmp_path)
+
+
+@pytest.fixture
+async def app(config: SandboxConfig) -> AsyncIterator[FastAPI]:
+    sandbox_app = create_sandbox_app(config)
+    await sandbox_app.state.sandbox.start()
+    try:
+        yield sandbox_app
+    finally:
+        await sandbox_app.state.sandbox.stop()
+
+
+@pytest.fixture
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as client:
+        yield client
+
+
+def images_zip(count: int = 3) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(count):
+            archive.writestr(f"sks_plushie_{index}.png", b"\x89PNG\r\n\x1a\n" + bytes(16))
+    return buffer.getvalue()
+
+
+def trainer_config(**extra: Any) -> str:
+    config = {
+        "model_family": "flux",
+        "lora_rank": 4,
+        "max_train_steps": 10,
+        "checkpoint_step_interval": 5,
+        "learning_rate": 1e-4,
+        "num_train_epochs": 0,
+    }
+    config.update(extra)
+    return json.dumps(config)
+
+
+async def upload(api: httpx.AsyncClient, data: bytes | None = None, name: str = "dataset.zip") -> dict[str, Any]:
+    response = await api.post("/v1/files", files={"content": (name, data or images_zip(), "application/zip")})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def trainer_input(api: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
+    uploaded = await upload(api)
+    return {"images": uploaded["urls"]["get"], "config_json": trainer_config(), **extra}
+
+
+async def create(api: httpx.AsyncClient, input: dict[str, Any], **body: Any) -> dict[str, Any]:
+    response = await api.post("/v1/predictions", json={"version": await latest_version(api), "input": input, **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def latest_version(api: httpx.AsyncClient, model: str = TRAINER) -> str:
+    response = await api.get(f"/v1/models/{model}")
+    return str(response.json()["latest_version"]["id"])
+
+
+async def wait_until(
+    api: httpx.AsyncClient, path: str, statuses: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted")
+) -> dict[str, Any]:
+    for _ in range(500):
+        body: dict[str, Any] = (await api.get(path)).json()
+        if body["status"] in statuses:
+            return body
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{path} never reached {statuses}: {body['status']}")
