@@ -1,0 +1,121 @@
+"""Outbound proxies: which proxy (if any) carries a request to a given host. The `proxy_url` setting
+applies to every scheme; otherwise HTTPS_PROXY / HTTP_PROXY / ALL_PROXY by scheme; NO_PROXY lists
+hosts reached directly either way. The environment is passed in, never read here."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    http: str | None = None
+    https: str | None = None
+    no_proxy: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.http or self.https)
+
+    def for_url(self, url: httpx.URL) -> str | None:
+        if bypasses(url.host, url.port, self.no_proxy):
+            return None
+        return self.https if url.scheme == "https" else self.http
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    # curl's convention: the lowercase spelling wins when both exist.
+    value = environ.get(name.lower()) or environ.get(name.upper())
+    return (value.strip() or None) if value else None
+
+
+def proxy_config(proxy_url: str | None, environ: Mapping[str, str]) -> ProxyConfig:
+    no_proxy = tuple(p.strip().lower() for p in (_env(environ, "NO_PROXY") or "").split(",") if p.strip())
+    if proxy_url:
+        return ProxyConfig(http=proxy_url, https=proxy_url, no_proxy=no_proxy)
+    fallback = _env(environ, "ALL_PROXY")
+    return ProxyConfig(
+        http=_env(environ, "HTTP_PROXY") or fallback,
+        https=_env(environ, "HTTPS_PROXY") or fallback,
+        no_proxy=no_proxy,
+    )
+
+
+def bypasses(host: str, port: int | None, no_proxy: tuple[str, ...]) -> bool:
+    """NO_PROXY entries: `*`, a host or domain suffix (`example.com`, `.example.com`), an IP, a
+    CIDR, each optionally with `:port`."""
+    host = host.lower().strip("[]").rstrip(".")
+    for entry in no_proxy:
+        if entry == "*":
+            return True
+        name, entry_port = _split_port(entry)
+        if entry_port is not None and entry_port != port:
+            continue
+        if _matches(host, name):
+            return True
+    return False
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    if entry.startswith("["):
+        name, _, rest = entry[1:].partition("]")
+        return name, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if entry.count(":") == 1:
+        name, _, port = entry.partition(":")
+        return name, int(port) if port.isdigit() else None
+    return entry, None
+
+
+def _matches(host: str, entry: str) -> bool:
+    entry = entry.lstrip("*").lstrip(".").rstrip(".")
+    if not entry:
+        return False
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return host == entry or host.endswith("." + entry)
+    try:
+        return ipaddress.ip_address(host) in network
+    except ValueError:
+        return False
+
+
+def mask_proxy_url(url: str | None) -> str | None:
+    """Proxy credentials are secrets: `http://user:pass@host` shows as `http://user:***@host`."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ProxyRoutingTransport(httpx.AsyncBaseTransport):
+    """Sends each request through the proxy its URL calls for, or directly."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self._direct = httpx.AsyncHTTPTransport()
+        self._proxied: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    def _for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+        proxy = self.config.for_url(url)
+        if proxy is None:
+            return self._direct
+        if proxy not in self._proxied:
+            self._proxied[proxy] = httpx.AsyncHTTPTransport(proxy=proxy)
+        return self._proxied[proxy]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._for(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._direct.aclose()
+        for transport in self._proxied.values():
+            await transport.aclose()
