@@ -95,4 +95,6 @@ def job_json(
         body["deadline"] = iso(job.deadline)
     if job.kind == "training":
         body["destination"] = job.destination
+        if job.output is None:  # the training schema types `output` as an object, without null
+            del body["output"]
     return body
