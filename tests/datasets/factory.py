@@ -36,12 +36,20 @@ def write_images(folder: Path, count: int = 3, textfiles: bool = True) -> list[P
     paths = []
     for index in range(count):
         stem = f"sks_plushie_photo_{index}"
-        paths.append(write_image(folder / f"{stem}.jpg", 1500 + index, stem.replace("_", " ") if textfiles else None))
+        paths.append(
+            write_image(folder / f"{stem}.jpg", 1500 + index, stem.replace("_", " ") if textfiles else None)
+        )
     return paths
 
 
 def local_entry(dataset_id: str = "plushie", folder: str = "data", **extra: Any) -> dict[str, Any]:
-    return {"id": dataset_id, "type": "local", "instance_data_dir": folder, "caption_strategy": "filename", **extra}
+    return {
+        "id": dataset_id,
+        "type": "local",
+        "instance_data_dir": folder,
+        "caption_strategy": "filename",
+        **extra,
+    }
 
 
 def write_environment(

@@ -83,7 +83,9 @@ def test_invalid_json_names_the_file_and_line(tmp_path: Path) -> None:
 
 
 def test_problems_list_missing_model_family_and_duplicate_ids(tmp_path: Path) -> None:
-    write_environment(tmp_path, "env", datasets=[local_entry("a"), local_entry("a")], options={"model_family": ""})
+    write_environment(
+        tmp_path, "env", datasets=[local_entry("a"), local_entry("a")], options={"model_family": ""}
+    )
     problems = load_environment("env", tmp_path).problems
     assert "config.json does not set model_family." in problems
     assert "Dataset id `a` is used twice." in problems
@@ -119,7 +121,9 @@ def test_environment_names_cannot_escape_the_configs_dir(tmp_path: Path) -> None
 
 
 def test_inline_json_and_lycoris(tmp_path: Path) -> None:
-    config = load_inline({"--model_family": "flux", "lora_type": "lycoris"}, [local_entry()], {"algo": "lokr"})
+    config = load_inline(
+        {"--model_family": "flux", "lora_type": "lycoris"}, [local_entry()], {"algo": "lokr"}
+    )
     assert config.lycoris == {"algo": "lokr"} and config.problems == []
     folder = write_environment(tmp_path, "env", options={"lora_type": "lycoris"})
     assert "LyCORIS config file was not found" in " ".join(load_environment("env", tmp_path).problems)

@@ -202,7 +202,7 @@ def _remote_source(entry: dict[str, Any]) -> bool:
     if re.match(r"^(https?|hf|s3|gs)://", source):
         return True
     # `owner/name` is a Hub dataset id unless a folder of that name exists here.
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", source)) and not Path(source).exists()
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) and not Path(source).exists()
 
 
 def _truthy(value: Any) -> bool:

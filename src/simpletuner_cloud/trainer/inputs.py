@@ -19,7 +19,9 @@ DROPPED_OPTIONS = frozenset({
     "push_to_hub", "push_checkpoints_to_hub", "hub_model_id", "report_to",
 })  # fmt: skip
 # Anything token-like stays out of config_json: Replicate stores and shows it verbatim.
-SECRET_OPTION = re.compile(r"(token|secret|password|passwd|api_key|apikey|access_key|private_key|credential)", re.I)
+SECRET_OPTION = re.compile(
+    r"(token|secret|password|passwd|api_key|apikey|access_key|private_key|credential)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,10 @@ def trainer_config(spec: JobSpec) -> dict[str, Any]:
         options["num_train_epochs"] = 0
     if spec.plan.needs_upload:
         # The trainer's generated entry takes resolution from the config: copy the dataset's in.
-        for key, value in (("resolution", spec.plan.resolution), ("resolution_type", spec.plan.resolution_type)):
+        for key, value in (
+            ("resolution", spec.plan.resolution),
+            ("resolution_type", spec.plan.resolution_type),
+        ):
             if value is not None:
                 options[key] = value
     return options

@@ -1,0 +1,135 @@
+"""Safe file selection: one test per rule, and every skipped file carries its reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from simpletuner_cloud.datasets.selection import REASONS, select_files
+from tests.datasets.factory import write_image
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    write_image(root / "a_photo.jpg", caption="a photo")
+    return root
+
+
+def skipped(root: Path) -> dict[str, str]:
+    return {item.path: item.reason for item in select_files(root, "set").skipped}
+
+
+def taken(root: Path) -> list[str]:
+    return [item.arcname for item in select_files(root, "set").files]
+
+
+def test_images_and_their_captions_are_taken_sorted_including_subfolders(folder: Path) -> None:
+    write_image(folder / "sub" / "b_photo.png", caption="b photo")
+    write_image(folder / "Z_photo.webp")
+    assert taken(folder) == [
+        "Z_photo.webp",
+        "a_photo.jpg",
+        "a_photo.txt",
+        "sub/b_photo.png",
+        "sub/b_photo.txt",
+    ]
+    assert skipped(folder) == {}
+
+
+def test_symlink_leaving_the_folder_is_skipped(folder: Path, tmp_path: Path) -> None:
+    outside = write_image(tmp_path / "private" / "secret_photo.jpg")
+    (folder / "linked.jpg").symlink_to(outside)
+    (folder / "linked_dir").symlink_to(outside.parent, target_is_directory=True)
+    assert skipped(folder) == {"linked.jpg": "symlink_outside", "linked_dir": "symlink_outside"}
+
+
+def test_symlink_inside_the_folder_is_followed_for_files_but_not_folders(folder: Path) -> None:
+    write_image(folder / "real" / "c_photo.jpg")
+    (folder / "alias_photo.jpg").symlink_to(folder / "a_photo.jpg")
+    (folder / "alias_dir").symlink_to(folder / "real", target_is_directory=True)
+    assert "alias_photo.jpg" in taken(folder)
+    assert skipped(folder) == {"alias_dir": "symlink_folder"}
+
+
+def test_broken_and_looping_symlinks_are_skipped(folder: Path) -> None:
+    (folder / "gone.jpg").symlink_to(folder / "missing.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    assert skipped(folder) == {"gone.jpg": "symlink_loop", "loop.jpg": "symlink_loop"}
+
+
+def test_hidden_files_and_folders_are_skipped(folder: Path) -> None:
+    write_image(folder / ".hidden.jpg")
+    write_image(folder / ".cache" / "x_photo.jpg")
+    assert skipped(folder) == {".hidden.jpg": "hidden", ".cache/": "hidden"}
+
+
+@pytest.mark.parametrize("name", [".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules"])
+def test_vcs_and_virtualenv_folders_are_skipped(folder: Path, name: str) -> None:
+    write_image(folder / name / "inside.jpg")
+    assert skipped(folder) == {f"{name}/": "vcs_or_venv"}
+
+
+@pytest.mark.parametrize(
+    "name", [".env", ".env.local", "prod.env", "server.pem", "tls.key", "cert.p12", "cert.pfx", "id_rsa",
+             "id_ed25519.pub", ".netrc", "credentials.json", "site.crt"],
+)  # fmt: skip
+def test_secrets_are_skipped(folder: Path, name: str) -> None:
+    (folder / name).write_text("SECRET=1")
+    assert skipped(folder) == {name: "secret"}
+
+
+def test_macos_and_windows_metadata_is_skipped(folder: Path) -> None:
+    write_image(folder / "__MACOSX" / "a_photo.jpg")
+    write_image(folder / "._a_photo.jpg")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    (folder / "Thumbs.db").write_bytes(b"\0")
+    assert set(skipped(folder).values()) == {"os_metadata"}
+    assert len(skipped(folder)) == 4
+
+
+def test_non_regular_files_are_skipped(folder: Path) -> None:
+    os.mkfifo(folder / "pipe.jpg")
+    assert skipped(folder) == {"pipe.jpg": "not_regular"}
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_files_are_skipped(folder: Path) -> None:
+    locked = write_image(folder / "locked.jpg")
+    locked.chmod(0)
+    try:
+        assert skipped(folder) == {"locked.jpg": "unreadable"}
+    finally:
+        locked.chmod(0o644)
+
+
+def test_files_the_trainer_cannot_use_stay_home(folder: Path) -> None:
+    (folder / "notes.md").write_text("private notes")
+    (folder / "readme.txt").write_text("not a caption")
+    (folder / "model.safetensors").write_bytes(b"\0" * 10)
+    assert skipped(folder) == {
+        "notes.md": "not_training_data",
+        "readme.txt": "caption_without_media",
+        "model.safetensors": "not_training_data",
+    }
+
+
+def test_prefix_puts_files_under_a_folder(folder: Path) -> None:
+    assert [f.arcname for f in select_files(folder, "set", "set").files] == [
+        "set/a_photo.jpg",
+        "set/a_photo.txt",
+    ]
+
+
+def test_every_reason_has_an_explanation(folder: Path) -> None:
+    (folder / ".env").write_text("x")
+    item = select_files(folder, "set").skipped[0]
+    assert item.explanation == REASONS["secret"]
+
+
+def test_counts(folder: Path) -> None:
+    selection = select_files(folder, "set")
+    assert selection.media_count == 1
+    assert selection.total_bytes == sum(p.stat().st_size for p in folder.iterdir())
