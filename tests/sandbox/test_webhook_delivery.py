@@ -1,0 +1,142 @@
+"""Webhook deliveries to a real loopback receiver: signed per Standard Webhooks with the account
+secret, filtered, throttled, and `completed` retried with the same id and a fresh timestamp."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import replicate
+from fastapi import FastAPI
+from replicate.webhook import WebhookSigningSecret
+from standardwebhooks import Webhook
+
+from simpletuner_cloud.replicate.webhooks import verify_webhook
+from simpletuner_cloud.sandbox import create_sandbox_app
+from tests.sandbox.conftest import AUTH, BASE, SECRET, create, fast_config, trainer_input, wait_until
+from tests.sandbox.receiver import Receiver, webhook_receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as running:
+        yield running
+
+
+async def settle(receiver: Receiver, count: int) -> None:
+    for _ in range(300):
+        if len(receiver.received) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} deliveries, got {len(receiver.received)}")
+
+
+async def run_job(api: httpx.AsyncClient, receiver: Receiver, **body: object) -> dict[str, object]:
+    inputs = await trainer_input(api)
+    created = await create(api, inputs, webhook=f"{receiver.url}/hook?ref=job-1", **body)
+    return await wait_until(api, f"/v1/predictions/{created['id']}")
+
+
+def events_of(receiver: Receiver) -> list[str]:
+    return [item.json["status"] for item in receiver.received]
+
+
+async def test_every_delivery_verifies(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    done = await run_job(api, receiver)
+    await settle(receiver, 3)
+    await asyncio.sleep(0.1)
+    secret = (await api.get("/v1/webhooks/default/secret")).json()["key"]
+    assert secret == SECRET
+    ids = [item.headers["webhook-id"] for item in receiver.received]
+    assert len(set(ids)) == len(ids) and all(i.startswith("msg_") for i in ids)
+    for item in receiver.received:
+        Webhook(secret).verify(item.body, item.headers)
+        verify_webhook(secret, item.headers, item.body)
+        replicate.webhooks.validate(headers=item.headers, body=item.body.decode(), secret=WebhookSigningSecret(key=secret))
+        assert item.query == "ref=job-1"
+        assert item.headers["content-type"] == "application/json"
+    bodies = receiver.bodies()
+    assert bodies[0]["status"] == "processing"  # the `start` event
+    assert bodies[-1] == done  # `completed` carries exactly the GET representation
+    assert any(b["status"] == "processing" and b["logs"] for b in bodies[1:])  # `logs` events
+
+
+async def test_filter_selects_events(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    await run_job(api, receiver, webhook_events_filter=["completed"])
+    await settle(receiver, 1)
+    await asyncio.sleep(0.1)
+    assert events_of(receiver) == ["succeeded"]
+
+
+async def test_output_event_precedes_completed(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    await run_job(api, receiver, webhook_events_filter=["output", "completed"])
+    await settle(receiver, 2)
+    bodies = receiver.bodies()
+    assert [b["status"] for b in bodies] == ["processing", "succeeded"]
+    assert bodies[0]["output"] == bodies[1]["output"]
+
+
+async def test_logs_are_throttled(tmp_path: Path, receiver: Receiver) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, webhook_throttle_seconds=60))
+    await app.state.sandbox.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+            done = await run_job(api, receiver, webhook_events_filter=["logs", "completed"])
+            await settle(receiver, 2)
+            await asyncio.sleep(0.1)
+    finally:
+        await app.state.sandbox.stop()
+    # Dozens of log lines, but one `logs` delivery per 60 s window; `completed` carries the rest.
+    assert done["logs"].count("\n") > 20
+    assert events_of(receiver) == ["processing", "succeeded"]
+
+
+async def test_completed_is_retried_with_same_id_and_fresh_timestamp(
+    app: FastAPI, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.script["completed"] = [500, 503]
+    receiver.on_failure = lambda: app.state.sandbox.clock.advance(100)
+    await run_job(api, receiver, webhook_events_filter=["completed"])
+    await settle(receiver, 3)
+    attempts = receiver.received
+    assert len({a.headers["webhook-id"] for a in attempts}) == 1
+    stamps = [int(a.headers["webhook-timestamp"]) for a in attempts]
+    assert stamps[1] >= stamps[0] + 100 and stamps[2] >= stamps[1] + 100
+    assert len({a.headers["webhook-signature"] for a in attempts}) == 3
+    for attempt in attempts:
+        verify_webhook(SECRET, attempt.headers, attempt.body, now=int(attempt.headers["webhook-timestamp"]))
+    log = (await api.get("/_sandbox/webhooks")).json()
+    assert [entry["outcome"] for entry in log] == ["500", "503", "200"]
+
+
+async def test_intermediate_events_are_not_retried(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    receiver.script["other"] = [500] * 100
+    await run_job(api, receiver, webhook_events_filter=["start", "completed"])
+    await settle(receiver, 2)
+    await asyncio.sleep(0.2)
+    assert events_of(receiver) == ["processing", "succeeded"]
+
+
+async def test_redirects_are_not_followed(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    receiver.script["completed"] = [307]
+    await run_job(api, receiver, webhook_events_filter=["completed"])
+    await settle(receiver, 2)  # the 307 counts as a failure and the retry succeeds
+    log = (await api.get("/_sandbox/webhooks")).json()
+    assert [entry["outcome"] for entry in log] == ["307", "200"]
+
+
+async def test_unreachable_receiver_does_not_break_the_job(api: httpx.AsyncClient) -> None:
+    inputs = await trainer_input(api)
+    created = await create(api, inputs, webhook="http://127.0.0.1:9/hook", webhook_events_filter=["completed"])
+    done = await wait_until(api, f"/v1/predictions/{created['id']}")
+    assert done["status"] == "succeeded"
+    for _ in range(100):
+        log = (await api.get("/_sandbox/webhooks")).json()
+        if len(log) == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert [entry["attempt"] for entry in log] == [1, 2, 3, 4]
+    assert all(entry["outcome"].startswith("error:") for entry in log)
