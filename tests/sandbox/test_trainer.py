@@ -1,0 +1,194 @@
+"""The simulated trainer: log lines in the real trainer's exact shapes, dataset staging, the Hub
+path, the output strings and the trainer's own failure messages."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import tarfile
+
+import httpx
+import pytest
+
+from simpletuner_cloud.sandbox import trainer_logs as tl
+from simpletuner_cloud.sandbox.dataset_archive import ArchiveRejected, count_samples
+from simpletuner_cloud.sandbox.outputs import normalise_hub_id
+from tests.sandbox.conftest import create, images_zip, trainer_config, trainer_input, upload, wait_until
+
+TQDM = re.compile(
+    r"^Epoch \d+/\d+, Steps: \d+\.\d%\|[█ ]{10}\| (\d+)/(\d+) \[\d\d:\d\d<\d\d:\d\d, [\d.]+(?:it/s|s/it), "
+    r"step_loss=[\d.]+, lr=[\d.e-]+\]$"
+)
+
+
+async def run(api: httpx.AsyncClient, **inputs: object) -> dict[str, object]:
+    created = await create(api, {**(await trainer_input(api)), **inputs})
+    return await wait_until(api, f"/v1/predictions/{created['id']}")
+
+
+async def test_log_lines_follow_the_trainer_contract(api: httpx.AsyncClient) -> None:
+    done = await run(api)
+    lines = str(done["logs"]).splitlines()
+    assert re.fullmatch(r"\[COG\] Webhook receiver started on http://127\.0\.0\.1:\d+/webhook", lines[0])
+    assert "[STAGE] ⏳ Loading base model" in lines
+    start = lines.index("***** Running training *****")
+    assert lines[start - 1] == "[TRAINING] " and "-  Num Epochs = 1" in lines
+    assert "-  Total optimization steps = 10" in lines
+    assert "Epoch 1/1 Steps:   0%|          | 0/10 [00:00<?, ?it/s]" in lines
+    bars = [TQDM.match(line) for line in lines if line.startswith("Epoch 1/1, Steps")]
+    assert bars and all(bars) and [m.group(1) for m in bars if m][-1] == "10"
+    checkpoint = next(i for i, line in enumerate(lines) if line.startswith("[INFO] Checkpoint: `Step 5 of 10:"))
+    title = lines[checkpoint].removeprefix("[INFO] ").partition("`: ")[0] + "`"
+    assert lines[checkpoint] == f"[INFO] {title}: {title}"
+    assert re.fullmatch(
+        r"\[STAGE\] ⏳ Saving Checkpoint: Saving checkpoint to output/cog/cog-[0-9a-f]{10}/checkpoint-5",
+        lines[checkpoint + 1],
+    )
+    assert lines[checkpoint + 2].startswith("[STAGE] ✓ Saving Checkpoint: Saved checkpoint to output/cog/cog-")
+    assert lines[checkpoint + 3] == "[CHECKPOINT] Checkpoint saved"
+    assert "[STAGE] ✓ Training Complete (100.0%): Training run complete." in lines
+    tail = lines.index("=== debug.log tail ===")
+    assert re.fullmatch(r"\[RANK 0\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[DEBUG\] \(\w+\) Step 2 of 10: .*", lines[tail + 1])
+    assert lines[-1] == done["output"]
+    assert re.fullmatch(r"Training complete\. Output: output/cog/cog-[0-9a-f]{10}", str(done["output"]))
+
+
+async def test_return_logs_false_has_no_tail(api: httpx.AsyncClient) -> None:
+    done = await run(api, return_logs=False)
+    assert "=== debug.log tail ===" not in str(done["logs"])
+    assert str(done["logs"]).splitlines()[-1] == "[COG] Webhook receiver stopped"
+
+
+async def test_long_runs_are_capped_in_simulated_steps(api: httpx.AsyncClient) -> None:
+    done = await run(api, max_train_steps=1000)
+    logs = str(done["logs"])
+    assert "-  Total optimization steps = 1000" in logs
+    bars = [line for line in logs.splitlines() if line.startswith("Epoch 1/1, Steps")]
+    assert len(bars) == 5 and bars[-1].split("| ")[1].startswith("1000/1000")
+
+
+async def test_steps_come_from_config_when_the_input_is_absent(api: httpx.AsyncClient) -> None:
+    done = await run(api, config_json=trainer_config(max_train_steps=7, checkpoint_step_interval=0))
+    assert "-  Total optimization steps = 7" in str(done["logs"])
+    assert "[CHECKPOINT]" not in str(done["logs"])
+
+
+async def test_validation_stage_when_configured(api: httpx.AsyncClient) -> None:
+    config = trainer_config(validation_prompt="a photo of sks", validation_step_interval=5)
+    done = await run(api, config_json=config)
+    assert str(done["logs"]).count("[STAGE] ✓ Running Validation") == 2
+
+
+async def test_hub_push_is_recorded_and_returned(api: httpx.AsyncClient) -> None:
+    done = await run(api, hub_model_id="https://huggingface.co/acme/sks-lora/", hf_token="hf_" + "x" * 30)
+    assert done["output"] == "https://huggingface.co/acme/sks-lora"
+    logs = str(done["logs"])
+    assert "[TRAINING] Status: uploading_model" in logs and "[TRAINING] Status: model_available" in logs
+    assert logs.splitlines()[-1] == "Model published to: https://huggingface.co/acme/sks-lora"
+    pushes = (await api.get("/_sandbox/hub")).json()
+    assert pushes[0]["repo_id"] == "acme/sks-lora" and pushes[0]["job_id"] == done["id"]
+    assert "hf_" not in json.dumps(pushes)
+
+
+async def test_hub_without_token_fails_at_once(api: httpx.AsyncClient) -> None:
+    done = await run(api, hub_model_id="acme/sks-lora")
+    assert done["status"] == "failed"
+    assert done["error"] == "hf_token is required when using hub_model_id for HuggingFace Hub publishing."
+    assert done["logs"] == ""
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        ({"config_json": None}, "No training config found at config/config.json."),
+        ({"config_json": "{}"}, "No training config found at config/config.json."),
+        ({"config_json": "/srv/config.json"}, "config_json file not found: /srv/config.json"),
+        ({"images": None}, "Either dataset_archive or dataloader config must be provided."),
+        ({"dataloader_json": "[]"}, "Must provide at least one data backend in the dataloader config."),
+        (
+            {"dataloader_json": json.dumps([{"id": "a", "type": "local", "instance_data_dir": "/home/me/pics"}])},
+            "The following dataset directories do not exist: /home/me/pics",
+        ),
+    ],
+)
+async def test_trainer_failures(api: httpx.AsyncClient, inputs: dict[str, object], error: str) -> None:
+    done = await run(api, **inputs)
+    assert (done["status"], done["error"]) == ("failed", error)
+
+
+async def test_config_json_that_is_not_json(api: httpx.AsyncClient) -> None:
+    done = await run(api, config_json="{oops")
+    assert str(done["error"]).startswith("config_json looks like JSON but failed to parse: ")
+
+
+async def test_archive_problems_fail_the_run(api: httpx.AsyncClient) -> None:
+    not_archive = await upload(api, b"just text", name="notes.txt")
+    created = await create(api, {"images": not_archive["urls"]["get"], "config_json": trainer_config()})
+    done = await wait_until(api, f"/v1/predictions/{created['id']}")
+    assert done["error"] == "Unsupported dataset archive format. Use .zip or .tar."
+
+
+async def test_deleted_input_file(api: httpx.AsyncClient) -> None:
+    uploaded = await upload(api)
+    await api.delete(f"/v1/files/{uploaded['id']}")
+    created = await create(api, {"images": uploaded["urls"]["get"], "config_json": trainer_config()})
+    done = await wait_until(api, f"/v1/predictions/{created['id']}")
+    assert done["status"] == "failed" and "404" in str(done["error"])
+
+
+async def test_data_uri_images(api: httpx.AsyncClient) -> None:
+    uri = "data:application/zip;base64," + base64.b64encode(images_zip(2)).decode()
+    created = await create(api, {"images": uri, "config_json": trainer_config()})
+    done = await wait_until(api, f"/v1/predictions/{created['id']}")
+    assert done["status"] == "succeeded" and "-  Num batches = 2" in str(done["logs"])
+
+
+async def test_unknown_inputs_are_dropped_with_a_warning(api: httpx.AsyncClient) -> None:
+    done = await run(api, lycoris_json="{}", webhook_config="x")
+    assert done["status"] == "succeeded"
+    assert done["input"]["lycoris_json"] == "{}"  # echoed as submitted
+    assert 'Warning: unexpected input "lycoris_json" was ignored' in str(done["logs"])
+    assert 'Warning: unexpected input "webhook_config" was ignored' in str(done["logs"])
+
+
+def _tar(names: list[str], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            archive.addfile(info, io.BytesIO(b"data"))
+    return buffer.getvalue()
+
+
+def test_archive_detection_by_content() -> None:
+    assert count_samples(images_zip(4)) == 4
+    assert count_samples(_tar(["a/one.jpg", "a/one.txt", "two.webp"])) == 2
+    assert count_samples(_tar(["x.png"], mode="w:xz")) == 1
+    with pytest.raises(ArchiveRejected, match=r"^Unsupported dataset archive format\. Use \.zip or \.tar\.$"):
+        count_samples(b"PK but not really")
+    with pytest.raises(ArchiveRejected, match="No images"):
+        count_samples(_tar(["captions.txt"]))
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "/etc/passwd.png", "a/../../evil.png"])
+def test_archive_traversal_guard(name: str) -> None:
+    with pytest.raises(ArchiveRejected) as caught:
+        count_samples(_tar([name]))
+    assert str(caught.value) == f"Unsafe tar path detected: {name}"
+
+
+def test_stage_and_progress_shapes() -> None:
+    assert tl.stage(tl.RUNNING, "VAE Caching (bucket 1.0)", percent=12.345) == "[STAGE] ⏳ VAE Caching (bucket 1.0) (12.3%)"
+    assert tl.stage(tl.OTHER, "Resume Checkpoint") == "[STAGE] • Resume Checkpoint"
+    assert tl.progress(1, 1, 4, 10, 2.0, 0.1234, 1e-4) == (
+        "Epoch 1/1, Steps: 40.0%|████      | 4/10 [00:02<00:03, 2.00it/s, step_loss=0.1234, lr=0.0001]"
+    )
+    assert tl.progress(1, 2, 1, 10, 4.0, 0.1, 1e-4).endswith("4.00s/it, step_loss=0.1000, lr=0.0001]")
+
+
+def test_hub_id_normalisation() -> None:
+    assert normalise_hub_id("https://huggingface.co/acme/lora/tree/main") == "acme/lora"
+    assert normalise_hub_id(" acme/lora ") == "acme/lora"
