@@ -33,11 +33,12 @@ class Preflight:
 
 
 def run_preflight(
-    config: TrainingConfig, *, limit: int = UPLOAD_LIMIT_BYTES, allow_aws: bool = False
+    config: TrainingConfig, *, limit: int | None = UPLOAD_LIMIT_BYTES, allow_aws: bool = False
 ) -> Preflight:
-    """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large`."""
+    """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large` (unless
+    `limit` is None: a preview reports the size instead of refusing)."""
     plan = plan_datasets(config, allow_aws=allow_aws)
-    preflight = Preflight(config, plan, limit=limit)
+    preflight = Preflight(config, plan, limit=UPLOAD_LIMIT_BYTES if limit is None else limit)
     if not plan.needs_upload:
         return preflight
     uploads = plan.uploads
@@ -64,7 +65,7 @@ def run_preflight(
             )
         preflight.selections.append(selection)
     preflight.layout = plan_archive(item for selection in preflight.selections for item in selection.files)
-    if preflight.layout.size > limit:
+    if limit is not None and preflight.layout.size > limit:
         raise too_large(preflight.layout.size, limit)
     return preflight
 

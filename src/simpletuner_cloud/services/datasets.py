@@ -1,15 +1,197 @@
-"""Dataset use cases for the API and CLI: list and read configs, preview what would be uploaded (with
-consent), package the archive, and install the shipped example environment."""
+"""Dataset use cases for the API and CLI: list and read configs, preview what would be uploaded, package
+the archive (in a worker thread), upload it once per sha256 (reusing a live upload), delete it after the
+job, and install the shipped example environment."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import anyio
+import httpx
+
+from simpletuner_cloud.datasets.archive import ArchiveResult, Progress, build_archive, manifest_as_json
+from simpletuner_cloud.datasets.configs import TrainingConfig, load_inline
+from simpletuner_cloud.datasets.environments import list_environments, load_environment, load_training_config
+from simpletuner_cloud.datasets.preflight import UPLOAD_LIMIT_BYTES, Preflight, run_preflight, too_large
+from simpletuner_cloud.datasets.selection import REASONS
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate import files
 from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.uploads import (
+    find_reusable_upload,
+    get_upload,
+    mark_upload_deleted,
+    record_upload,
+)
 
 EXAMPLE_NAME = "flux-lora-example"
+REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
+
+
+def list_configs(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "path": str(s.path), "model_family": s.model_family, "model_type": s.model_type,
+         "description": s.description, "datasets": s.datasets, "problems": s.problems}
+        for s in list_environments(settings.effective_configs_dir)
+    ]  # fmt: skip
+
+
+def get_config(settings: Settings, name: str) -> dict[str, Any]:
+    return describe_config(load_environment(name, settings.effective_configs_dir))
+
+
+def describe_config(config: TrainingConfig) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "source": config.source,
+        "config_path": str(config.config_path) if config.config_path else None,
+        "dataloader_path": str(config.dataloader_path) if config.dataloader_path else None,
+        "config": config.options,
+        "datasets": config.datasets,
+        "lycoris": config.lycoris,
+        "problems": config.problems,
+    }
+
+
+def load_config(
+    settings: Settings, reference: str | None = None, config_json: Any = None, dataloader_json: Any = None
+) -> TrainingConfig:
+    """An environment name or path, or inline JSON (both `config_json` and `dataloader_json`)."""
+    if reference:
+        return load_training_config(reference, settings.effective_configs_dir)
+    return load_inline(config_json, dataloader_json)
+
+
+def preview_data_consent(
+    settings: Settings, reference: str | None = None, config_json: Any = None, dataloader_json: Any = None
+) -> dict[str, Any]:
+    """What would leave this machine: per dataset the files, bytes and skipped files with reasons, and the
+    archive size against the limit. An oversized archive is reported, not raised, so it can be shown."""
+    config = load_config(settings, reference, config_json, dataloader_json)
+    preflight = run_preflight(config, limit=None)
+    return describe_preflight(preflight)
+
+
+def describe_preflight(preflight: Preflight) -> dict[str, Any]:
+    selections = {s.dataset_id: s for s in preflight.selections}
+    datasets = []
+    for planned in preflight.plan.datasets:
+        item: dict[str, Any] = {"id": planned.id, "action": planned.action, "reason": planned.reason}
+        selection = selections.get(planned.id)
+        if selection is not None:
+            item |= {
+                "folder": str(selection.folder),
+                "files": len(selection.files),
+                "images": selection.media_count,
+                "bytes": selection.total_bytes,
+                "skipped": [{"path": s.path, "reason": s.reason, "explanation": REASONS[s.reason]}
+                            for s in selection.skipped],
+            }  # fmt: skip
+        datasets.append(item)
+    over = preflight.archive_size > UPLOAD_LIMIT_BYTES
+    return {
+        "config": preflight.config.name,
+        "mode": preflight.plan.mode,
+        "needs_upload": preflight.needs_upload,
+        "datasets": datasets,
+        "archive_bytes": preflight.archive_size,
+        "limit_bytes": UPLOAD_LIMIT_BYTES,
+        "within_limit": not over,
+        "error": too_large(preflight.archive_size, UPLOAD_LIMIT_BYTES).to_body()["error"] if over else None,
+        "warnings": preflight.plan.warnings,
+        "problems": preflight.config.problems,
+    }
+
+
+def package_dataset(
+    settings: Settings, reference: str, out: Path, progress: Progress | None = None
+) -> tuple[Preflight, ArchiveResult]:
+    """Exactly the archive a job would upload, written to `out` (blocking; the CLI runs it directly)."""
+    preflight = run_preflight(load_config(settings, reference))
+    if preflight.layout is None:
+        raise remote_only()
+    return preflight, build_archive(preflight.layout, out, progress)
+
+
+async def build_dataset_archive(
+    preflight: Preflight, out: Path, progress: Progress | None = None
+) -> ArchiveResult:
+    """The submit flow's packaging step, off the event loop."""
+    if preflight.layout is None:
+        raise remote_only()
+    layout = preflight.layout
+    return await anyio.to_thread.run_sync(lambda: build_archive(layout, out, progress))
+
+
+@dataclass(frozen=True)
+class UploadedDataset:
+    upload_id: str
+    file_id: str
+    url: str
+    reused: bool
+
+
+async def upload_dataset(
+    database: Database,
+    http: httpx.AsyncClient,
+    archive_path: Path,
+    archive: ArchiveResult,
+    *,
+    now: datetime | None = None,
+    on_progress: Progress | None = None,
+) -> UploadedDataset:
+    """Reuse a live upload of the same bytes, else stream the archive to `/v1/files` and record it."""
+    now = now or datetime.now(UTC)
+    async with database.session() as session:
+        existing = await find_reusable_upload(session, archive.sha256, now, REUSE_MARGIN.total_seconds())
+        if existing is not None and existing.replicate_file_id and existing.url:
+            if on_progress:
+                on_progress(archive.size, archive.size)
+            return UploadedDataset(existing.id, existing.replicate_file_id, existing.url, reused=True)
+    metadata = {"sha256": archive.sha256, "files": len(archive.manifest), "source": "simpletuner-cloud"}
+    uploaded = await files.upload_file(
+        http,
+        archive_path,
+        filename=f"dataset-{archive.sha256[:16]}.zip",
+        metadata=metadata,
+        on_progress=on_progress,
+    )
+    url = str(uploaded.get("urls", {}).get("get") or "")
+    async with database.session() as session:
+        row = await record_upload(
+            session,
+            sha256=archive.sha256,
+            size=archive.size,
+            replicate_file_id=str(uploaded["id"]),
+            url=url,
+            expires_at=files.parse_time(uploaded.get("expires_at")),
+            metadata={"manifest_files": len(archive.manifest), "file": uploaded.get("name")},
+        )
+        await session.commit()
+        return UploadedDataset(row.id, str(uploaded["id"]), url, reused=False)
+
+
+async def delete_dataset_upload(database: Database, http: httpx.AsyncClient, upload_id: str) -> bool:
+    """After the job ends: delete the file at Replicate and mark the upload gone. Idempotent."""
+    async with database.session() as session:
+        row = await get_upload(session, upload_id)
+        if row is None or row.deleted_at is not None:
+            return False
+        if row.replicate_file_id:
+            await files.delete_file(http, row.replicate_file_id)
+        marked = await mark_upload_deleted(session, upload_id)
+        await session.commit()
+        return marked
+
+
+def manifest_document(archive: ArchiveResult) -> dict[str, Any]:
+    return {"sha256": archive.sha256, "size": archive.size, "files": manifest_as_json(archive)}
 
 
 def install_example(settings: Settings, force: bool = False) -> tuple[Path, bool]:
@@ -28,3 +210,11 @@ def install_example(settings: Settings, force: bool = False) -> tuple[Path, bool
         shutil.rmtree(target)
     staging.rename(target)
     return target, True
+
+
+def remote_only() -> CloudError:
+    return CloudError(
+        "This config uses only remote datasets: nothing is uploaded, so there is no archive to package.",
+        code="bad_request",
+        hint="`simpletuner cloud data preview` shows what the trainer will read.",
+    )
