@@ -35,7 +35,7 @@ def test_upload_mode_sends_images_and_a_cleaned_config(tmp_path: Path) -> None:
         "output_dir": "/home/me/out", "publishing_config": [{"provider": "s3"}],
         "webhook_config": {"url": "x"},
         "report_to": "wandb", "hub_token": "hf_leak", "wandb_api_key": "leak", "push_to_hub": True,
-        "num_train_epochs": 10, "resolution": 512,
+        "num_train_epochs": 10, "resolution": 512, "tokenizer_max_length": 512,
     }  # fmt: skip
     inputs = build_trainer_inputs(spec_for(tmp_path, [local_entry(resolution=768)], options=options))
     assert set(inputs) == {"config_json", "images", "hub_model_id", "hf_token"}
@@ -45,6 +45,7 @@ def test_upload_mode_sends_images_and_a_cleaned_config(tmp_path: Path) -> None:
                 "wandb_api_key", "push_to_hub"):  # fmt: skip
         assert key not in config
     assert config["report_to"] == "none"
+    assert config["tokenizer_max_length"] == 512  # a token-like word inside a longer name is not a secret
     assert config["num_train_epochs"] == 0  # max_train_steps drives the run
     assert (config["resolution"], config["resolution_type"]) == (768, "pixel_area")
     assert "leak" not in inputs["config_json"] and "hf_secret" not in inputs["config_json"]

@@ -29,17 +29,20 @@ from simpletuner_cloud.store.uploads import (
     mark_upload_deleted,
     record_upload,
 )
+from simpletuner_cloud.trainer.inputs import SECRET_OPTION
 
 EXAMPLE_NAME = "flux-lora-example"
 REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
 
 
-def list_configs(settings: Settings) -> list[dict[str, Any]]:
-    return [
+def list_configs(settings: Settings) -> dict[str, Any]:
+    summaries = list_environments(settings.effective_configs_dir)
+    configs = [
         {"name": s.name, "path": str(s.path), "model_family": s.model_family, "model_type": s.model_type,
          "description": s.description, "datasets": s.datasets, "problems": s.problems}
-        for s in list_environments(settings.effective_configs_dir)
+        for s in summaries
     ]  # fmt: skip
+    return {"configs_dir": str(settings.effective_configs_dir), "configs": configs}
 
 
 def get_config(settings: Settings, name: str) -> dict[str, Any]:
@@ -47,16 +50,30 @@ def get_config(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def describe_config(config: TrainingConfig) -> dict[str, Any]:
+    """The parsed config for display; values under secret-looking keys are replaced."""
     return {
         "name": config.name,
         "source": config.source,
         "config_path": str(config.config_path) if config.config_path else None,
         "dataloader_path": str(config.dataloader_path) if config.dataloader_path else None,
-        "config": config.options,
-        "datasets": config.datasets,
+        "config": redact_secrets(config.options),
+        "datasets": [redact_secrets(entry) for entry in config.datasets],
         "lycoris": config.lycoris,
         "problems": config.problems,
     }
+
+
+def redact_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "<redacted>"
+            if SECRET_OPTION.search(str(key)) and item not in (None, "")
+            else redact_secrets(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(item) for item in value]
+    return value
 
 
 def load_config(

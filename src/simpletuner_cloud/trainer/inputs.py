@@ -20,7 +20,7 @@ DROPPED_OPTIONS = frozenset({
 })  # fmt: skip
 # Anything token-like stays out of config_json: Replicate stores and shows it verbatim.
 SECRET_OPTION = re.compile(
-    r"(token|secret|password|passwd|api_key|apikey|access_key|private_key|credential)", re.I
+    r"(^|_)(token|secret|password|passwd|api_?key|access_key|private_key|credentials?)($|_)", re.I
 )
 
 

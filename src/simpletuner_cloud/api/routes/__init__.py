@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from simpletuner_cloud.api.routes import health, login
+from simpletuner_cloud.api.routes import configs, data, health, login
 
-MANAGEMENT_ROUTERS: list[APIRouter] = []
+MANAGEMENT_ROUTERS: list[APIRouter] = [configs.router, data.router]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router]

@@ -1,0 +1,73 @@
+"""`POST /api/cloud/data-consent/preview`: what a job would upload (per dataset: files, bytes, skipped
+files with reasons) and the archive size against Replicate's limit, before the user consents."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, model_validator
+
+from simpletuner_cloud.api.deps import SettingsDep
+from simpletuner_cloud.services import datasets
+
+router = APIRouter(tags=["data"])
+
+
+class DataConsentPreviewRequest(BaseModel):
+    config: str | None = Field(None, description="Environment name, or a path to a folder or config.json.")
+    config_json: dict[str, Any] | None = Field(None, description="Inline config.json.")
+    dataloader_json: list[dict[str, Any]] | dict[str, Any] | None = Field(
+        None, description="Inline multidatabackend.json."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConsentPreviewRequest:
+        inline = self.config_json is not None or self.dataloader_json is not None
+        if bool(self.config) == inline:
+            raise ValueError("give either `config` or both `config_json` and `dataloader_json`")
+        if inline and (self.config_json is None or self.dataloader_json is None):
+            raise ValueError("inline configs need both `config_json` and `dataloader_json`")
+        return self
+
+
+class SkippedFileResponse(BaseModel):
+    path: str
+    reason: str
+    explanation: str
+
+
+class DatasetPreviewResponse(BaseModel):
+    id: str
+    action: Literal["upload", "remote", "skip", "refuse"]
+    reason: str
+    folder: str | None = None
+    files: int | None = None
+    images: int | None = None
+    bytes: int | None = None
+    skipped: list[SkippedFileResponse] = []
+
+
+class ErrorDetailResponse(BaseModel):
+    code: str
+    message: str
+    hint: str
+    details: dict[str, Any] | None = None
+
+
+class DataConsentPreviewResponse(BaseModel):
+    config: str | None
+    mode: Literal["upload", "remote"]
+    needs_upload: bool
+    datasets: list[DatasetPreviewResponse]
+    archive_bytes: int
+    limit_bytes: int
+    within_limit: bool
+    error: ErrorDetailResponse | None
+    warnings: list[str]
+    problems: list[str]
+
+
+@router.post("/data-consent/preview", response_model=DataConsentPreviewResponse)
+def preview_data_consent(body: DataConsentPreviewRequest, settings: SettingsDep) -> dict[str, Any]:
+    return datasets.preview_data_consent(settings, body.config, body.config_json, body.dataloader_json)
