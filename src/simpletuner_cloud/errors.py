@@ -22,6 +22,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "token_invalid": 401,
     "provider_unavailable": 502,
     "provider_error": 502,
+    "provider_invalid_input": 422,
     "rate_limited": 429,
     "invalid_signature": 401,
     "webhook_forbidden": 403,

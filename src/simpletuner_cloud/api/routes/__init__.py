@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from simpletuner_cloud.api.routes import configs, data, health, login
+from simpletuner_cloud.api.routes import configs, data, hardware, health, login, providers, system_status
 
-MANAGEMENT_ROUTERS: list[APIRouter] = [configs.router, data.router]
+MANAGEMENT_ROUTERS: list[APIRouter] = [
+    providers.router,
+    hardware.router,
+    system_status.router,
+    configs.router,
+    data.router,
+]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router]

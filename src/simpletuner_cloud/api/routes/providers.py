@@ -1,0 +1,114 @@
+"""`/api/cloud/providers...`: the seed's provider API (validate, token, versions, billing, settings).
+Thin: parse, call one service function, return."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from simpletuner_cloud.api.deps import SessionDep, SettingsDep
+from simpletuner_cloud.services import billing, provider
+from simpletuner_cloud.services.provider_settings import (
+    Action,
+    Consent,
+    IpOrNetwork,
+    ModelRef,
+    Period,
+    ProxyUrl,
+    PublicUrl,
+    VersionId,
+    load_replicate_settings,
+    settings_answer,
+    update_replicate_settings,
+)
+
+router = APIRouter(prefix="/providers", tags=["providers"])
+
+
+def get_provider_runtime(request: Request) -> provider.ProviderRuntime:
+    """One runtime per app (breaker state and status cache outlive requests); tests may set their own."""
+    runtime = getattr(request.app.state, "provider_runtime", None)
+    if runtime is None:
+        runtime = request.app.state.provider_runtime = provider.ProviderRuntime()
+    return runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[provider.ProviderRuntime, Depends(get_provider_runtime)]
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    api_token: str
+
+
+class CostLimitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = None
+    amount: float | None = None
+    period: Period | None = None
+    action: Action | None = None
+
+
+class ReplicateSettingsRequest(BaseModel):
+    """A partial update: only the keys sent change; null resets a key to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelRef | None = None
+    version: VersionId | None = None
+    hardware: str | None = None
+    public_url: PublicUrl | None = None
+    webhook_allowed_ips: list[IpOrNetwork] | None = None
+    trusted_proxies: list[IpOrNetwork] | None = None
+    require_signature: bool | None = None
+    cost_limit: CostLimitRequest | None = None
+    http_timeout: float | None = None
+    proxy_url: ProxyUrl | None = None
+    data_consent: Consent | None = None
+    derived: dict[str, Any] | None = None  # read-only part of GET's answer; ignored, so GET -> PUT works
+
+
+@router.get("")
+async def list_providers(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await provider.list_providers(session, settings, runtime)
+
+
+@router.get("/replicate")
+async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    return settings_answer(settings, await load_replicate_settings(session, settings))
+
+
+@router.put("/replicate")
+async def put_replicate_settings(
+    body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True, exclude={"derived"})
+    return settings_answer(settings, await update_replicate_settings(session, settings, changes))
+
+
+@router.get("/replicate/validate")
+async def validate(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await provider.validate_token(session, settings, runtime)
+
+
+@router.put("/replicate/token")
+async def save_token(
+    body: TokenRequest, session: SessionDep, settings: SettingsDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return await provider.save_token(session, settings, runtime, body.api_token)
+
+
+@router.delete("/replicate/token")
+async def delete_token(settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return provider.delete_token(settings, runtime)
+
+
+@router.get("/replicate/versions")
+async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await provider.list_versions(session, settings, runtime)
+
+
+@router.get("/replicate/billing")
+async def billing_summary(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    return await billing.billing_summary(session, settings)

@@ -1,0 +1,273 @@
+"""`/api/cloud/providers...` against the sandbox: the server is pointed at a standalone sandbox with
+REPLICATE_API_TOKEN and SIMPLETUNER_REPLICATE_BASE_URL, exactly as a user points it at Replicate."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.replicate.errors import TOKEN_INVALID_HINT, TOKEN_MISSING_HINT
+from simpletuner_cloud.replicate.retries import RetryPolicy
+from simpletuner_cloud.services.provider import ENV_WINS_NOTE, ProviderRuntime
+from simpletuner_cloud.settings import load_settings
+from tests.support.provider_sandbox import MASKED_SANDBOX_TOKEN, RunningSandbox, standalone_sandbox
+
+ACCOUNT = {"username": "sandbox", "name": "Sandbox (offline Replicate emulator)", "type": "user"}
+WRONG_TOKEN = "r8_" + "w" * 37
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    with standalone_sandbox(tmp_path_factory.mktemp("sandbox")) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _point_at_sandbox(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("SIMPLETUNER_REPLICATE_BASE_URL", sandbox.url)
+    monkeypatch.setenv("SIMPLETUNER_STATUS_PAGE_URL", sandbox.status_url)
+    yield
+    sandbox.faults(server_errors={"count": 0}, status_page={"mode": "ok", "indicator": "none"})
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[FastAPI]:
+    application = create_app(load_settings())
+    application.state.provider_runtime = ProviderRuntime(
+        sleep=_no_sleep, retry_policy=RetryPolicy(max_attempts=2)
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def with_env_token(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", sandbox.token)
+    return sandbox.token
+
+
+def expected_provider(**changes: Any) -> dict[str, Any]:
+    entry = {
+        "id": "replicate",
+        "name": "Replicate",
+        "configured": True,
+        "token_source": "env",
+        "ready": True,
+        "sandbox": False,
+        "banner": None,
+        "webhook_url": None,
+        "hardware": "l40s",
+        "model": "simpletuner/advanced-trainer",
+        "not_ready_reason": None,
+        "warning": "No public URL: jobs are followed by polling until you set one.",
+    }
+    return {"providers": [{**entry, **changes}]}
+
+
+async def test_providers_without_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/cloud/providers")
+    assert response.status_code == 200
+    assert response.json() == expected_provider(
+        configured=False, token_source=None, ready=False, not_ready_reason="REPLICATE_API_TOKEN not set"
+    )
+
+
+async def test_providers_with_env_token(client: httpx.AsyncClient, with_env_token: str) -> None:
+    assert (await client.get("/api/cloud/providers")).json() == expected_provider()
+
+
+async def test_validate_without_token_is_the_seed_error(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "token_missing",
+            "message": "REPLICATE_API_TOKEN not set",
+            "hint": TOKEN_MISSING_HINT,
+        }
+    }
+
+
+async def test_validate_with_env_token(client: httpx.AsyncClient, with_env_token: str) -> None:
+    response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 200
+    assert response.json() == {
+        "valid": True,
+        "account": ACCOUNT,
+        "token_source": "env",
+        "token": MASKED_SANDBOX_TOKEN,
+        "sandbox": False,
+    }
+
+
+async def test_validate_with_a_rejected_token(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
+    response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "code": "token_invalid",
+            "message": "Invalid token",
+            "hint": TOKEN_INVALID_HINT,
+            "details": {
+                "method": "GET",
+                "path": "/v1/account",
+                "client_request_id": ANY,
+                "provider_status": 401,
+                "title": "Unauthenticated",
+                "detail": "You did not pass a valid authentication token",
+            },
+        }
+    }
+    assert WRONG_TOKEN not in response.text
+
+
+async def test_validate_when_replicate_fails(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    sandbox.faults(
+        server_errors={"count": 2, "status": 503, "html": True}, status_page={"indicator": "major"}
+    )
+    response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": {
+            "code": "provider_unavailable",
+            "message": "Replicate is failing: HTTP 503 on GET /v1/account. "
+            "Replicate's status page says: Partial System Outage (major).",
+            "hint": "Check https://replicate.statuspage.io/ and your network or proxy settings, then retry.",
+            "details": {
+                "method": "GET",
+                "path": "/v1/account",
+                "client_request_id": ANY,
+                "provider_status": 503,
+                "status_page": {"indicator": "major", "description": "Partial System Outage"},
+            },
+        }
+    }
+
+
+async def test_save_token_trims_validates_masks_and_writes_0600(
+    client: httpx.AsyncClient, app: FastAPI, sandbox: RunningSandbox
+) -> None:
+    response = await client.put(
+        "/api/cloud/providers/replicate/token", json={"api_token": f"  {sandbox.token}\n"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "saved": True,
+        "token": MASKED_SANDBOX_TOKEN,
+        "account": ACCOUNT,
+        "token_source": "saved",
+        "note": None,
+    }
+    path: Path = app.state.settings.replicate_token_path
+    assert path.read_text() == sandbox.token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    validated = await client.get("/api/cloud/providers/replicate/validate")
+    assert validated.json()["token_source"] == "saved"
+
+    deleted = await client.delete("/api/cloud/providers/replicate/token")
+    assert deleted.json() == {"deleted": True, "token_source": None, "token": None, "note": None}
+    assert not path.exists()
+    again = await client.delete("/api/cloud/providers/replicate/token")
+    assert again.json()["deleted"] is False
+
+
+async def test_save_token_refuses_a_bad_format(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await client.put(
+        "/api/cloud/providers/replicate/token", json={"api_token": "sk-notreplicate\n"}
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": {
+            "code": "token_invalid_format",
+            "message": "That does not look like a Replicate API token (they start with r8_).",
+            "hint": TOKEN_INVALID_HINT,
+        }
+    }
+    assert not app.state.settings.replicate_token_path.exists()
+
+
+async def test_save_token_refused_by_replicate_is_not_saved(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": WRONG_TOKEN})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Invalid token"
+    assert not app.state.settings.replicate_token_path.exists()
+    assert WRONG_TOKEN not in response.text
+
+
+async def test_env_token_wins_and_the_answer_says_so(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": sandbox.token})
+    assert response.json() == {
+        "saved": True,
+        "token": MASKED_SANDBOX_TOKEN,
+        "account": ACCOUNT,
+        "token_source": "env",
+        "note": ENV_WINS_NOTE,
+    }
+    deleted = await client.delete("/api/cloud/providers/replicate/token")
+    assert deleted.json() == {
+        "deleted": True,
+        "token_source": "env",
+        "token": MASKED_SANDBOX_TOKEN,
+        "note": "REPLICATE_API_TOKEN is set in the environment and takes precedence.",
+    }
+
+
+async def test_versions_newest_first_latest_unless_pinned(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    first, second = sandbox.version_list()
+    newest, older = first["id"], second["id"]
+    response = await client.get("/api/cloud/providers/replicate/versions")
+    assert response.status_code == 200
+    assert response.json() == {
+        "model": "simpletuner/advanced-trainer",
+        "pinned": None,
+        "selected": newest,
+        "versions": [
+            {"id": newest, "created_at": first["created_at"], "cog_version": "0.16.2", "selected": True},
+            {"id": older, "created_at": second["created_at"], "cog_version": "0.14.3", "selected": False},
+        ],
+    }
+    assert first["created_at"] > second["created_at"]
+    await client.put("/api/cloud/providers/replicate", json={"version": older})
+    pinned = (await client.get("/api/cloud/providers/replicate/versions")).json()
+    assert (pinned["pinned"], pinned["selected"]) == (older, older)
+    assert [v["selected"] for v in pinned["versions"]] == [False, True]
+
+
+async def test_versions_follow_the_hardware_model(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    await client.put("/api/cloud/providers/replicate", json={"hardware": "a100"})
+    answer = (await client.get("/api/cloud/providers/replicate/versions")).json()
+    assert answer["model"] == "simpletuner/advanced-trainer-a100"
+    assert [v["id"] for v in answer["versions"]] == sandbox.versions("simpletuner/advanced-trainer-a100")
+
+
+async def test_a_pinned_version_that_vanished_is_not_found(
+    client: httpx.AsyncClient, with_env_token: str
+) -> None:
+    await client.put("/api/cloud/providers/replicate", json={"version": "f" * 64})
+    response = await client.get("/api/cloud/providers/replicate/versions")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,127 @@
+"""Provider tests against the sandbox: a standalone sandbox on a free port (the server is pointed at
+it with REPLICATE_API_TOKEN and SIMPLETUNER_REPLICATE_BASE_URL), a `simpletuner server --sandbox`
+app under uvicorn, fault injection, and a real local HTTP proxy process (proxy.py)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
+from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, load_settings
+from tests.support.live_server import free_port, live_server
+
+SANDBOX_TOKEN = DEFAULT_SANDBOX_TOKEN
+MASKED_SANDBOX_TOKEN = "r8_...ken0"
+
+
+@dataclass
+class RunningSandbox:
+    url: str  # the Replicate base URL (no /v1)
+    token: str
+    app: FastAPI
+
+    @property
+    def status_url(self) -> str:
+        return f"{self.url}/status"
+
+    def faults(self, **faults: Any) -> dict[str, Any]:
+        return set_faults(self.url, self.token, faults)
+
+    def versions(self, model: str = "simpletuner/advanced-trainer") -> list[str]:
+        return [v["id"] for v in self.version_list(model)]
+
+    def version_list(self, model: str = "simpletuner/advanced-trainer") -> list[dict[str, Any]]:
+        with httpx.Client(trust_env=False, headers={"Authorization": f"Bearer {self.token}"}) as http:
+            page = http.get(f"{self.url}/v1/models/{model}/versions").json()
+        return page["results"]  # type: ignore[no-any-return]
+
+
+def set_faults(sandbox_url: str, token: str, faults: dict[str, Any]) -> dict[str, Any]:
+    with httpx.Client(trust_env=False, headers={"Authorization": f"Bearer {token}"}) as http:
+        response = http.post(f"{sandbox_url}/faults", json=faults)
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def standalone_sandbox(data_dir: Path, **config: Any) -> Iterator[RunningSandbox]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config.setdefault("status_page_timeout_seconds", 1.0)
+    app = create_sandbox_app(SandboxConfig(public_base_url=url, data_dir=data_dir, **config))
+    with live_server(app, port=port):
+        yield RunningSandbox(url, app.state.sandbox.config.token, app)
+
+
+@contextmanager
+def sandbox_mode_server(**overrides: Any) -> Iterator[tuple[str, FastAPI]]:
+    """`simpletuner server --sandbox` on a free port: the provider's calls to
+    http://127.0.0.1:<port>/sandbox really travel over a socket to this same server."""
+    port = free_port()
+    app = create_app(load_settings(sandbox=True, port=port, **overrides))
+    with live_server(app, port=port) as base:
+        app.state.sandbox_app.state.sandbox.config.status_page_timeout_seconds = 1.0
+        yield base, app
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("proxy.py exited at start-up")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("proxy.py did not start")
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def carried(self, path_fragment: str, timeout: float = 3.0) -> bool:
+        """True once the proxy's access log shows a request whose path contains the fragment (the
+        log line is written after the response, so give it a moment)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path_fragment in self.log():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+@contextmanager
+def http_proxy(log_dir: Path) -> Iterator[RunningProxy]:
+    """A real forwarding proxy process (proxy.py from PyPI) on a free port, stopped by its pid."""
+    port = free_port()
+    log_path = log_dir / f"proxy-{port}.log"
+    executable = Path(sys.executable).with_name("proxy")
+    command = [str(executable), "--hostname", "127.0.0.1", "--port", str(port)]
+    command += ["--num-workers", "1", "--num-acceptors", "1", "--log-file", str(log_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process, time.monotonic() + 20)
+        yield RunningProxy(f"http://127.0.0.1:{port}", log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
