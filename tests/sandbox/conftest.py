@@ -86,7 +86,9 @@ def trainer_config(**extra: Any) -> str:
     return json.dumps(config)
 
 
-async def upload(api: httpx.AsyncClient, data: bytes | None = None, name: str = "dataset.zip") -> dict[str, Any]:
+async def upload(
+    api: httpx.AsyncClient, data: bytes | None = None, name: str = "dataset.zip"
+) -> dict[str, Any]:
     response = await api.post("/v1/files", files={"content": (name, data or images_zip(), "application/zip")})
     assert response.status_code == 201, response.text
     return response.json()
@@ -98,7 +100,9 @@ async def trainer_input(api: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
 
 
 async def create(api: httpx.AsyncClient, input: dict[str, Any], **body: Any) -> dict[str, Any]:
-    response = await api.post("/v1/predictions", json={"version": await latest_version(api), "input": input, **body})
+    response = await api.post(
+        "/v1/predictions", json={"version": await latest_version(api), "input": input, **body}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -109,7 +113,9 @@ async def latest_version(api: httpx.AsyncClient, model: str = TRAINER) -> str:
 
 
 async def wait_until(
-    api: httpx.AsyncClient, path: str, statuses: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted")
+    api: httpx.AsyncClient,
+    path: str,
+    statuses: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted"),
 ) -> dict[str, Any]:
     for _ in range(500):
         body: dict[str, Any] = (await api.get(path)).json()

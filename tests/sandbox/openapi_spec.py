@@ -37,7 +37,9 @@ def _document() -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry:
-    return Registry().with_resource(DOC_URI, Resource.from_contents(_document(), default_specification=DRAFT202012))
+    return Registry().with_resource(
+        DOC_URI, Resource.from_contents(_document(), default_specification=DRAFT202012)
+    )
 
 
 def response_schema(path: str, method: str, status: int = 200) -> dict[str, Any]:
@@ -52,5 +54,7 @@ def validate_response(body: Any, path: str, method: str, status: int = 200) -> N
     # Resolve the document's "#/components/..." refs against the registered resource.
     wrapper = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": DOC_URI + "#/__target__"}
     document = {**_document(), "__target__": schema}
-    registry = Registry().with_resource(DOC_URI, Resource.from_contents(document, default_specification=DRAFT202012))
+    registry = Registry().with_resource(
+        DOC_URI, Resource.from_contents(document, default_specification=DRAFT202012)
+    )
     Draft202012Validator(wrapper, registry=registry).validate(body)

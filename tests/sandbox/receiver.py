@@ -69,7 +69,9 @@ def webhook_receiver() -> Iterator[Receiver]:
     async def elsewhere(request: Request) -> Response:
         raise AssertionError("redirects must never be followed")
 
-    app = Starlette(routes=[Route("/hook", hook, methods=["POST"]), Route("/elsewhere", elsewhere, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/hook", hook, methods=["POST"]), Route("/elsewhere", elsewhere, methods=["POST"])]
+    )
     with live_server(app) as base:
         receiver.url = base
         yield receiver

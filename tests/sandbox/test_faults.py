@@ -67,7 +67,9 @@ async def test_rate_limit_next_n_calls(api: httpx.AsyncClient) -> None:
 
 
 async def test_rate_limit_per_route_and_low_credit_wording(api: httpx.AsyncClient) -> None:
-    await set_faults(api, rate_limit={"count": 1, "retry_after": 5, "route": "/v1/predictions", "low_credit": True})
+    await set_faults(
+        api, rate_limit={"count": 1, "retry_after": 5, "route": "/v1/predictions", "low_credit": True}
+    )
     assert (await api.get("/v1/account")).status_code == 200
     response = await api.get("/v1/predictions")
     assert response.status_code == 429
@@ -153,7 +155,8 @@ async def test_late_validation(api: httpx.AsyncClient) -> None:
     failed = await wait_until(api, f"/v1/predictions/{created['id']}")
     assert failed["status"] == "failed"
     assert failed["error"] == (
-        "Prediction input failed validation: input.max_train_steps: Invalid type. Expected: integer, given: string"
+        "Prediction input failed validation: "
+        "input.max_train_steps: Invalid type. Expected: integer, given: string"
     )
 
 
@@ -192,7 +195,9 @@ async def test_webhook_reorder(api: httpx.AsyncClient, receiver: Receiver) -> No
     assert "succeeded" in statuses and statuses[-1] == "processing"  # completed came before the last logs
 
 
-async def test_webhook_stale_timestamp_is_rejected_by_receivers(api: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_webhook_stale_timestamp_is_rejected_by_receivers(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
     await set_faults(api, webhooks={"stale_seconds": 400})
     await run_job(api, receiver, webhook_events_filter=["completed"])
     await settle(receiver, 1)
@@ -229,9 +234,16 @@ async def test_status_page_indicator(api: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "status", "media"),
-    [("500", 500, "text/html"), ("html", 200, "text/html"), ("malformed", 200, "application/json"), ("redirect", 301, None)],
+    [
+        ("500", 500, "text/html"),
+        ("html", 200, "text/html"),
+        ("malformed", 200, "application/json"),
+        ("redirect", 301, None),
+    ],
 )
-async def test_status_page_failure_modes(api: httpx.AsyncClient, mode: str, status: int, media: str | None) -> None:
+async def test_status_page_failure_modes(
+    api: httpx.AsyncClient, mode: str, status: int, media: str | None
+) -> None:
     await set_faults(api, status_page={"mode": mode})
     response = await api.get("/status/api/v2/summary.json")
     assert response.status_code == status

@@ -28,7 +28,9 @@ def test_the_validator_rejects_a_bad_body() -> None:
 async def test_account_hardware_secret(api: httpx.AsyncClient) -> None:
     validate_response((await api.get("/v1/account")).json(), "/account", "get")
     validate_response((await api.get("/v1/hardware")).json(), "/hardware", "get")
-    validate_response((await api.get("/v1/webhooks/default/secret")).json(), "/webhooks/default/secret", "get")
+    validate_response(
+        (await api.get("/v1/webhooks/default/secret")).json(), "/webhooks/default/secret", "get"
+    )
 
 
 async def test_files(api: httpx.AsyncClient) -> None:
@@ -40,7 +42,9 @@ async def test_files(api: httpx.AsyncClient) -> None:
 
 async def test_models_and_versions(api: httpx.AsyncClient) -> None:
     for model in (TRAINER, "simpletuner/advanced-trainer-a100", "sandbox/my-lora"):
-        validate_response((await api.get(f"/v1/models/{model}")).json(), "/models/{model_owner}/{model_name}", "get")
+        validate_response(
+            (await api.get(f"/v1/models/{model}")).json(), "/models/{model_owner}/{model_name}", "get"
+        )
     versions = (await api.get(f"/v1/models/{TRAINER}/versions")).json()
     validate_response(versions, "/models/{model_owner}/{model_name}/versions", "get")
     one = (await api.get(f"/v1/models/{TRAINER}/versions/{versions['results'][0]['id']}")).json()
@@ -59,14 +63,17 @@ async def test_predictions_through_their_lifecycle(api: httpx.AsyncClient) -> No
     validate_response(canceled.json(), "/predictions/{prediction_id}/cancel", "post")
     validate_response((await api.get("/v1/predictions")).json(), "/predictions", "get")
     failing = await create(api, {**inputs, "config_json": "{not json"})
-    validate_response(await wait_until(api, f"/v1/predictions/{failing['id']}"), "/predictions/{prediction_id}", "get")
+    validate_response(
+        await wait_until(api, f"/v1/predictions/{failing['id']}"), "/predictions/{prediction_id}", "get"
+    )
 
 
 async def test_trainings(api: httpx.AsyncClient) -> None:
     version = await latest_version(api)
     inputs = await trainer_input(api)
     created = await api.post(
-        f"/v1/models/{TRAINER}/versions/{version}/trainings", json={"destination": "sandbox/my-lora", "input": inputs}
+        f"/v1/models/{TRAINER}/versions/{version}/trainings",
+        json={"destination": "sandbox/my-lora", "input": inputs},
     )
     path = "/models/{model_owner}/{model_name}/versions/{version_id}/trainings"
     validate_response(created.json(), path, "post", 201)

@@ -39,18 +39,24 @@ async def test_log_lines_follow_the_trainer_contract(api: httpx.AsyncClient) -> 
     assert "Epoch 1/1 Steps:   0%|          | 0/10 [00:00<?, ?it/s]" in lines
     bars = [TQDM.match(line) for line in lines if line.startswith("Epoch 1/1, Steps")]
     assert bars and all(bars) and [m.group(1) for m in bars if m][-1] == "10"
-    checkpoint = next(i for i, line in enumerate(lines) if line.startswith("[INFO] Checkpoint: `Step 5 of 10:"))
+    checkpoint = next(
+        i for i, line in enumerate(lines) if line.startswith("[INFO] Checkpoint: `Step 5 of 10:")
+    )
     title = lines[checkpoint].removeprefix("[INFO] ").partition("`: ")[0] + "`"
     assert lines[checkpoint] == f"[INFO] {title}: {title}"
     assert re.fullmatch(
         r"\[STAGE\] ⏳ Saving Checkpoint: Saving checkpoint to output/cog/cog-[0-9a-f]{10}/checkpoint-5",
         lines[checkpoint + 1],
     )
-    assert lines[checkpoint + 2].startswith("[STAGE] ✓ Saving Checkpoint: Saved checkpoint to output/cog/cog-")
+    assert lines[checkpoint + 2].startswith(
+        "[STAGE] ✓ Saving Checkpoint: Saved checkpoint to output/cog/cog-"
+    )
     assert lines[checkpoint + 3] == "[CHECKPOINT] Checkpoint saved"
     assert "[STAGE] ✓ Training Complete (100.0%): Training run complete." in lines
     tail = lines.index("=== debug.log tail ===")
-    assert re.fullmatch(r"\[RANK 0\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[DEBUG\] \(\w+\) Step 2 of 10: .*", lines[tail + 1])
+    assert re.fullmatch(
+        r"\[RANK 0\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[DEBUG\] \(\w+\) Step 2 of 10: .*", lines[tail + 1]
+    )
     assert lines[-1] == done["output"]
     assert re.fullmatch(r"Training complete\. Output: output/cog/cog-[0-9a-f]{10}", str(done["output"]))
 
@@ -108,7 +114,11 @@ async def test_hub_without_token_fails_at_once(api: httpx.AsyncClient) -> None:
         ({"images": None}, "Either dataset_archive or dataloader config must be provided."),
         ({"dataloader_json": "[]"}, "Must provide at least one data backend in the dataloader config."),
         (
-            {"dataloader_json": json.dumps([{"id": "a", "type": "local", "instance_data_dir": "/home/me/pics"}])},
+            {
+                "dataloader_json": json.dumps(
+                    [{"id": "a", "type": "local", "instance_data_dir": "/home/me/pics"}]
+                )
+            },
             "The following dataset directories do not exist: /home/me/pics",
         ),
     ],
@@ -181,7 +191,10 @@ def test_archive_traversal_guard(name: str) -> None:
 
 
 def test_stage_and_progress_shapes() -> None:
-    assert tl.stage(tl.RUNNING, "VAE Caching (bucket 1.0)", percent=12.345) == "[STAGE] ⏳ VAE Caching (bucket 1.0) (12.3%)"
+    assert (
+        tl.stage(tl.RUNNING, "VAE Caching (bucket 1.0)", percent=12.345)
+        == "[STAGE] ⏳ VAE Caching (bucket 1.0) (12.3%)"
+    )
     assert tl.stage(tl.OTHER, "Resume Checkpoint") == "[STAGE] • Resume Checkpoint"
     assert tl.progress(1, 1, 4, 10, 2.0, 0.1234, 1e-4) == (
         "Epoch 1/1, Steps: 40.0%|████      | 4/10 [00:02<00:03, 2.00it/s, step_loss=0.1234, lr=0.0001]"

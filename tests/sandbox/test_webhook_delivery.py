@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import replicate
 from fastapi import FastAPI
 from replicate.webhook import WebhookSigningSecret
 from standardwebhooks import Webhook
 
+import replicate
 from simpletuner_cloud.replicate.webhooks import verify_webhook
 from simpletuner_cloud.sandbox import create_sandbox_app
 from tests.sandbox.conftest import AUTH, BASE, SECRET, create, fast_config, trainer_input, wait_until
@@ -55,7 +55,9 @@ async def test_every_delivery_verifies(api: httpx.AsyncClient, receiver: Receive
     for item in receiver.received:
         Webhook(secret).verify(item.body, item.headers)
         verify_webhook(secret, item.headers, item.body)
-        replicate.webhooks.validate(headers=item.headers, body=item.body.decode(), secret=WebhookSigningSecret(key=secret))
+        replicate.webhooks.validate(
+            headers=item.headers, body=item.body.decode(), secret=WebhookSigningSecret(key=secret)
+        )
         assert item.query == "ref=job-1"
         assert item.headers["content-type"] == "application/json"
     bodies = receiver.bodies()
@@ -83,7 +85,9 @@ async def test_logs_are_throttled(tmp_path: Path, receiver: Receiver) -> None:
     app = create_sandbox_app(fast_config(tmp_path, webhook_throttle_seconds=60))
     await app.state.sandbox.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+        ) as api:
             done = await run_job(api, receiver, webhook_events_filter=["logs", "completed"])
             await settle(receiver, 2)
             await asyncio.sleep(0.1)
@@ -130,7 +134,9 @@ async def test_redirects_are_not_followed(api: httpx.AsyncClient, receiver: Rece
 
 async def test_unreachable_receiver_does_not_break_the_job(api: httpx.AsyncClient) -> None:
     inputs = await trainer_input(api)
-    created = await create(api, inputs, webhook="http://127.0.0.1:9/hook", webhook_events_filter=["completed"])
+    created = await create(
+        api, inputs, webhook="http://127.0.0.1:9/hook", webhook_events_filter=["completed"]
+    )
     done = await wait_until(api, f"/v1/predictions/{created['id']}")
     assert done["status"] == "succeeded"
     for _ in range(100):

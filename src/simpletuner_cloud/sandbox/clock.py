@@ -39,7 +39,7 @@ class Clock:
 
 def iso(timestamp: float) -> str:
     """UTC ISO 8601 with microseconds and `Z`, like Replicate's newer payloads."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(round(timestamp, 6), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(value: str) -> float | None:

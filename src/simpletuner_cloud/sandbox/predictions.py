@@ -81,6 +81,11 @@ def _date_filter(request: Request, name: str) -> float | None:
     return parsed
 
 
+def _micros(timestamp: float) -> int:
+    """Compare at the precision the API shows, so `created_after=<a job's created_at>` excludes it."""
+    return round(timestamp * 1_000_000)
+
+
 def list_jobs(request: Request, kind: str) -> dict[str, Any]:
     sandbox = request.app.state.sandbox
     after, before = _date_filter(request, "created_after"), _date_filter(request, "created_before")
@@ -88,8 +93,8 @@ def list_jobs(request: Request, kind: str) -> dict[str, Any]:
         job
         for job in sorted(sandbox.jobs.values(), key=lambda j: j.seq, reverse=True)
         if job.kind == kind
-        and (after is None or job.created_at > after)
-        and (before is None or job.created_at < before)
+        and (after is None or _micros(job.created_at) > _micros(after))
+        and (before is None or _micros(job.created_at) < _micros(before))
     ]
     return paginate(
         jobs,

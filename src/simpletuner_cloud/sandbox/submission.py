@@ -115,7 +115,6 @@ async def create_job(
         if sandbox.config.input_validation == "create" and not sandbox.faults.late_validation:
             raise validation_problem(checked.invalid_fields)
         late = checked.invalid_fields
-    now = sandbox.clock.now()
     job: Job = sandbox.submit(
         {
             "id": new_id(),
@@ -126,12 +125,12 @@ async def create_job(
             "webhook": webhook,
             "events": events,
             "destination": destination,
-            "deadline": now + deadline_seconds if deadline_seconds is not None else None,
             "late_validation_errors": late,
             "unknown_inputs": checked.unknown,
             "created_via_models_route": via_models_route,
         },
         with_defaults(checked.accepted, version.openapi_schema, schema_name),
+        cancel_after=deadline_seconds,
     )
     model.run_count += 1
     headers: dict[str, str] = {}

@@ -1,0 +1,208 @@
+"""Auth, problem bodies, files, catalogue and hardware: the exact shapes of replicate-api.md."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from simpletuner_cloud.sandbox import create_sandbox_app
+from simpletuner_cloud.sandbox.files import download_signature
+from tests.sandbox.conftest import AUTH, BASE, TOKEN, TRAINER, fast_config, upload
+
+UNAUTHENTICATED = {
+    "title": "Unauthenticated",
+    "detail": "You did not pass a valid authentication token",
+    "status": 401,
+}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Bearer r8_" + "a" * 37, "Basic abc", "Bearer "])
+async def test_bad_tokens_get_replicates_401(api: httpx.AsyncClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    async with httpx.AsyncClient(transport=api._transport, base_url=BASE, headers=headers) as anonymous:
+        response = await anonymous.get("/v1/account")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == UNAUTHENTICATED
+
+
+async def test_legacy_token_scheme_is_accepted(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v1/account", headers={"Authorization": f"Token {TOKEN}"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "type": "user",
+        "username": "sandbox",
+        "name": "Sandbox (offline Replicate emulator)",
+    }
+
+
+async def test_any_r8_token_when_configured(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, accept_any_r8_token=True))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        ok = await client.get("/v1/account", headers={"Authorization": "Bearer r8_" + "a" * 37})
+        short = await client.get("/v1/account", headers={"Authorization": "Bearer r8_short"})
+    assert (ok.status_code, short.status_code) == (200, 401)
+
+
+async def test_default_token_is_a_40_character_sandbox_token() -> None:
+    assert len(TOKEN) == 40 and TOKEN.startswith("r8_") and "sandbox" in TOKEN
+
+
+async def test_unknown_things_are_404_problems(api: httpx.AsyncClient) -> None:
+    for path in (
+        "/v1/predictions/nope",
+        "/v1/models/nobody/nothing",
+        "/v1/trainings/nope",
+        "/v1/no-such-route",
+    ):
+        response = await api.get(path)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not found.", "status": 404}), path
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await api.get("/v1/files/nope")).json() == {"detail": "File not found"}
+
+
+async def test_wrong_method_is_a_problem(api: httpx.AsyncClient) -> None:
+    response = await api.put("/v1/account")
+    assert response.status_code == 405 and response.headers["content-type"] == "application/problem+json"
+
+
+async def test_no_traceback_reaches_the_client(app: FastAPI, api: httpx.AsyncClient) -> None:
+    def explode(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    app.state.sandbox.catalogue.get = explode
+    response = await api.get(f"/v1/models/{TRAINER}")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error", "status": 500}
+    assert "secret internals" not in response.text
+
+
+async def test_rate_limit_headers_and_buckets(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, other_rate_per_minute=2))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+    ) as client:
+        first = await client.get("/v1/account")
+        second = await client.get("/v1/account")
+        third = await client.get("/v1/account")
+    assert (first.headers["ratelimit-remaining"], first.headers["ratelimit-reset"]) == ("1", "1")
+    assert second.headers["ratelimit-remaining"] == "0"
+    assert third.status_code == 429 and int(third.headers["retry-after"]) >= 1
+    assert third.json()["retry_after"] == int(third.headers["retry-after"])
+
+
+async def test_file_upload_shape(api: httpx.AsyncClient) -> None:
+    data = b"hello sandbox"
+    created = await upload(api, data, name="notes.txt")
+    assert created["name"] == "notes.txt" and created["content_type"] == "application/zip"
+    assert created["size"] == len(data)
+    assert created["etag"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert created["checksums"] == {"sha256": hashlib.sha256(data).hexdigest(), "md5": created["etag"]}
+    assert created["urls"] == {"get": f"{BASE}/v1/files/{created['id']}"}
+    assert created["metadata"] == {} and created["expires_at"] > created["created_at"]
+
+
+async def test_explicit_fields_override_part_headers(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/v1/files",
+        files={"content": ("part.bin", b"x", "application/octet-stream")},
+        data={"filename": "real.zip", "type": "application/zip", "metadata": '{"ref": "r-1"}'},
+    )
+    body = response.json()
+    assert (body["name"], body["content_type"], body["metadata"]) == (
+        "real.zip",
+        "application/zip",
+        {"ref": "r-1"},
+    )
+
+
+async def test_upload_limit_is_413(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, file_size_limit=10))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+    ) as client:
+        response = await client.post("/v1/files", files={"content": ("a.zip", b"x" * 11, "application/zip")})
+        assert (await client.get("/v1/files")).json()["results"] == []
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Files must be less than 100MB in size"}
+
+
+async def test_upload_without_content_is_400(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/files", data={"filename": "x"})
+    assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
+
+
+async def test_file_list_delete_download(app: FastAPI, api: httpx.AsyncClient) -> None:
+    first, second = await upload(api, b"one"), await upload(api, b"two")
+    assert [f["id"] for f in (await api.get("/v1/files")).json()["results"]] == [second["id"], first["id"]]
+    download = await api.get(f"/v1/files/{first['id']}/download")
+    assert download.content == b"one"
+    key = app.state.sandbox.signing_key
+    expiry = str(int(app.state.sandbox.clock.now()) + 60)
+    signature = download_signature(key, "sandbox", first["id"], expiry)
+    query = {"owner": "sandbox", "expiry": expiry, "signature": signature}
+    async with httpx.AsyncClient(transport=api._transport, base_url=BASE) as anonymous:
+        assert (await anonymous.get(f"/v1/files/{first['id']}/download", params=query)).content == b"one"
+        forged = {**query, "signature": base64.b64encode(b"0" * 32).decode()}
+        assert (await anonymous.get(f"/v1/files/{first['id']}/download", params=forged)).status_code == 404
+    assert (await api.delete(f"/v1/files/{first['id']}")).status_code == 204
+    for _ in range(2):
+        assert (await api.get(f"/v1/files/{first['id']}")).status_code == 404
+        assert (await api.delete(f"/v1/files/{first['id']}")).json() == {"detail": "File not found"}
+
+
+async def test_files_expire(app: FastAPI, api: httpx.AsyncClient) -> None:
+    created = await upload(api)
+    app.state.sandbox.clock.advance(86401)
+    assert (await api.get(f"/v1/files/{created['id']}")).status_code == 404
+
+
+async def test_models_versions_and_schema(api: httpx.AsyncClient) -> None:
+    model = (await api.get(f"/v1/models/{TRAINER}")).json()
+    assert model["url"] == f"{BASE}/simpletuner/advanced-trainer" and model["visibility"] == "public"
+    versions = (await api.get(f"/v1/models/{TRAINER}/versions")).json()
+    assert len(versions["results"]) == 2 and versions["results"][0] == model["latest_version"]
+    latest, older = (v["openapi_schema"]["components"]["schemas"]["Input"] for v in versions["results"])
+    props = latest["properties"]
+    assert list(props) == [
+        "images", "config_json", "dataloader_json", "max_train_steps", "s3_bucket", "s3_region",
+        "s3_endpoint_url", "s3_base_path", "s3_public_base_url", "s3_access_key", "s3_secret_key",
+        "hub_model_id", "hf_token", "lycoris_config", "return_logs",
+    ]  # fmt: skip
+    assert [p["x-order"] for p in props.values()] == list(range(15))
+    for secret in ("s3_access_key", "s3_secret_key", "hf_token"):
+        assert {k: props[secret][k] for k in ("type", "format", "x-cog-secret")} == {
+            "type": "string", "format": "password", "x-cog-secret": True,
+        }  # fmt: skip
+    assert props["images"]["format"] == "uri" and props["max_train_steps"]["type"] == "integer"
+    assert props["s3_base_path"]["default"] == "simpletuner" and props["return_logs"]["default"] is True
+    assert "client_ref" not in props and "required" not in latest
+    assert "lycoris_config" not in older["properties"]  # the older version predates it
+    a100 = (await api.get("/v1/models/simpletuner/advanced-trainer-a100")).json()
+    assert a100["latest_version"]["id"] != model["latest_version"]["id"]
+    one = await api.get(f"/v1/models/{TRAINER}/versions/{model['latest_version']['id']}")
+    assert one.json() == model["latest_version"]
+    assert (await api.get(f"/v1/models/{TRAINER}/versions/{'0' * 64}")).status_code == 404
+
+
+async def test_hardware_lists_section_7_skus(api: httpx.AsyncClient) -> None:
+    hardware = (await api.get("/v1/hardware")).json()
+    skus = [item["sku"] for item in hardware]
+    assert {"gpu-l40s", "gpu-2x-l40s", "gpu-a100-large", "gpu-a100-large-2x", "gpu-h100-8x", "cpu"} <= set(
+        skus
+    )
+    assert {"sku": "gpu-a100-large", "name": "Nvidia A100 (80GB) GPU"} in hardware
+
+
+async def test_webhook_secret_is_generated_without_underscores(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, webhook_secret=None))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+    ) as client:
+        key = (await client.get("/v1/webhooks/default/secret")).json()["key"]
+    assert key.startswith("whsec_") and "_" not in key[6:] and len(base64.b64decode(key[6:])) == 24

@@ -1,0 +1,325 @@
+"""Creating, reading, listing and cancelling predictions and trainings; Prefer: wait; Cancel-After;
+input validation; retention."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from simpletuner_cloud.sandbox import create_sandbox_app
+from simpletuner_cloud.sandbox.clock import iso
+from tests.sandbox.conftest import (
+    AUTH,
+    BASE,
+    TRAINER,
+    create,
+    fast_config,
+    latest_version,
+    trainer_input,
+    wait_until,
+)
+
+INVALID_VERSION = {
+    "title": "Invalid version or not permitted",
+    "detail": "The specified version does not exist (or perhaps you don't have permission to use it?)",
+    "status": 422,
+}
+
+
+async def test_create_shape(api: httpx.AsyncClient) -> None:
+    inputs = await trainer_input(api)
+    created = await create(api, inputs)
+    assert created["status"] == "starting" and created["logs"] == "" and created["output"] is None
+    assert created["input"] == inputs and created["model"] == TRAINER and created["source"] == "api"
+    assert created["urls"] == {
+        "get": f"{BASE}/v1/predictions/{created['id']}",
+        "cancel": f"{BASE}/v1/predictions/{created['id']}/cancel",
+        "web": f"{BASE}/p/{created['id']}",
+    }
+    assert len(created["id"]) == 26 and created["id"].isalnum() and created["id"].islower()
+    assert "started_at" not in created and created["metrics"] == {}
+
+
+async def test_lifecycle_and_metrics(api: httpx.AsyncClient) -> None:
+    created = await create(api, await trainer_input(api))
+    processing = await wait_until(api, created["urls"]["get"], ("processing", "succeeded"))
+    assert "started_at" in processing
+    done = await wait_until(api, created["urls"]["get"])
+    assert done["status"] == "succeeded" and "completed_at" in done
+    assert set(done["metrics"]) == {"predict_time", "total_time"}
+
+
+async def test_three_version_forms(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    inputs = await trainer_input(api)
+    plain = await api.post("/v1/predictions", json={"version": version, "input": inputs})
+    named = await api.post("/v1/predictions", json={"version": f"{TRAINER}:{version}", "input": inputs})
+    assert plain.status_code == named.status_code == 201
+    assert plain.json()["version"] == named.json()["version"] == version
+    # `owner/name` is for official models only; the trainer is not one.
+    community = await api.post("/v1/predictions", json={"version": TRAINER, "input": inputs})
+    assert (community.status_code, community.json()) == (422, INVALID_VERSION)
+    unknown = await api.post("/v1/predictions", json={"version": "f" * 64, "input": inputs})
+    assert (unknown.status_code, unknown.json()) == (422, INVALID_VERSION)
+    missing = await api.post("/v1/predictions", json={"input": inputs})
+    assert missing.status_code == 422 and missing.json()["invalid_fields"][0]["type"] == "required"
+
+
+async def test_older_version_runs_and_a100_model(api: httpx.AsyncClient) -> None:
+    versions = (await api.get(f"/v1/models/{TRAINER}/versions")).json()["results"]
+    inputs = await trainer_input(api)
+    older = await api.post("/v1/predictions", json={"version": versions[1]["id"], "input": inputs})
+    a100 = await api.post("/v1/models/simpletuner/advanced-trainer-a100/predictions", json={"input": inputs})
+    assert older.json()["version"] == versions[1]["id"]
+    assert a100.json()["model"] == "simpletuner/advanced-trainer-a100"
+    missing = await api.post("/v1/models/nobody/nothing/predictions", json={"input": inputs})
+    assert missing.status_code == 404
+
+
+async def test_input_validation_is_replicates_422(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    response = await api.post(
+        "/v1/predictions",
+        json={
+            "version": version,
+            "input": {"max_train_steps": "ten", "return_logs": "yes", "config_json": "{}"},
+        },
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "title": "Input validation failed",
+        "status": 422,
+        "detail": "- input.max_train_steps: Invalid type. Expected: integer, given: string\n"
+        "- input.return_logs: Invalid type. Expected: boolean, given: string\n",
+        "invalid_fields": [
+            {
+                "type": "invalid_type",
+                "field": "input.max_train_steps",
+                "description": "Invalid type. Expected: integer, given: string",
+            },
+            {
+                "type": "invalid_type",
+                "field": "input.return_logs",
+                "description": "Invalid type. Expected: boolean, given: string",
+            },
+        ],
+    }
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+
+
+async def test_run_time_validation_mode(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, input_validation="run"))
+    await app.state.sandbox.start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+        ) as api:
+            created = await create(api, {"max_train_steps": 1.5})
+            failed = await wait_until(api, f"/v1/predictions/{created['id']}")
+    finally:
+        await app.state.sandbox.stop()
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith(
+        "Prediction input failed validation: input.max_train_steps: Invalid type."
+    )
+
+
+async def test_bad_bodies(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    not_json = await api.post("/v1/predictions", content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and not_json.headers["content-type"] == "application/problem+json"
+    bad_filter = await api.post(
+        "/v1/predictions", json={"version": version, "input": {}, "webhook_events_filter": ["everything"]}
+    )
+    assert bad_filter.status_code == 422 and bad_filter.json()["invalid_fields"][0]["type"] == "enum"
+    bad_hook = await api.post(
+        "/v1/predictions", json={"version": version, "input": {}, "webhook": "not a url"}
+    )
+    assert bad_hook.status_code == 422
+    legacy = await api.post(
+        "/v1/predictions", json={"version": version, "input": {}, "webhook_completed": "x"}
+    )
+    assert legacy.status_code == 201  # unknown top-level keys are tolerated
+
+
+async def test_prefer_wait(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    inputs = await trainer_input(api)
+    response = await api.post(
+        "/v1/predictions", json={"version": version, "input": inputs}, headers={"Prefer": "wait=30"}
+    )
+    assert response.status_code == 201
+    assert response.headers["preference-applied"] == "wait=30"
+    assert response.json()["status"] == "succeeded"
+    bare = await api.post(
+        "/v1/predictions", json={"version": version, "input": inputs}, headers={"Prefer": "wait"}
+    )
+    assert bare.headers["preference-applied"] == "wait"
+    bad = await api.post(
+        "/v1/predictions", json={"version": version, "input": inputs}, headers={"Prefer": "wait=99"}
+    )
+    assert bad.status_code == 400
+
+
+async def test_cancel_after_aborts_before_start(api: httpx.AsyncClient, app: FastAPI) -> None:
+    await api.post("/faults", json={"starting_delay": 60})
+    created = await api.post(
+        "/v1/predictions",
+        json={"version": await latest_version(api), "input": await trainer_input(api)},
+        headers={"Cancel-After": "1m30s"},
+    )
+    body = created.json()
+    assert body["deadline"] == iso(app.state.sandbox.jobs[body["id"]].created_at + 90)
+    app.state.sandbox.clock.advance(91)
+    aborted = await wait_until(api, body["urls"]["get"])
+    assert aborted["status"] == "aborted" and "started_at" not in aborted
+    valid = {"version": await latest_version(api), "input": {}}
+    assert (await api.post("/v1/predictions", json=valid, headers={"Cancel-After": "1s"})).status_code == 400
+    assert (
+        await api.post("/v1/predictions", json=valid, headers={"Cancel-After": "soon"})
+    ).status_code == 400
+
+
+@pytest.fixture
+async def slow(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A sandbox whose runs last minutes: one visible step per 0.01 s, up to 100000 of them."""
+    app = create_sandbox_app(fast_config(tmp_path, max_simulated_steps=100_000))
+    await app.state.sandbox.start()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+        yield app, api
+    await app.state.sandbox.stop()
+
+
+async def test_cancel_after_cancels_a_running_job(slow: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, api = slow
+    created = await api.post(
+        "/v1/predictions",
+        json={"version": await latest_version(api), "input": await trainer_input(api, max_train_steps=10**5)},
+        headers={"Cancel-After": "30"},
+    )
+    await wait_until(api, created.json()["urls"]["get"], ("processing",))
+    app.state.sandbox.clock.advance(31)
+    assert (await wait_until(api, created.json()["urls"]["get"]))["status"] == "canceled"
+
+
+async def test_cancel_from_processing_and_after_finish(slow: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, api = slow
+    created = await create(api, await trainer_input(api, max_train_steps=10**5))
+    await wait_until(api, created["urls"]["get"], ("processing",))
+    canceled = (await api.post(created["urls"]["cancel"])).json()
+    assert (
+        canceled["status"] == "canceled"
+        and "completed_at" in canceled
+        and "predict_time" in canceled["metrics"]
+    )
+    await asyncio.sleep(0.05)
+    again = (await api.post(created["urls"]["cancel"])).json()
+    assert again == canceled  # nothing moves after a terminal status
+
+
+async def test_list_pagination_and_filters(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, page_size=2, boot_seconds=60))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+        await app.state.sandbox.start()
+        try:
+            ids = []
+            for _ in range(5):
+                ids.append((await create(api, {}))["id"])
+                app.state.sandbox.clock.advance(60)
+            first = (await api.get("/v1/predictions")).json()
+            assert [p["id"] for p in first["results"]] == ids[::-1][:2] and first["previous"] is None
+            assert first["next"].startswith(f"{BASE}/v1/predictions?cursor=")
+            seen = [p["id"] for p in first["results"]]
+            page = first
+            while page["next"]:
+                page = (await api.get(page["next"])).json()
+                seen += [p["id"] for p in page["results"]]
+            assert seen == ids[::-1]
+            back = (await api.get(page["previous"])).json()
+            assert [p["id"] for p in back["results"]] == ids[::-1][2:4]
+            created = [app.state.sandbox.jobs[i].created_at for i in ids]
+            window = (
+                await api.get(
+                    "/v1/predictions",
+                    params={"created_after": iso(created[0]), "created_before": iso(created[4])},
+                )
+            ).json()
+            assert [p["id"] for p in window["results"]] == [ids[3], ids[2]]
+            assert "created_after=" in window["next"]
+            assert (
+                await api.get("/v1/predictions", params={"created_after": "yesterday"})
+            ).status_code == 400
+            assert (await api.get("/v1/predictions", params={"cursor": "!!!"})).status_code == 400
+        finally:
+            await app.state.sandbox.stop()
+
+
+async def test_trainings(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    inputs = await trainer_input(api)
+    path = f"/v1/models/{TRAINER}/versions/{version}/trainings"
+    missing = await api.post(path, json={"destination": "sandbox/nothing", "input": inputs})
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "The specified training destination does not exist", "status": 404}
+    created = (await api.post(path, json={"destination": "sandbox/my-lora", "input": inputs})).json()
+    assert created["urls"]["get"] == f"{BASE}/v1/trainings/{created['id']}"
+    done = await wait_until(api, f"/v1/trainings/{created['id']}")
+    new_version = done["output"]["version"].split(":")[1]
+    destination = (await api.get("/v1/models/sandbox/my-lora")).json()
+    assert destination["latest_version"]["id"] == new_version
+    weights = await api.get(done["output"]["weights"])
+    assert weights.status_code == 200 and weights.content[8:].lstrip(b"{").startswith(b'"__metadata__"')
+    assert (await api.get(f"/v1/predictions/{created['id']}")).json()["id"] == created["id"]  # both paths
+    assert [t["id"] for t in (await api.get("/v1/trainings")).json()["results"]] == [created["id"]]
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+
+
+async def test_training_create_url_quirk(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, training_create_urls_quirk=True, boot_seconds=60))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+        version = await latest_version(api)
+        path = f"/v1/models/{TRAINER}/versions/{version}/trainings"
+        created = (await api.post(path, json={"destination": "sandbox/my-lora", "input": {}})).json()
+        fetched = (await api.get(f"/v1/trainings/{created['id']}")).json()
+        await app.state.sandbox.stop()
+    assert created["urls"]["get"] == f"{BASE}/v1/predictions/{created['id']}"
+    assert fetched["urls"]["get"] == f"{BASE}/v1/trainings/{created['id']}"
+
+
+async def test_retention_removes_data(app: FastAPI, api: httpx.AsyncClient) -> None:
+    created = await api.post(
+        f"/v1/models/{TRAINER}/versions/{await latest_version(api)}/trainings",
+        json={"destination": "sandbox/my-lora", "input": await trainer_input(api)},
+    )
+    done = await wait_until(api, f"/v1/trainings/{created.json()['id']}")
+    weights = done["output"]["weights"]
+    moved = (await api.post("/_sandbox/clock", json={"advance": 3601})).json()
+    assert moved["data_removed"] == 1
+    removed = (await api.get(f"/v1/predictions/{done['id']}")).json()
+    assert removed["data_removed"] is True and removed.get("output") is None
+    assert removed["logs"] == "" and removed["input"] == {} and removed["status"] == "succeeded"
+    assert (await api.get(weights)).status_code == 404
+
+
+async def test_retention_sweeps_in_the_background(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, retention_seconds=0.0))
+    await app.state.sandbox.start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+        ) as api:
+            created = await create(api, await trainer_input(api))
+            for _ in range(200):
+                body = (await api.get(f"/v1/predictions/{created['id']}")).json()
+                if body["data_removed"]:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await app.state.sandbox.stop()
+    assert body["data_removed"] is True and body["output"] is None and body["status"] == "succeeded"
