@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from simpletuner_cloud.cli.cloud import data
+
 app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
+app.add_typer(data.app, name="data")
 
 
 @app.callback()

@@ -1,0 +1,116 @@
+"""`simpletuner cloud data ...`: `preview` asks the server what a job would upload; `package` writes,
+locally and without a server, exactly the archive a job would upload, so it can be inspected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.output import console, fail, print_json, print_table
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.datasets import manifest_document, package_dataset
+from simpletuner_cloud.settings import load_settings
+
+app = typer.Typer(help="See and package the training data a job would upload.", no_args_is_help=True)
+
+
+def _reference(value: str) -> str:
+    """A path that exists here is sent absolute (the server's working dir is not ours), unless an
+    environment of that name exists: the server prefers environments too."""
+    path = Path(value).expanduser()
+    environment = load_settings().effective_configs_dir / value / "config.json"
+    return str(path.resolve()) if path.exists() and not environment.is_file() else value
+
+
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+) -> None:
+    """List the datasets, the files that would be uploaded or skipped (with reasons), and the archive size."""
+    url = (ctx.obj or {}).get("url")
+    result = ServerClient(url).post("/api/cloud/data-consent/preview", {"config": _reference(config)})
+    if as_json:
+        print_json(result)
+        return
+    show_preview(result)
+
+
+def show_preview(result: dict[str, Any]) -> None:
+    print_table(
+        f"Datasets of {result.get('config') or 'the config'} ({result['mode']} mode)",
+        ["dataset", "action", "files", "images", "bytes", "why"],
+        ([d["id"], d["action"], d.get("files"), d.get("images"), _size(d.get("bytes")), d["reason"]]
+         for d in result["datasets"]),
+    )  # fmt: skip
+    skipped = [
+        (d["id"], s["path"], s["explanation"]) for d in result["datasets"] for s in d.get("skipped", [])
+    ]
+    if skipped:
+        print_table("Skipped files (never uploaded)", ["dataset", "file", "reason"], skipped)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
+    if not result["needs_upload"]:
+        console.print("Nothing is uploaded: the trainer reads these datasets itself.")
+        return
+    console.print(
+        f"Archive: {result['archive_bytes']:,} bytes ({_size(result['archive_bytes'])}); "
+        f"upload limit {result['limit_bytes']:,} bytes ({_size(result['limit_bytes'])})."
+    )
+    error = result.get("error")
+    if error:
+        fail(error["message"], error.get("hint", ""), error.get("code", ""))
+
+
+@app.command("package")
+def package(
+    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the zip."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Also write the manifest (JSON) here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write exactly the archive a job would upload (deterministic: same files, same sha256)."""
+    try:
+        with _progress(quiet) as bar:
+            task = bar.add_task("packaging", total=None)
+            _, result = package_dataset(
+                load_settings(),
+                config,
+                out,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except CloudError as exc:
+        fail(exc.message, exc.hint, exc.code)
+    if manifest is not None:
+        manifest.write_text(json.dumps(manifest_document(result), indent=2) + "\n")
+    console.print(
+        f"Wrote {out} ({result.size:,} bytes, {len(result.manifest)} files), sha256 {result.sha256}"
+    )
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} B"

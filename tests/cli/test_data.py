@@ -1,0 +1,76 @@
+"""`simpletuner cloud data package` (local, no server) and `preview` (through a live server's REST API)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.cli import app
+from simpletuner_cloud.settings import load_settings
+from tests.datasets.factory import local_entry, write_environment
+from tests.support.live_server import live_server
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def configs_dir(state_root: Path) -> Path:
+    return state_root / "configs"
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    with live_server(create_app(load_settings())) as url:
+        yield url
+
+
+def test_package_writes_the_archive_and_manifest(configs_dir: Path, tmp_path: Path) -> None:
+    write_environment(configs_dir, "env")
+    out, manifest = tmp_path / "data.zip", tmp_path / "manifest.json"
+    result = runner.invoke(
+        app, ["cloud", "data", "package", "env", "--out", str(out), "--manifest", str(manifest)]
+    )
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert digest in result.output.replace("\n", "")
+    document = json.loads(manifest.read_text())
+    assert (document["sha256"], document["size"]) == (digest, out.stat().st_size)
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == [entry["path"] for entry in document["files"]]
+    again = tmp_path / "again.zip"
+    runner.invoke(app, ["cloud", "data", "package", str(configs_dir / "env"), "--out", str(again), "-q"])
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_package_refusal_prints_message_and_hint(configs_dir: Path, tmp_path: Path) -> None:
+    write_environment(configs_dir, "env", datasets=[local_entry(caption_strategy="parquet")])
+    result = runner.invoke(app, ["cloud", "data", "package", "env", "--out", str(tmp_path / "x.zip")])
+    assert result.exit_code == 1
+    assert "cannot run this dataset setup" in result.output and "hint" in result.output
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_preview_through_the_server(configs_dir: Path, server_url: str) -> None:
+    folder = write_environment(configs_dir, "env")
+    (folder / "data" / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    result = runner.invoke(app, ["cloud", "--url", server_url, "data", "preview", "env"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "plushie" in result.output and "id_rsa" in result.output and "looks like a secret" in result.output
+    assert "upload limit 104,857,600 bytes" in result.output
+    as_json = runner.invoke(app, ["cloud", "--url", server_url, "data", "preview", str(folder), "--json"])
+    body = json.loads(as_json.output)
+    assert body["datasets"][0]["skipped"][0]["path"] == "id_rsa" and body["within_limit"] is True
+
+
+def test_preview_of_a_missing_config_fails_cleanly(server_url: str) -> None:
+    result = runner.invoke(app, ["cloud", "--url", server_url, "data", "preview", "nope"])
+    assert result.exit_code == 1
+    assert "No environment or config named `nope`" in result.output and "Traceback" not in result.output
+    assert "simpletuner examples install" in result.output.replace("\n", " ")
