@@ -127,10 +127,14 @@ def describe_preflight(preflight: Preflight) -> dict[str, Any]:
 
 
 def package_dataset(
-    settings: Settings, reference: str, out: Path, progress: Progress | None = None
+    settings: Settings,
+    reference: str,
+    out: Path,
+    progress: Progress | None = None,
+    limit: int = UPLOAD_LIMIT_BYTES,
 ) -> tuple[Preflight, ArchiveResult]:
     """Exactly the archive a job would upload, written to `out` (blocking; the CLI runs it directly)."""
-    preflight = run_preflight(load_config(settings, reference))
+    preflight = run_preflight(load_config(settings, reference), limit=limit)
     if preflight.layout is None:
         raise remote_only()
     return preflight, build_archive(preflight.layout, out, progress)
