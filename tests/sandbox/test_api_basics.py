@@ -206,3 +206,13 @@ async def test_webhook_secret_is_generated_without_underscores(tmp_path: Path) -
     ) as client:
         key = (await client.get("/v1/webhooks/default/secret")).json()["key"]
     assert key.startswith("whsec_") and "_" not in key[6:] and len(base64.b64decode(key[6:])) == 24
+
+
+async def test_web_url_is_served(api: httpx.AsyncClient) -> None:
+    from tests.sandbox.conftest import create
+
+    created = await create(api, {})
+    async with httpx.AsyncClient(transport=api._transport) as browser:
+        page = await browser.get(created["urls"]["web"])
+    assert page.status_code == 200 and created["id"] in page.text and "no charges" in page.text
+    assert (await api.get("/p/nope")).status_code == 404
