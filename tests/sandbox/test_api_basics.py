@@ -216,3 +216,14 @@ async def test_web_url_is_served(api: httpx.AsyncClient) -> None:
         page = await browser.get(created["urls"]["web"])
     assert page.status_code == 200 and created["id"] in page.text and "no charges" in page.text
     assert (await api.get("/p/nope")).status_code == 404
+
+
+async def test_polling_has_its_own_larger_bucket(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, other_rate_per_minute=1))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
+    ) as client:
+        assert (await client.get("/v1/account")).status_code == 200
+        assert (await client.get("/v1/account")).status_code == 429
+        polled = await client.get("/v1/predictions/nope")
+    assert polled.status_code == 404 and polled.headers["ratelimit-remaining"] == "59999"

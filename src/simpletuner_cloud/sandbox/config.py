@@ -53,6 +53,7 @@ class SandboxConfig:
     # Token buckets, per minute, like Replicate's documented limits.
     create_rate_per_minute: int = 600
     other_rate_per_minute: int = 3000
+    poll_rate_per_minute: int = 60000  # GET /v1/predictions/{id}: a separate, larger bucket in traffic
 
     # Replicate's create response for a training points urls.get/cancel at /v1/predictions/{id}.
     training_create_urls_quirk: bool = False

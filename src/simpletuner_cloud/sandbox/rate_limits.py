@@ -50,9 +50,12 @@ class RateLimitLayer:
             await self.app(scope, receive, send)
             return
         sandbox = scope["app"].state.sandbox
-        bucket = (
-            sandbox.create_bucket if _is_prediction_create(scope["method"], path) else sandbox.other_bucket
-        )
+        if _is_prediction_create(scope["method"], path):
+            bucket = sandbox.create_bucket
+        elif scope["method"] == "GET" and path.startswith("/v1/predictions/") and path.count("/") == 3:
+            bucket = sandbox.poll_bucket
+        else:
+            bucket = sandbox.other_bucket
         allowed, remaining, wait = bucket.take()
         if not allowed:
             await throttled(RateLimitFault(count=1, retry_after=wait))(scope, receive, send)

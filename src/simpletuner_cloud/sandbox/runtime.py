@@ -45,6 +45,7 @@ class Sandbox:
         self.webhooks = WebhookSender(self)
         self.create_bucket = TokenBucket(config.create_rate_per_minute)
         self.other_bucket = TokenBucket(config.other_rate_per_minute)
+        self.poll_bucket = TokenBucket(config.poll_rate_per_minute)
         self.reset_state()
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -119,8 +120,7 @@ class Sandbox:
             return False
         if output is not None:
             job.output = output
-            if "output" in job.events:
-                self.webhooks.notify(job, "output")
+            self.webhooks.notify(job, "output", immediate=True)
         job.status = status
         job.error = error
         job.completed_at = self.clock.now()

@@ -70,11 +70,12 @@ class WebhookSender:
             await self._client.aclose()
             self._client = None
 
-    def notify(self, job: Job, event: str) -> None:
-        """Called on every change; decides whether and when an event goes out."""
+    def notify(self, job: Job, event: str, *, immediate: bool = False) -> None:
+        """Called on every change; decides whether and when an event goes out. `immediate` skips
+        the throttle (the final output, sent just before `completed`)."""
         if not job.webhook or event not in job.events:
             return
-        if event in ("logs", "output") and not job.terminal:
+        if event in ("logs", "output") and not job.terminal and not immediate:
             key = (job.id, event)
             loop = asyncio.get_running_loop()
             wait = (
