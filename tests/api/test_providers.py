@@ -271,3 +271,60 @@ async def test_a_pinned_version_that_vanished_is_not_found(
     response = await client.get("/api/cloud/providers/replicate/versions")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_billing_endpoint_never_invents_a_balance(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/cloud/providers/replicate/billing")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "provider": "replicate",
+        "balance": None,
+        "balance_reason": "Replicate has no public API for account balance",
+        "account_url": "https://replicate.com/account/billing",
+        "currency": "USD",
+        "as_of": ANY,
+        "spend": {"day": 0.0, "week": 0.0, "month": 0.0},
+        "spend_note": "Jobs started by this tool only; running jobs count their cost so far.",
+        "cost_limit": {
+            "enabled": False,
+            "amount": None,
+            "period": "monthly",
+            "action": "warn",
+            "state": "ok",
+            "spent": 0.0,
+            "remaining": None,
+            "period_start": ANY,
+            "resets_at": ANY,
+        },
+        "hardware": ANY,
+        "sandbox": False,
+    }
+    assert [h["id"] for h in body["hardware"]] == ["l40s", "a100"]
+
+
+async def test_the_token_never_leaks(
+    client: httpx.AsyncClient, app: FastAPI, sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Save, validate, list, fail and delete: the token is in no answer, log record or database byte."""
+    caplog.set_level("DEBUG")
+    answers = [await client.put("/api/cloud/providers/replicate/token", json={"api_token": sandbox.token})]
+    for path in ("", "/replicate", "/replicate/validate", "/replicate/versions", "/replicate/billing"):
+        answers.append(await client.get(f"/api/cloud/providers{path}"))
+    sandbox.faults(server_errors={"count": 2, "status": 500})  # both attempts of one call
+    answers.append(await client.get("/api/cloud/providers/replicate/validate"))
+    answers.append(await client.put("/api/cloud/providers/replicate/token", json={"api_token": WRONG_TOKEN}))
+    answers.append(
+        await client.put("/api/cloud/providers/replicate/token", json={"api_token": "bad " + WRONG_TOKEN})
+    )
+    answers.append(await client.delete("/api/cloud/providers/replicate/token"))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 200, 200, 502, 401, 422, 200]
+    for secret in (sandbox.token, WRONG_TOKEN, sandbox.token[3:], WRONG_TOKEN[3:]):
+        for answer in answers:
+            assert secret not in answer.text
+        assert secret not in caplog.text
+        for record in caplog.records:
+            assert secret not in record.getMessage()
+        database = app.state.settings.database_path
+        for path in database.parent.glob(database.name + "*"):  # the WAL and shm files too
+            assert secret.encode() not in path.read_bytes()

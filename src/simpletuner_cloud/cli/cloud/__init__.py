@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from simpletuner_cloud.cli.cloud import data
+from simpletuner_cloud.cli.cloud import data, provider
 
 app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
 app.add_typer(data.app, name="data")
+app.add_typer(provider.app, name="provider")
 
 
 @app.callback()

@@ -1,0 +1,177 @@
+"""`simpletuner cloud provider ...` against live servers: one in `--sandbox` mode, one pointed at
+that sandbox like a real deployment (for the missing and rejected token errors)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.cli import app as cli
+from simpletuner_cloud.cli.cloud.provider import parse_assignments
+from simpletuner_cloud.services.provider import ProviderRuntime
+from simpletuner_cloud.settings import load_settings
+from tests.support.live_server import live_server
+from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server, set_faults
+
+runner = CliRunner()
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+WRONG_TOKEN = "r8_" + "w" * 37
+
+
+@pytest.fixture(scope="module")
+def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FastAPI]]:
+    with sandbox_mode_server(home=tmp_path_factory.mktemp("home")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory, sandboxed: tuple[str, FastAPI]) -> Iterator[str]:
+    sandbox = f"{sandboxed[0]}/sandbox"
+    settings = load_settings(
+        home=tmp_path_factory.mktemp("plain"), replicate_base_url=sandbox, status_page_url=f"{sandbox}/status"
+    )
+    app = create_app(settings)
+    app.state.provider_runtime = ProviderRuntime(sleep=_no_sleep)  # backoff without waiting
+    with live_server(app) as base:
+        yield base
+
+
+def run(url: str, *args: str, input: str | None = None) -> Any:
+    return runner.invoke(cli, ["cloud", "--url", url, "provider", *args], input=input)
+
+
+def err(result: Any) -> str:
+    """stderr with rich's line wrapping undone. (The `[code]` of `error[code]:` is eaten as rich
+    markup by cli/output.fail, so tests match the message and hint only.)"""
+    return " ".join(result.stderr.split())
+
+
+def run_json(url: str, *args: str) -> Any:
+    result = run(url, *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_validate(sandboxed: tuple[str, FastAPI]) -> None:
+    url = sandboxed[0]
+    table = run(url, "validate")
+    assert table.exit_code == 0
+    assert "valid" in table.stdout and "sandbox (user)" in table.stdout and "r8_...ken0" in table.stdout
+    assert run_json(url, "validate")["token_source"] == "sandbox"
+
+
+def test_token_set_from_stdin_and_prompt_then_delete(sandboxed: tuple[str, FastAPI]) -> None:
+    url, app = sandboxed
+    from_stdin = run(url, "token", "set", "--stdin", input=f"  {SANDBOX_TOKEN}\n")
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert "Saved token r8_...ken0 for sandbox (user)." in from_stdin.stdout
+    assert "Sandbox mode uses the sandbox token" in from_stdin.stdout
+    prompted = run(url, "token", "set", input=f"{SANDBOX_TOKEN}\n")
+    assert prompted.exit_code == 0
+    for result in (from_stdin, prompted):
+        assert SANDBOX_TOKEN not in result.output  # the prompt hides the input
+    assert app.state.settings.replicate_token_path.read_text() == SANDBOX_TOKEN
+    assert "Deleted the saved token." in run(url, "token", "delete").stdout
+    assert run_json(url, "token", "delete") == {
+        "deleted": False,
+        "token_source": "sandbox",
+        "token": "r8_...ken0",
+        "note": None,
+    }
+
+
+def test_token_set_bad_format(sandboxed: tuple[str, FastAPI]) -> None:
+    result = run(sandboxed[0], "token", "set", "--stdin", input="sk-abc\n")
+    assert result.exit_code == 1
+    assert "That does not look like a Replicate API token (they start with r8_)." in err(result)
+    assert "hint: Tokens start with r8_. Check for stray spaces or newlines" in err(result)
+    assert "Traceback" not in result.output
+
+
+def test_the_three_errors(
+    plain: str, monkeypatch: pytest.MonkeyPatch, sandboxed: tuple[str, FastAPI]
+) -> None:
+    missing = run(plain, "validate")
+    assert missing.exit_code == 1
+    assert "REPLICATE_API_TOKEN not set" in err(missing)
+    assert 'hint: Export it: export REPLICATE_API_TOKEN="r8_..." and restart simpletuner server' in err(
+        missing
+    )
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
+    invalid = run(plain, "validate")
+    assert "Invalid token" in err(invalid)
+    assert "Check for stray spaces or newlines" in err(invalid)
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", SANDBOX_TOKEN)
+    set_faults(f"{sandboxed[0]}/sandbox", SANDBOX_TOKEN, {"server_errors": {"count": 4, "status": 503}})
+    try:
+        down = run(plain, "versions")
+    finally:
+        set_faults(f"{sandboxed[0]}/sandbox", SANDBOX_TOKEN, {"server_errors": {"count": 0}})
+    assert down.exit_code == 1
+    assert (
+        "Replicate is failing: HTTP 503 on GET /sandbox/v1/models/simpletuner/advanced-trainer/versions."
+        in err(down)
+    )
+    assert "Replicate's status page says: All Systems Operational (none)." in err(down)
+
+
+def test_versions(sandboxed: tuple[str, FastAPI]) -> None:
+    answer = run_json(sandboxed[0], "versions")
+    assert answer["model"] == "simpletuner/advanced-trainer" and answer["pinned"] is None
+    table = run(sandboxed[0], "versions")
+    assert "jobs use the latest version" in table.stdout and "0.16.2" in table.stdout
+
+
+def test_billing(sandboxed: tuple[str, FastAPI]) -> None:
+    table = run(sandboxed[0], "billing")
+    assert table.exit_code == 0
+    assert "Balance: not available (Replicate has no public API for account balance)" in table.stdout
+    assert "Cost limit: off" in table.stdout
+    assert run_json(sandboxed[0], "billing")["balance"] is None
+
+
+def test_settings_get_and_set(sandboxed: tuple[str, FastAPI]) -> None:
+    url = sandboxed[0]
+    ips = 'webhook_allowed_ips=["34.82.0.0/16", "35.185.0.0/16"]'
+    changed = run_json(
+        url, "settings", "set", ips, "cost_limit.amount=25", "cost_limit.enabled=true", "hardware=a100"
+    )
+    assert changed["webhook_allowed_ips"] == ["34.82.0.0/16", "35.185.0.0/16"]
+    assert changed["cost_limit"] == {"enabled": True, "amount": 25.0, "period": "monthly", "action": "warn"}
+    assert run_json(url, "settings", "get") == changed
+    assert "webhook_allowed_ips" in run(url, "settings").stdout
+    bad = run(url, "settings", "set", 'trusted_proxies=["nope"]')
+    assert bad.exit_code == 1 and "trusted_proxies.0" in err(bad)
+    run_json(url, "settings", "set", "hardware=null", "cost_limit=null", "webhook_allowed_ips=null")
+
+
+def test_parse_assignments() -> None:
+    assert parse_assignments(["a=1", "b=text", "c.d=true", "e=null"]) == {
+        "a": 1,
+        "b": "text",
+        "c": {"d": True},
+        "e": None,
+    }
+
+
+def test_status_and_hardware(sandboxed: tuple[str, FastAPI]) -> None:
+    url = sandboxed[0]
+    assert run_json(url, "status")["indicator"] == "none"
+    assert "All Systems Operational" in run(url, "status").stdout
+    hardware = run_json(url, "hardware")
+    assert [h["id"] for h in hardware["hardware"]] == ["l40s", "a100"]
+    table = run(url, "hardware").stdout
+    assert "48GB" in table and "3.51" in table and "5.04" in table
