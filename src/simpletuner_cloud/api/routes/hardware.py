@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from simpletuner_cloud.api.deps import SettingsDep
+from simpletuner_cloud.api.routes.provider_schemas import HardwareResponse
 from simpletuner_cloud.services.hardware_catalogue import hardware_answer, load_hardware_catalogue
 
 router = APIRouter(tags=["hardware"])
 
 
-@router.get("/hardware")
+@router.get("/hardware", response_model=HardwareResponse)
 async def list_hardware(settings: SettingsDep) -> dict[str, Any]:
     return hardware_answer(load_hardware_catalogue(settings))

@@ -9,6 +9,15 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from simpletuner_cloud.api.deps import SessionDep, SettingsDep
+from simpletuner_cloud.api.routes.provider_schemas import (
+    BillingResponse,
+    ProvidersResponse,
+    ReplicateSettingsResponse,
+    TokenDeletedResponse,
+    TokenSavedResponse,
+    ValidateResponse,
+    VersionsResponse,
+)
 from simpletuner_cloud.services import billing, provider
 from simpletuner_cloud.services.provider_settings import (
     Action,
@@ -69,17 +78,17 @@ class ReplicateSettingsRequest(BaseModel):
     derived: dict[str, Any] | None = None  # read-only part of GET's answer; ignored, so GET -> PUT works
 
 
-@router.get("")
+@router.get("", response_model=ProvidersResponse)
 async def list_providers(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await provider.list_providers(session, settings, runtime)
 
 
-@router.get("/replicate")
+@router.get("/replicate", response_model=ReplicateSettingsResponse)
 async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     return settings_answer(settings, await load_replicate_settings(session, settings))
 
 
-@router.put("/replicate")
+@router.put("/replicate", response_model=ReplicateSettingsResponse)
 async def put_replicate_settings(
     body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -87,28 +96,28 @@ async def put_replicate_settings(
     return settings_answer(settings, await update_replicate_settings(session, settings, changes))
 
 
-@router.get("/replicate/validate")
+@router.get("/replicate/validate", response_model=ValidateResponse)
 async def validate(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await provider.validate_token(session, settings, runtime)
 
 
-@router.put("/replicate/token")
+@router.put("/replicate/token", response_model=TokenSavedResponse)
 async def save_token(
     body: TokenRequest, session: SessionDep, settings: SettingsDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     return await provider.save_token(session, settings, runtime, body.api_token)
 
 
-@router.delete("/replicate/token")
+@router.delete("/replicate/token", response_model=TokenDeletedResponse)
 async def delete_token(settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return provider.delete_token(settings, runtime)
 
 
-@router.get("/replicate/versions")
+@router.get("/replicate/versions", response_model=VersionsResponse)
 async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await provider.list_versions(session, settings, runtime)
 
 
-@router.get("/replicate/billing")
+@router.get("/replicate/billing", response_model=BillingResponse)
 async def billing_summary(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     return await billing.billing_summary(session, settings)

@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from simpletuner_cloud.api.deps import SessionDep, SettingsDep
+from simpletuner_cloud.api.routes.provider_schemas import SystemStatusResponse
 from simpletuner_cloud.api.routes.providers import RuntimeDep
 from simpletuner_cloud.services import provider
 
 router = APIRouter(tags=["providers"])
 
 
-@router.get("/system-status")
+@router.get("/system-status", response_model=SystemStatusResponse)
 async def system_status(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await provider.system_status(session, settings, runtime)

@@ -1,0 +1,156 @@
+"""Answer shapes of the provider, hardware and system-status routes (`...Response`), so /docs shows
+them and an answer can never grow a field (a token, say) that nobody declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class AccountResponse(BaseModel):
+    username: str
+    name: str | None
+    type: str
+
+
+class ProviderEntry(BaseModel):
+    id: str
+    name: str
+    configured: bool
+    token_source: str | None
+    ready: bool
+    sandbox: bool
+    banner: str | None
+    webhook_url: str | None
+    hardware: str
+    model: str
+    not_ready_reason: str | None
+    warning: str | None
+
+
+class ProvidersResponse(BaseModel):
+    providers: list[ProviderEntry]
+
+
+class ValidateResponse(BaseModel):
+    valid: bool
+    account: AccountResponse
+    token_source: str | None
+    token: str | None  # masked: r8_...abcd
+    sandbox: bool
+
+
+class TokenSavedResponse(BaseModel):
+    saved: bool
+    token: str  # masked
+    account: AccountResponse
+    token_source: str | None  # the token now in use: env wins over saved
+    note: str | None
+
+
+class TokenDeletedResponse(BaseModel):
+    deleted: bool
+    token_source: str | None
+    token: str | None  # masked
+    note: str | None
+
+
+class VersionEntry(BaseModel):
+    id: str
+    created_at: str | None
+    cog_version: str | None
+    selected: bool
+
+
+class VersionsResponse(BaseModel):
+    model: str
+    pinned: str | None
+    selected: str | None
+    versions: list[VersionEntry]
+
+
+class HardwareEntry(BaseModel):
+    id: str
+    name: str
+    gpu: str
+    vram_gb: int
+    sku: str
+    usd_per_second: float
+    usd_per_hour: float
+    model: str
+    best_for: str
+    default: bool
+
+
+class HardwareResponse(BaseModel):
+    default: str
+    currency: str
+    source: str
+    hardware: list[HardwareEntry]
+
+
+class CostLimitStatus(BaseModel):
+    enabled: bool
+    amount: float | None
+    period: str
+    action: str
+    state: str  # ok | warn | exceeded
+    spent: float
+    remaining: float | None
+    period_start: str
+    resets_at: str
+
+
+class BillingResponse(BaseModel):
+    provider: str
+    balance: None  # Replicate has no balance API: never invented
+    balance_reason: str
+    account_url: str
+    currency: str
+    as_of: str
+    spend: dict[str, float]  # day, week, month
+    spend_note: str
+    cost_limit: CostLimitStatus
+    hardware: list[HardwareEntry]
+    sandbox: bool
+
+
+class DerivedSettings(BaseModel):
+    trainer_model: str
+    webhook_url: str | None
+
+
+class CostLimitSettingsResponse(BaseModel):
+    enabled: bool
+    amount: float | None
+    period: str
+    action: str
+
+
+class ReplicateSettingsResponse(BaseModel):
+    """The settings (proxy password masked) and, read-only, what follows from them. Plain types:
+    answers are not re-validated against the current hardware catalogue."""
+
+    model: str | None
+    version: str | None
+    hardware: str
+    public_url: str | None
+    webhook_allowed_ips: list[str]
+    trusted_proxies: list[str]
+    require_signature: bool
+    cost_limit: CostLimitSettingsResponse
+    http_timeout: float
+    proxy_url: str | None
+    data_consent: str
+    derived: DerivedSettings
+
+
+class SystemStatusResponse(BaseModel):
+    indicator: str  # none | minor | major | critical | unknown
+    description: str
+    reason: str | None
+    components: list[dict[str, Any]]
+    incidents: list[dict[str, Any]]
+    source: str
+    checked_at: str
