@@ -1,0 +1,1 @@
+"""The contract with `simpletuner/advanced-trainer`: its inputs, and checking them against a version."""
