@@ -41,6 +41,6 @@ def test_server_client_says_how_to_start_a_dead_server(capsys: pytest.CaptureFix
         ServerClient(url=url).get("/healthz")
     assert exited.value.exit_code == 1
     err = capsys.readouterr().err
-    assert f"No simpletuner server is answering at {url}." in err
+    assert f"error[server_not_running]: No simpletuner server is answering at {url}." in err
     assert "simpletuner server" in err
     assert "Traceback" not in err

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -38,8 +39,8 @@ def _cell(value: Any) -> str:
 
 
 def fail(message: str, hint: str = "", code: str = "") -> NoReturn:
-    prefix = f"error[{code}]: " if code else "error: "
-    err_console.print(f"[bold red]{prefix}[/]{message}", markup=True, highlight=False)
+    prefix = escape(f"error[{code}]: " if code else "error: ")
+    err_console.print(f"[bold red]{prefix}[/]{escape(message)}", markup=True, highlight=False)
     if hint:
-        err_console.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, highlight=False)
     raise typer.Exit(code=1)
