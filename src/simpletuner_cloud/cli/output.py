@@ -40,7 +40,7 @@ def _cell(value: Any) -> str:
 
 def fail(message: str, hint: str = "", code: str = "") -> NoReturn:
     prefix = escape(f"error[{code}]: " if code else "error: ")
-    err_console.print(f"[bold red]{prefix}[/]{escape(message)}", markup=True, highlight=False)
+    err_console.print(f"[bold red]{prefix}[/]{escape(message)}", markup=True, highlight=False, soft_wrap=True)
     if hint:
-        err_console.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, highlight=False)
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
