@@ -3,6 +3,7 @@ URLs, the 100 MiB limit (413) and expiry."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -158,8 +159,14 @@ async def create_file(request: Request) -> dict[str, Any]:
             raise bad_request("metadata must be a JSON object") from exc
         if not isinstance(metadata, dict):
             raise bad_request("metadata must be a JSON object")
-        stored = sandbox.files.add(
-            content, name, content_type, metadata, sandbox.clock.now(), sandbox.config.file_expiry_seconds
+        stored = await asyncio.to_thread(  # up to 100 MiB of disk writes: keep the loop free
+            sandbox.files.add,
+            content,
+            name,
+            content_type,
+            metadata,
+            sandbox.clock.now(),
+            sandbox.config.file_expiry_seconds,
         )
     finally:
         await form.close()
