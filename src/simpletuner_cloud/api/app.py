@@ -75,6 +75,5 @@ def _build_sandbox(settings: Settings) -> FastAPI:
         public_base_url=sandbox_base_url(settings),
         token=settings.sandbox_token,
         step_seconds=settings.sandbox_step_seconds,
-        data_dir=settings.home / "sandbox",
     )
     return create_sandbox_app(config)
