@@ -61,7 +61,7 @@ async def test_validation_error_names_the_field(app: FastAPI, client: httpx.Asyn
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert "`count`" in error["message"]
-    assert error["fields"][0]["field"] == "count"
+    assert error["details"]["fields"][0]["field"] == "count"
 
 
 async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:

@@ -88,7 +88,7 @@ async def test_ips_and_cidrs_are_normalised(client: httpx.AsyncClient) -> None:
 
 def _error(response: httpx.Response) -> tuple[int, str, list[str]]:
     error = response.json()["error"]
-    fields = error.get("fields") or error.get("details", {}).get("fields") or []
+    fields = error["details"]["fields"]
     return response.status_code, error["message"], [f["field"] for f in fields]
 
 

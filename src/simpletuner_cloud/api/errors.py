@@ -56,7 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "validation_error",
             f"Invalid value for `{first['field']}`: {first['message']}",
             "Fix the named field and send the request again.",
-            fields=problems,
+            details={"fields": problems},
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,2 +1,2 @@
-"""The provider adapter for Replicate. For now only `webhooks` (Standard Webhooks signing and
-verification), shared by the sandbox and the server's webhook receiver."""
+"""The Replicate provider: the API client (retries, circuit breaker, proxies), file uploads, the status
+page reader, and Standard Webhooks signing/verification shared by the sandbox and the receiver."""
