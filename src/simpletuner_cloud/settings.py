@@ -15,6 +15,10 @@ DEFAULT_SANDBOX_TOKEN = "r8_sandboxOfflineReplicateEmulatorToken0"  # noqa: S105
 
 DEFAULT_TRAINER_MODEL = "simpletuner/advanced-trainer"
 
+# Shown wherever a sandboxed server answers: the UI, the CLI (via this response header) and the API.
+SANDBOX_BANNER = "sandbox: no GPUs, no charges"
+SANDBOX_HEADER = "X-SimpleTuner-Sandbox"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIMPLETUNER_", extra="ignore")

@@ -68,6 +68,13 @@ def test_validate(sandboxed: tuple[str, FastAPI]) -> None:
     assert table.exit_code == 0
     assert "valid" in table.stdout and "sandbox (user)" in table.stdout and "r8_...ken0" in table.stdout
     assert run_json(url, "validate")["token_source"] == "sandbox"
+    assert "sandbox: no GPUs, no charges" in table.stderr  # the banner, on every command
+
+
+def test_no_banner_from_a_real_deployment(plain: str) -> None:
+    result = run(plain, "hardware")
+    assert result.exit_code == 0
+    assert "no GPUs" not in result.output
 
 
 def test_token_set_from_stdin_and_prompt_then_delete(sandboxed: tuple[str, FastAPI]) -> None:

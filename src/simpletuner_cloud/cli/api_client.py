@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from rich.markup import escape
 
-from simpletuner_cloud.cli.output import fail
+from simpletuner_cloud.cli.output import err_console, fail
 from simpletuner_cloud.security.admin_token import read_admin_token
-from simpletuner_cloud.settings import Settings, load_settings
+from simpletuner_cloud.settings import SANDBOX_HEADER, Settings, load_settings
 
 
 class ServerClient:
@@ -20,6 +21,7 @@ class ServerClient:
         token = read_admin_token(self.settings)
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._sandbox_announced = False
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
 
     def request(
@@ -36,7 +38,16 @@ class ServerClient:
             )
         except httpx.TimeoutException:
             fail(f"The server at {self.url} did not answer in time.", code="server_timeout")
+        self._announce_sandbox(response)
         return self._decode(response)
+
+    def _announce_sandbox(self, response: httpx.Response) -> None:
+        banner = response.headers.get(SANDBOX_HEADER)
+        if banner and not self._sandbox_announced:
+            self._sandbox_announced = True
+            err_console.print(
+                f"[bold yellow]{escape(banner)}[/]", markup=True, highlight=False, soft_wrap=True
+            )
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None} or None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from simpletuner_cloud.settings import load_settings
+from simpletuner_cloud.settings import SANDBOX_BANNER, load_settings
 
 
 def run(
@@ -37,7 +37,7 @@ def run(
     base = f"http://{shown_host}:{settings.port}"
     typer.echo(f"simpletuner server on {base}")
     if settings.sandbox:
-        typer.echo("sandbox: no GPUs, no charges (Replicate emulator at " + base + "/sandbox/v1)")
+        typer.echo(f"{SANDBOX_BANNER} (Replicate emulator at {base}/sandbox/v1)")
     # The login link is for the person at this console; it is printed, never logged.
     typer.echo(f"login link (sets a session cookie for remote browsers): {base}/login?token={token}")
     app = create_app(settings)

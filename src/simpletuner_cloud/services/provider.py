@@ -31,9 +31,8 @@ from simpletuner_cloud.services.provider_settings import (
     load_replicate_settings,
     webhook_url,
 )
-from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.settings import SANDBOX_BANNER, Settings
 
-SANDBOX_BANNER = "sandbox: no GPUs, no charges"
 ENV_WINS_NOTE = "REPLICATE_API_TOKEN is set in the environment and takes precedence over the saved token."
 
 

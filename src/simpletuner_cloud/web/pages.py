@@ -10,9 +10,9 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from simpletuner_cloud import __version__
+from simpletuner_cloud.settings import SANDBOX_BANNER
 
 HERE = Path(__file__).parent
-SANDBOX_BANNER = "sandbox: no GPUs, no charges"
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 router = APIRouter(include_in_schema=False)
