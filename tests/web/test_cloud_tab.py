@@ -1,0 +1,146 @@
+"""The Cloud tab in the system Chromium, against live servers: the seed's quick start (open the tab,
+click Validate), the sandbox banner, settings, billing, dataset preview, and the seed's errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.settings import load_settings
+from tests.support.live_server import live_server
+from tests.support.provider_sandbox import sandbox_mode_server
+
+
+@pytest.fixture
+def sandboxed(tmp_path: Path, state_root: Path) -> Iterator[str]:
+    from simpletuner_cloud.services.datasets import install_example
+
+    settings = load_settings()
+    install_example(settings)
+    with sandbox_mode_server() as (base, _app):
+        yield base
+
+
+@pytest.fixture
+def plain(state_root: Path) -> Iterator[str]:
+    with live_server(create_app(load_settings())) as base:
+        yield base
+
+
+def open_tab(page: Any, base: str) -> None:
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/cloud")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def test_quick_start_validate_in_sandbox(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    expect(page.locator("#sandbox-banner")).to_have_text("sandbox: no GPUs, no charges")
+    expect(page.locator("#provider-model")).to_have_text("simpletuner/advanced-trainer")
+    expect(page.locator("#provider-webhook")).to_have_text(f"{sandboxed}/api/webhooks/replicate")
+    page.get_by_role("button", name="Validate").click()
+    result = page.locator("#validate-result")
+    expect(result).to_contain_text("Token works: sandbox (Sandbox (offline Replicate emulator), user).")
+    expect(result).to_contain_text("Token r8_...ken0 from sandbox.")
+    expect(page.locator("#system-status")).to_contain_text("All Systems Operational")
+    expect(page.locator("#hardware tbody tr")).to_have_count(2)
+    expect(page.locator("#hardware tbody tr").first).to_contain_text("L40S (default)")
+
+
+def test_settings_round_trip_and_billing(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    page.locator("#setting-cost_limit-enabled").check()
+    page.locator("#setting-cost_limit-amount").fill("25")
+    page.locator("#setting-cost_limit-period").select_option("weekly")
+    page.locator("#setting-cost_limit-action").select_option("block")
+    page.locator("#setting-webhook_allowed_ips").fill("34.82.0.0/16\n35.185.0.0/16")
+    page.locator("#setting-hardware").select_option("a100")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-result")).to_have_text("Settings saved.")
+    expect(page.locator("#billing-limit")).to_contain_text("Cost limit: $25.00 weekly, action block: ok")
+    expect(page.locator("#provider-model")).to_have_text("simpletuner/advanced-trainer-a100")
+    saved = httpx.get(f"{sandboxed}/api/cloud/providers/replicate").json()
+    assert saved["cost_limit"] == {"enabled": True, "amount": 25.0, "period": "weekly", "action": "block"}
+    assert saved["webhook_allowed_ips"] == ["34.82.0.0/16", "35.185.0.0/16"]
+    assert saved["hardware"] == "a100"
+    assert saved["require_signature"] is True  # untouched fields keep their values
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#setting-cost_limit-amount")).to_have_value("25")
+    expect(page.locator("#setting-webhook_allowed_ips")).to_have_value("34.82.0.0/16\n35.185.0.0/16")
+
+
+def test_settings_error_names_the_field(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    page.locator("#setting-webhook_allowed_ips").fill("34.82.0.0/16\nnot-an-ip")
+    page.get_by_role("button", name="Save settings").click()
+    result = page.locator("#settings-result")
+    expect(result).to_contain_text("webhook_allowed_ips.1")
+    expect(result).to_contain_text("(validation_error)")
+
+
+def test_billing_never_invents_a_balance(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    balance = page.locator("#billing-balance")
+    expect(balance).to_contain_text("Balance: unknown (Replicate has no public API for account balance)")
+    expect(balance.locator("a")).to_have_attribute("href", "https://replicate.com/account/billing")
+    expect(page.locator("#billing-spend")).to_have_text(
+        "Spent by this tool: today $0.00, this week $0.00, this month $0.00."
+    )
+
+
+def test_dataset_preview(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    row = page.locator("#configs tbody tr", has_text="flux-lora-example")
+    expect(row).to_contain_text("flux")
+    row.get_by_role("button", name="Preview upload").click()
+    table = page.locator("#preview-datasets tbody")
+    expect(table.locator("tr").first).to_contain_text("sks-plushie")
+    expect(table.locator("tr").first).to_contain_text("upload")
+    expect(table.locator("tr").nth(1)).to_contain_text("skip")
+    expect(page.locator("#preview-summary")).to_have_text(
+        re.compile(r"Archive: [\d,]+ bytes of 104,857,600 allowed\.")
+    )
+
+
+def test_no_token_shows_the_seed_message(page: Any, plain: str) -> None:
+    open_tab(page, plain)
+    expect(page.locator("#sandbox-banner")).to_have_count(0)
+    expect(page.locator("#provider-token")).to_contain_text("not set")
+    page.get_by_role("button", name="Validate").click()
+    result = page.locator("#validate-result")
+    expect(result).to_contain_text("REPLICATE_API_TOKEN not set (token_missing)")
+    expect(result).to_contain_text('export REPLICATE_API_TOKEN="r8_..."')
+
+
+def test_bad_token_format_is_refused(page: Any, plain: str) -> None:
+    open_tab(page, plain)
+    page.locator("#token-input").fill("sk-not-a-replicate-token")
+    page.get_by_role("button", name="Save token").click()
+    result = page.locator("#token-result")
+    expect(result).to_contain_text("(token_invalid_format)")
+    expect(result).to_contain_text("Tokens start with r8_")
+    expect(page.locator("#token-input")).to_have_value("")  # the secret does not linger in the page
+
+
+def test_remote_browser_needs_the_login_link(
+    page: Any, monkeypatch: pytest.MonkeyPatch, state_root: Path
+) -> None:
+    monkeypatch.setenv("SIMPLETUNER_REQUIRE_AUTH", "1")
+    app = create_app(load_settings())
+    with live_server(app) as base:
+        page.goto(f"{base}/cloud")
+        expect(page.locator("#auth-warning")).to_be_visible()
+        token = app.state.settings.admin_token_path.read_text().strip()
+        page.goto(f"{base}/login?token={token}")
+        expect(page).to_have_url(f"{base}/cloud")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#auth-warning")).to_be_hidden()
+        expect(page.locator("#hardware tbody tr")).to_have_count(2)
