@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request, Response
 
 from simpletuner_cloud import __version__
+from simpletuner_cloud.api.body_limits import BodyLimitMiddleware
 from simpletuner_cloud.api.errors import install_error_handlers
 from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
 from simpletuner_cloud.api.security import require_management_access
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
     if settings.sandbox:
         _announce_sandbox(app)
     for router in PUBLIC_ROUTERS:
