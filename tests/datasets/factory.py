@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+LIMIT = 104_857_600  # Replicate's upload limit, as the issue states it
 JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
 BASE_OPTIONS: dict[str, Any] = {
@@ -73,3 +74,18 @@ def write_environment(
 
 def set_mtime(path: Path, seconds: int) -> None:
     os.utime(path, (seconds, seconds))
+
+
+def write_oversized_environment(configs_dir: Path, name: str = "env") -> int:
+    """An environment whose one image is a 100 MiB sparse file: preflight only reads sizes, so this costs
+    neither disk nor time. Returns the archive size, which is over the limit."""
+    from simpletuner_cloud.datasets.environments import load_environment
+    from simpletuner_cloud.datasets.preflight import run_preflight
+
+    folder = write_environment(configs_dir, name, images=0)
+    (folder / "data").mkdir()
+    with open(folder / "data" / "huge_photo.jpg", "wb") as handle:
+        handle.truncate(LIMIT)
+    size = run_preflight(load_environment(name, configs_dir), limit=None).archive_size
+    assert size > LIMIT
+    return size

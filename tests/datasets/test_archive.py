@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import subprocess
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -144,3 +145,22 @@ def test_a_trainer_like_walk_of_the_extracted_archive_finds_every_image(tmp_path
         if name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
     )
     assert found == ["photo_0.jpg", "photo_1.jpg", "photo_2.jpg", "photo_3.jpg", "sub/long_caption.png"]
+
+
+def test_building_streams_with_bounded_memory(tmp_path: Path) -> None:
+    """40 MiB of images (one past the whole-read limit) are packaged holding a bounded few MiB."""
+    root = tmp_path / "big"
+    root.mkdir()
+    for index in range(30):
+        (root / f"photo_{index:02d}.jpg").write_bytes(os.urandom(1024 * 1024))
+    (root / "panorama.jpg").write_bytes(os.urandom(archive.WHOLE_READ_LIMIT + 2 * 1024 * 1024))
+    layout = plan_archive(select_files(root, "set").files)
+    tracemalloc.start()
+    try:
+        result = build_archive(layout, tmp_path / "big.zip")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.size > 40 * 1024 * 1024
+    # three read-ahead batches at most (two queued, one being written), plus a few chunks in flight
+    assert peak < 3 * archive.BATCH_BYTES + 6 * archive.CHUNK

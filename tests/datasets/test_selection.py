@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from simpletuner_cloud.datasets import selection
 from simpletuner_cloud.datasets.selection import REASONS, select_files
 from tests.datasets.factory import write_image
 
@@ -60,16 +61,47 @@ def test_broken_and_looping_symlinks_are_skipped(folder: Path) -> None:
     assert skipped(folder) == {"gone.jpg": "symlink_loop", "loop.jpg": "symlink_loop"}
 
 
-def test_hidden_files_and_folders_are_skipped(folder: Path) -> None:
+def test_symlink_inside_to_a_skipped_file_is_skipped(folder: Path) -> None:
+    (folder / ".env").write_text("HF_TOKEN=hf_secret")
+    write_image(folder / ".git" / "objects" / "x.jpg")
+    (folder / "notes.md").write_text("private")
+    (folder / "env_photo.jpg").symlink_to(folder / ".env")
+    (folder / "git_photo.jpg").symlink_to(folder / ".git" / "objects" / "x.jpg")
+    (folder / "notes_photo.jpg").symlink_to(folder / "notes.md")
+    assert skipped(folder) == {
+        ".env": "secret",
+        ".git/": "vcs_or_venv",
+        "env_photo.jpg": "symlink_to_skipped",
+        "git_photo.jpg": "symlink_to_skipped",
+        "notes.md": "not_training_data",
+        "notes_photo.jpg": "symlink_to_skipped",
+    }
+    assert taken(folder) == ["a_photo.jpg", "a_photo.txt"]
+
+
+def test_hidden_file_is_skipped(folder: Path) -> None:
     write_image(folder / ".hidden.jpg")
-    write_image(folder / ".cache" / "x_photo.jpg")
-    assert skipped(folder) == {".hidden.jpg": "hidden", ".cache/": "hidden"}
+    assert skipped(folder) == {".hidden.jpg": "hidden"}
 
 
-@pytest.mark.parametrize("name", [".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules"])
+def test_hidden_folder_is_skipped_with_everything_in_it(folder: Path) -> None:
+    write_image(folder / ".cache" / "x_photo.jpg", caption="x photo")
+    assert skipped(folder) == {".cache/": "hidden"}
+    assert taken(folder) == ["a_photo.jpg", "a_photo.txt"]
+
+
+@pytest.mark.parametrize(
+    "name", [".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules", ".GIT", "Node_Modules"]
+)
 def test_vcs_and_virtualenv_folders_are_skipped(folder: Path, name: str) -> None:
     write_image(folder / name / "inside.jpg")
     assert skipped(folder) == {f"{name}/": "vcs_or_venv"}
+
+
+def test_a_folder_holding_pyvenv_cfg_is_a_virtualenv_whatever_its_name(folder: Path) -> None:
+    write_image(folder / "env" / "lib" / "site-packages" / "matplotlib" / "sample.png")
+    (folder / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert skipped(folder) == {"env/": "vcs_or_venv"}
 
 
 @pytest.mark.parametrize(
@@ -86,8 +118,12 @@ def test_macos_and_windows_metadata_is_skipped(folder: Path) -> None:
     write_image(folder / "._a_photo.jpg")
     (folder / ".DS_Store").write_bytes(b"\0")
     (folder / "Thumbs.db").write_bytes(b"\0")
-    assert set(skipped(folder).values()) == {"os_metadata"}
-    assert len(skipped(folder)) == 4
+    assert skipped(folder) == {
+        "._a_photo.jpg": "os_metadata",
+        ".DS_Store": "os_metadata",
+        "Thumbs.db": "os_metadata",
+        "__MACOSX/": "os_metadata",
+    }
 
 
 def test_non_regular_files_are_skipped(folder: Path) -> None:
@@ -103,6 +139,52 @@ def test_unreadable_files_are_skipped(folder: Path) -> None:
         assert skipped(folder) == {"locked.jpg": "unreadable"}
     finally:
         locked.chmod(0o644)
+
+
+def test_unreadable_files_are_skipped_even_for_root(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # root reads every file, so the permission answer is what this test controls
+    write_image(folder / "locked.jpg")
+    real_access = os.access
+    monkeypatch.setattr(
+        selection.os,
+        "access",
+        lambda path, mode: not str(path).endswith("locked.jpg") and real_access(path, mode),
+    )
+    assert skipped(folder) == {"locked.jpg": "unreadable"}
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped(folder: Path) -> None:
+    descriptor = os.open(os.fsencode(folder) + b"/bad\xff.jpg", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.close(descriptor)
+    assert skipped(folder) == {"bad\ufffd.jpg": "bad_name"}
+
+
+def test_a_caption_whose_image_is_skipped_is_not_taken(folder: Path, tmp_path: Path) -> None:
+    (folder / "outside.jpg").symlink_to(write_image(tmp_path / "elsewhere.jpg"))
+    (folder / "outside.txt").write_text("outside")
+    assert skipped(folder) == {"outside.jpg": "symlink_outside", "outside.txt": "caption_without_media"}
+
+
+def test_nothing_is_dropped_silently(folder: Path, tmp_path: Path) -> None:
+    """Every entry of the tree is either taken or reported (a skipped folder stands for its contents)."""
+    write_image(folder / "sub" / "b_photo.png", caption="b photo")
+    write_image(folder / ".git" / "c.jpg")
+    write_image(folder / "__MACOSX" / "._a_photo.jpg")
+    (folder / ".env.local").write_text("x")
+    (folder / "server.key").write_text("x")
+    (folder / "notes.md").write_text("x")
+    (folder / "link.jpg").symlink_to(write_image(tmp_path / "outside.jpg"))
+    os.mkfifo(folder / "sub" / "pipe.png")
+    selection = select_files(folder, "set")
+    accounted = [f.arcname for f in selection.files] + [s.path.rstrip("/") for s in selection.skipped]
+    on_disk = []
+    for current, folders, names in os.walk(folder):
+        relative = Path(current).relative_to(folder)
+        reported = [d for d in folders if (relative / d).as_posix() in accounted]
+        folders[:] = [d for d in folders if d not in reported]
+        on_disk += [(relative / name).as_posix() for name in [*names, *reported]]
+    assert sorted(on_disk) == sorted(accounted)
+    assert all(s.reason in REASONS for s in selection.skipped)
 
 
 def test_files_the_trainer_cannot_use_stay_home(folder: Path) -> None:

@@ -55,9 +55,10 @@ def run_preflight(
         selection = select_files(dataset.folder, dataset.id, prefix)
         check_textfile_captions(dataset, selection)
         if selection.media_count == 0:
+            skipped = len(selection.skipped)
             raise CloudError(
                 f"Dataset `{dataset.id}` has no images in {dataset.folder}"
-                + (f" ({len(selection.skipped)} files were skipped)." if selection.skipped else "."),
+                + (f" ({skipped} skipped file{'s' if skipped > 1 else ''})." if skipped else "."),
                 code="dataset_empty",
                 hint="Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
                 "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",

@@ -32,6 +32,7 @@ REASONS = {
     "symlink_outside": "symbolic link that leaves the dataset folder",
     "symlink_loop": "broken or looping symbolic link",
     "symlink_folder": "symbolic link to a folder already inside the dataset",
+    "symlink_to_skipped": "symbolic link to a file that is itself skipped (hidden, secret, VCS or not media)",
     "hidden": "hidden file or folder",
     "vcs_or_venv": "version-control, virtualenv or cache folder",
     "secret": "looks like a secret (.env, key or certificate)",
@@ -92,7 +93,7 @@ def classify_name(name: str, is_dir: bool) -> str | None:
     if lower == "__macosx" or name.startswith("._") or lower in SYSTEM_FILES:
         return "os_metadata"
     if is_dir:
-        if name in SKIPPED_FOLDERS:
+        if lower in SKIPPED_FOLDERS:
             return "vcs_or_venv"
         return "hidden" if name.startswith(".") else None
     if _SECRET_NAME.match(lower):
@@ -118,29 +119,38 @@ def _walk(root: Path, current: Path, prefix: PurePosixPath | None, selection: Se
     except OSError:
         selection.skipped.append(SkippedFile(_relative(root, current), "unreadable"))
         return
-    # A .txt is only a caption next to a sample of the same stem; any other text file stays home.
-    media_stems = {e.name.rsplit(".", 1)[0] for e in entries if _extension(e.name) in MEDIA_EXTENSIONS}
+    checked: list[tuple[os.DirEntry[str], str, str | None, os.stat_result | None]] = []
     for entry in entries:
-        path = Path(entry.path)
         relative = entry.name if current == root else f"{_relative(root, current)}/{entry.name}"
         try:
             relative.encode("utf-8")
         except UnicodeEncodeError:
-            selection.skipped.append(SkippedFile(relative.encode("utf-8", "replace").decode(), "bad_name"))
+            selection.skipped.append(
+                SkippedFile(os.fsencode(relative).decode("utf-8", "replace"), "bad_name")
+            )
             continue
-        reason, info = _check_entry(root, entry, path)
-        if reason is None and _extension(entry.name) in CAPTION_EXTENSIONS:
-            reason = None if entry.name.rsplit(".", 1)[0] in media_stems else "caption_without_media"
+        reason, info = _check_entry(root, entry, Path(entry.path))
         if reason == "descend":
-            _walk(root, path, prefix, selection)
+            _walk(root, Path(entry.path), prefix, selection)
             continue
+        checked.append((entry, relative, reason, info))
+    # A .txt is only a caption next to a sample of the same stem that is itself taken; any other text
+    # file stays home (private notes hide there).
+    media_stems = {
+        _stem(entry.name)
+        for entry, _, reason, _ in checked
+        if reason is None and _extension(entry.name) in MEDIA_EXTENSIONS
+    }
+    for entry, relative, reason, info in checked:
+        if reason is None and _extension(entry.name) in CAPTION_EXTENSIONS:
+            reason = None if _stem(entry.name) in media_stems else "caption_without_media"
         if reason is not None or info is None:
             selection.skipped.append(
                 SkippedFile(relative + ("/" if _is_dir(entry) else ""), reason or "unreadable")
             )
             continue
         arcname = f"{prefix}/{relative}" if prefix else relative
-        selection.files.append(SelectedFile(path, arcname, info.st_size, info.st_mtime_ns))
+        selection.files.append(SelectedFile(Path(entry.path), arcname, info.st_size, info.st_mtime_ns))
 
 
 def _check_entry(root: Path, entry: os.DirEntry[str], path: Path) -> tuple[str | None, os.stat_result | None]:
@@ -158,12 +168,15 @@ def _check_entry(root: Path, entry: os.DirEntry[str], path: Path) -> tuple[str |
             return "symlink_outside", None
         if target.is_dir():
             return "symlink_folder", None  # its files are walked through the real folder
+        if _target_is_skipped(root, target):
+            return "symlink_to_skipped", None  # `photo.jpg -> .env` must not carry the secret out
     try:
         info = entry.stat()
     except OSError:
         return "unreadable", None
     if stat.S_ISDIR(info.st_mode):
-        return "descend", None
+        # a virtualenv under any name (`env/`, `.tox/py311/`) holds sample images of installed packages
+        return ("vcs_or_venv", None) if (path / "pyvenv.cfg").is_file() else ("descend", None)
     if not stat.S_ISREG(info.st_mode):
         return "not_regular", None
     extension = _extension(entry.name)
@@ -172,6 +185,20 @@ def _check_entry(root: Path, entry: os.DirEntry[str], path: Path) -> tuple[str |
     if not os.access(entry.path, os.R_OK):
         return "unreadable", None
     return None, info
+
+
+def _target_is_skipped(root: Path, target: Path) -> bool:
+    """The link's target, judged by the same name rules as if it had been found by the walk."""
+    parts = target.relative_to(root).parts
+    if any(classify_name(part, is_dir=True) for part in parts[:-1]):
+        return True
+    name = parts[-1]
+    allowed = MEDIA_EXTENSIONS | CAPTION_EXTENSIONS
+    return classify_name(name, is_dir=False) is not None or _extension(name) not in allowed
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
 
 
 def _extension(name: str) -> str:
