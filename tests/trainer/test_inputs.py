@@ -11,7 +11,13 @@ import pytest
 from simpletuner_cloud.datasets.environments import load_environment
 from simpletuner_cloud.datasets.plan import plan_datasets
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, S3Destination, build_trainer_inputs
+from simpletuner_cloud.trainer.inputs import (
+    HubDestination,
+    JobSpec,
+    S3Destination,
+    build_trainer_inputs,
+    dataset_inputs,
+)
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 from tests.datasets.factory import local_entry, write_environment
 
@@ -103,3 +109,18 @@ def test_upload_mode_needs_the_archive_url(tmp_path: Path) -> None:
 def test_the_inputs_validate_against_the_sandbox_trainer_schema(tmp_path: Path) -> None:
     sandbox_schema = pytest.importorskip("simpletuner_cloud.sandbox.trainer_schema")
     check_trainer_inputs(build_trainer_inputs(spec_for(tmp_path)), sandbox_schema.trainer_openapi_schema())
+
+
+def test_dataset_inputs_carry_no_destination_and_no_secret(tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, destination=None, hf_token="hf_gated", options={"hub_token": "hf_leak"})
+    inputs = dataset_inputs(spec)
+    assert set(inputs) == {"config_json", "images"}
+    assert "hf_" not in json.dumps(inputs)
+
+
+def test_a_remote_job_never_sends_a_folder_of_this_disk(tmp_path: Path) -> None:
+    cache = {**TEXT, "type": "local", "instance_data_dir": "/home/me/pictures"}
+    with pytest.raises(CloudError) as caught:
+        build_trainer_inputs(spec_for(tmp_path, [HF_SET, cache], archive_url=None))
+    assert caught.value.code == "dataset_unsupported"
+    assert "`text`" in caught.value.message

@@ -62,6 +62,24 @@ def build_trainer_inputs(spec: JobSpec) -> dict[str, Any]:
             code="trainer_input_invalid",
             hint="Set a Hugging Face repo (hub_model_id plus an HF token) or an S3 bucket.",
         )
+    inputs = dataset_inputs(spec)
+    hf_token = spec.hf_token
+    destination = spec.destination
+    if isinstance(destination, HubDestination):
+        inputs["hub_model_id"] = destination.hub_model_id
+        hf_token = destination.hf_token or hf_token
+    else:
+        inputs["s3_bucket"] = destination.bucket
+        inputs["s3_region"] = destination.region
+        for name in ("endpoint_url", "base_path", "public_base_url", "access_key", "secret_key"):
+            inputs[f"s3_{name}"] = getattr(destination, name)
+    inputs["hf_token"] = hf_token
+    return {key: value for key, value in inputs.items() if value not in (None, "")}
+
+
+def dataset_inputs(spec: JobSpec) -> dict[str, Any]:
+    """The inputs that carry the training setup and its data (no destination, no secrets). The upload
+    path checks these against the trainer version before sending a byte."""
     inputs: dict[str, Any] = {"config_json": json.dumps(trainer_config(spec), sort_keys=True)}
     if spec.plan.needs_upload:
         if not spec.archive_url:
@@ -79,18 +97,7 @@ def build_trainer_inputs(spec: JobSpec) -> dict[str, Any]:
                 hint="Put lycoris_config.json beside config.json or point lycoris_config at it.",
             )
         inputs["lycoris_config"] = json.dumps(spec.config.lycoris, sort_keys=True)
-    hf_token = spec.hf_token
-    destination = spec.destination
-    if isinstance(destination, HubDestination):
-        inputs["hub_model_id"] = destination.hub_model_id
-        hf_token = destination.hf_token or hf_token
-    else:
-        inputs["s3_bucket"] = destination.bucket
-        inputs["s3_region"] = destination.region
-        for name in ("endpoint_url", "base_path", "public_base_url", "access_key", "secret_key"):
-            inputs[f"s3_{name}"] = getattr(destination, name)
-    inputs["hf_token"] = hf_token
-    return {key: value for key, value in inputs.items() if value not in (None, "")}
+    return inputs
 
 
 def trainer_config(spec: JobSpec) -> dict[str, Any]:
@@ -126,6 +133,14 @@ def remote_dataloader(spec: JobSpec) -> list[dict[str, Any]]:
             continue
         if planned.action not in ("remote", "skip"):
             continue
+        if str(entry.get("type") or "local") == "local" and (
+            entry.get("instance_data_dir") or entry.get("instance_data_root")
+        ):
+            raise CloudError(  # the trainer would look for this disk's folder inside its container
+                f"Dataset `{planned.id}` names a folder on this machine, which the trainer cannot read.",
+                code="dataset_unsupported",
+                hint="Remove instance_data_dir from cache entries, or upload the images instead.",
+            )
         for key in ("cache_dir", "cache_dir_vae"):
             if key in entry:
                 entry[key] = _relative_cache(entry[key], planned.id, key)
