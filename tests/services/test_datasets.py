@@ -1,31 +1,23 @@
-"""Dataset services: packaging in a worker thread, upload once per sha256 (reuse while it lives),
-delete after the job, against the sandbox on loopback and a real SQLite store."""
+"""Dataset services: packaging off the event loop, exactly the archive a job would upload, refusals."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+import asyncio
+import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
 from simpletuner_cloud.datasets.preflight import run_preflight
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.replicate.files import get_file
-from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 from simpletuner_cloud.services.datasets import (
     build_dataset_archive,
-    delete_dataset_upload,
     install_example,
     load_config,
     package_dataset,
-    upload_dataset,
 )
-from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, Settings, load_settings
-from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.settings import Settings, load_settings
 from tests.datasets.factory import write_environment
-from tests.support.live_server import free_port, live_server
 
 
 @pytest.fixture
@@ -33,67 +25,29 @@ def settings() -> Settings:
     return load_settings()
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
-    await db.migrate()
-    yield db
-    await db.dispose()
-
-
-@pytest.fixture
-def sandbox_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    config = SandboxConfig(public_base_url=f"http://127.0.0.1:{port}", data_dir=tmp_path / "sandbox")
-    with live_server(create_sandbox_app(config), port=port) as url:
-        yield url
-
-
-@pytest.fixture
-async def http(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {DEFAULT_SANDBOX_TOKEN}"}
-    async with httpx.AsyncClient(base_url=sandbox_url, headers=headers, trust_env=False) as client:
-        yield client
-
-
-async def test_package_upload_reuse_and_delete(
-    settings: Settings, database: Database, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_the_server_packages_in_a_worker_thread(settings: Settings, tmp_path: Path) -> None:
     install_example(settings)
     preflight = run_preflight(load_config(settings, "flux-lora-example"))
-    archive = await build_dataset_archive(preflight, tmp_path / "dataset.zip")
-    progress: list[tuple[int, int]] = []
-    first = await upload_dataset(
-        database, http, tmp_path / "dataset.zip", archive, on_progress=lambda *p: progress.append(p)
-    )
-    assert not first.reused and progress[-1] == (archive.size, archive.size)
-    assert (await get_file(http, first.file_id))["checksums"]["sha256"] == archive.sha256
+    loop_thread = threading.current_thread()
+    seen: list[tuple[threading.Thread, bool]] = []
 
-    # Same bytes again (even rebuilt elsewhere): the live upload is reused, nothing is sent.
-    _, again = package_dataset(settings, "flux-lora-example", tmp_path / "again.zip")
-    assert again.sha256 == archive.sha256
-    requests: list[httpx.Request] = []
+    def progress(done: int, total: int) -> None:
+        seen.append((threading.current_thread(), _in_loop()))
 
-    async def record(request: httpx.Request) -> None:
-        requests.append(request)
+    archive = await build_dataset_archive(preflight, tmp_path / "dataset.zip", progress)
+    assert archive.size == preflight.archive_size == (tmp_path / "dataset.zip").stat().st_size
+    assert seen and all(thread is not loop_thread and not in_loop for thread, in_loop in seen)
+    # the CLI's `data package` writes the very same bytes
+    _, packaged = package_dataset(settings, "flux-lora-example", tmp_path / "package.zip")
+    assert packaged.sha256 == archive.sha256
 
-    http.event_hooks["request"] = [record]
-    second = await upload_dataset(database, http, tmp_path / "again.zip", again)
-    assert (second.reused, second.upload_id, second.url) == (True, first.upload_id, first.url)
-    assert requests == []
 
-    # Close to expiry it is not reused: a job might start after Replicate dropped it.
-    late = datetime.now(UTC) + timedelta(hours=23)
-    third = await upload_dataset(database, http, tmp_path / "again.zip", again, now=late)
-    assert not third.reused and third.file_id != first.file_id
-
-    # After the job: deleted at Replicate, marked in the store, and never reused again.
-    assert await delete_dataset_upload(database, http, first.upload_id) is True
-    assert await delete_dataset_upload(database, http, first.upload_id) is False
-    with pytest.raises(CloudError):
-        await get_file(http, first.file_id)
-    fourth = await upload_dataset(database, http, tmp_path / "again.zip", again)
-    assert fourth.reused and fourth.upload_id == third.upload_id
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def test_remote_only_configs_have_nothing_to_package(settings: Settings, tmp_path: Path) -> None:
@@ -104,6 +58,7 @@ def test_remote_only_configs_have_nothing_to_package(settings: Settings, tmp_pat
     )
     with pytest.raises(CloudError) as caught:
         package_dataset(settings, "remote", tmp_path / "x.zip")
+    assert caught.value.code == "bad_request"
     assert "only remote datasets" in caught.value.message
 
 

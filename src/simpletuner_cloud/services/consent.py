@@ -34,6 +34,7 @@ def check_consent(mode: str, consent_given: bool, needs_upload: bool) -> None:
         raise CloudError(
             "This job uploads your training images to Replicate's upload servers; confirm it first.",
             code="consent_required",
-            hint="Review `POST /api/cloud/data-consent/preview` (or `simpletuner cloud data preview`), then "
-            'submit again with "consent": true.',
+            hint="Review what would be sent with `simpletuner cloud data preview` (or "
+            '`POST /api/cloud/data-consent/preview`), then send the request again with "consent": true '
+            "(`--consent` on the command line).",
         )

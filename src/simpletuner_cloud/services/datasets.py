@@ -1,18 +1,15 @@
 """Dataset use cases for the API and CLI: list and read configs, preview what would be uploaded, package
-the archive (in a worker thread), upload it once per sha256 (reusing a live upload), delete it after the
-job, and install the shipped example environment."""
+the archive (in a worker thread for the server), and install the shipped example environment. Uploading
+lives in `services/uploads.py`."""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from simpletuner_cloud.datasets.archive import ArchiveResult, Progress, build_archive, manifest_as_json
 from simpletuner_cloud.datasets.configs import TrainingConfig, load_inline
@@ -20,19 +17,10 @@ from simpletuner_cloud.datasets.environments import list_environments, load_envi
 from simpletuner_cloud.datasets.preflight import UPLOAD_LIMIT_BYTES, Preflight, run_preflight, too_large
 from simpletuner_cloud.datasets.selection import REASONS
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.replicate import files
 from simpletuner_cloud.settings import Settings
-from simpletuner_cloud.store.database import Database
-from simpletuner_cloud.store.uploads import (
-    find_reusable_upload,
-    get_upload,
-    mark_upload_deleted,
-    record_upload,
-)
 from simpletuner_cloud.trainer.inputs import SECRET_OPTION
 
 EXAMPLE_NAME = "flux-lora-example"
-REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
 
 
 def list_configs(settings: Settings) -> dict[str, Any]:
@@ -148,67 +136,6 @@ async def build_dataset_archive(
         raise remote_only()
     layout = preflight.layout
     return await anyio.to_thread.run_sync(lambda: build_archive(layout, out, progress))
-
-
-@dataclass(frozen=True)
-class UploadedDataset:
-    upload_id: str
-    file_id: str
-    url: str
-    reused: bool
-
-
-async def upload_dataset(
-    database: Database,
-    http: httpx.AsyncClient,
-    archive_path: Path,
-    archive: ArchiveResult,
-    *,
-    now: datetime | None = None,
-    on_progress: Progress | None = None,
-) -> UploadedDataset:
-    """Reuse a live upload of the same bytes, else stream the archive to `/v1/files` and record it."""
-    now = now or datetime.now(UTC)
-    async with database.session() as session:
-        existing = await find_reusable_upload(session, archive.sha256, now, REUSE_MARGIN.total_seconds())
-        if existing is not None and existing.replicate_file_id and existing.url:
-            if on_progress:
-                on_progress(archive.size, archive.size)
-            return UploadedDataset(existing.id, existing.replicate_file_id, existing.url, reused=True)
-    metadata = {"sha256": archive.sha256, "files": len(archive.manifest), "source": "simpletuner-cloud"}
-    uploaded = await files.upload_file(
-        http,
-        archive_path,
-        filename=f"dataset-{archive.sha256[:16]}.zip",
-        metadata=metadata,
-        on_progress=on_progress,
-    )
-    url = str(uploaded.get("urls", {}).get("get") or "")
-    async with database.session() as session:
-        row = await record_upload(
-            session,
-            sha256=archive.sha256,
-            size=archive.size,
-            replicate_file_id=str(uploaded["id"]),
-            url=url,
-            expires_at=files.parse_time(uploaded.get("expires_at")),
-            metadata={"manifest_files": len(archive.manifest), "file": uploaded.get("name")},
-        )
-        await session.commit()
-        return UploadedDataset(row.id, str(uploaded["id"]), url, reused=False)
-
-
-async def delete_dataset_upload(database: Database, http: httpx.AsyncClient, upload_id: str) -> bool:
-    """After the job ends: delete the file at Replicate and mark the upload gone. Idempotent."""
-    async with database.session() as session:
-        row = await get_upload(session, upload_id)
-        if row is None or row.deleted_at is not None:
-            return False
-        if row.replicate_file_id:
-            await files.delete_file(http, row.replicate_file_id)
-        marked = await mark_upload_deleted(session, upload_id)
-        await session.commit()
-        return marked
 
 
 def manifest_document(archive: ArchiveResult) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""In-memory state of the dataset uploads a server is running: phase, byte progress, result or error,
+and a change signal that any number of Server-Sent-Event listeners follow. Listeners always get the
+latest state (intermediate steps are coalesced), so a slow client never makes the server buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Literal
+
+from simpletuner_cloud.errors import CloudError
+
+State = Literal["packaging", "uploading", "succeeded", "failed"]
+KEEP_FINISHED = 50  # finished tasks kept for late listeners; older ones are forgotten
+
+
+class UploadTask:
+    def __init__(self, task_id: str, config: str | None, archive_bytes: int, files: int) -> None:
+        self.id = task_id
+        self.config = config
+        self.archive_bytes = archive_bytes
+        self.files = files
+        self.state: State = "packaging"
+        self.bytes_done = 0
+        self.bytes_total = archive_bytes
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+    def progress(self, phase: State, done: int, total: int) -> None:
+        if self.finished:
+            return  # a late callback from the packaging thread
+        self.state, self.bytes_done, self.bytes_total = phase, done, total
+        self._touch()
+
+    def succeed(self, result: dict[str, Any]) -> None:
+        self.state, self.result = "succeeded", result
+        self.bytes_done = self.bytes_total = int(result["size"])
+        self._touch()
+
+    def fail(self, error: dict[str, Any]) -> None:
+        self.state, self.error = "failed", error
+        self._touch()
+
+    def _touch(self) -> None:
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "config": self.config,
+            "state": self.state,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "archive_bytes": self.archive_bytes,
+            "files": self.files,
+            "result": self.result,
+            "error": self.error,
+            "events_url": f"/api/cloud/data/uploads/{self.id}/events",
+        }
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """`progress` events while running, then one `succeeded` or `failed`, then the end."""
+        sent = -1
+        while True:
+            changed = self._changed  # taken before reading, so no change slips between read and wait
+            if self.version != sent:
+                sent = self.version
+                event = self.state if self.finished else "progress"
+                yield {"event": event, "data": json.dumps(self.snapshot(), sort_keys=True)}
+                if self.finished:
+                    return
+            await changed.wait()
+
+
+class UploadTasks:
+    """The registry one app holds. Background coroutines are kept referenced until they finish."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, UploadTask] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def create(self, config: str | None, archive_bytes: int, files: int) -> UploadTask:
+        self._forget_old()
+        task = UploadTask(f"dsu_{secrets.token_hex(10)}", config, archive_bytes, files)
+        self._tasks[task.id] = task
+        return task
+
+    def run(self, task: UploadTask, work: Coroutine[Any, Any, None]) -> None:
+        running = asyncio.create_task(work, name=f"dataset-upload-{task.id}")
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
+
+    def get(self, task_id: str) -> UploadTask:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise CloudError(
+                f"No dataset upload `{task_id}` on this server.",
+                code="upload_not_found",
+                hint="Upload ids are kept in memory until the server restarts; start the upload again.",
+            )
+        return task
+
+    @contextlib.asynccontextmanager
+    async def lock(self, sha256: str) -> AsyncIterator[None]:
+        """One upload per archive at a time, so a concurrent twin reuses it instead of sending it too."""
+        async with self._locks.setdefault(sha256, asyncio.Lock()):  # a few bytes per distinct archive
+            yield
+
+    async def wait(self) -> None:
+        """Until every background upload has finished (tests; a graceful shutdown)."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _forget_old(self) -> None:
+        finished = [task for task in self._tasks.values() if task.finished]
+        for task in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._tasks[task.id]

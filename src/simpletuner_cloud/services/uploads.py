@@ -1,0 +1,215 @@
+"""Dataset uploads through the server. Before a byte leaves: preflight, data consent and the chosen
+trainer version's inputs. Then a background task packages the archive in a worker thread and streams it
+to Replicate's `/v1/files` once per sha256 (a live upload of the same bytes is reused), publishing byte
+progress that the API relays as Server-Sent Events. `delete_dataset_upload` is the clean-up after a job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simpletuner_cloud.datasets.archive import ArchiveResult
+from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate import files
+from simpletuner_cloud.replicate.client import ReplicateClient
+from simpletuner_cloud.services.consent import check_consent
+from simpletuner_cloud.services.datasets import build_dataset_archive, load_config, remote_only
+from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.provider import ProviderRuntime
+from simpletuner_cloud.services.provider_settings import ReplicateSettings, load_replicate_settings
+from simpletuner_cloud.services.upload_tasks import UploadTask, UploadTasks
+from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.uploads import (
+    find_reusable_upload,
+    get_upload,
+    mark_upload_deleted,
+    record_upload,
+)
+from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs
+from simpletuner_cloud.trainer.schema import check_trainer_inputs
+
+log = logging.getLogger(__name__)
+REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
+PENDING_ARCHIVE_URL = "https://api.replicate.com/v1/files/pending"  # stands in for `images` when checking
+
+
+@dataclass(frozen=True)
+class UploadedDataset:
+    upload_id: str
+    file_id: str
+    url: str
+    reused: bool
+    expires_at: datetime | None
+
+
+async def start_dataset_upload(
+    session: AsyncSession,
+    settings: Settings,
+    database: Database,
+    runtime: ProviderRuntime,
+    tasks: UploadTasks,
+    *,
+    reference: str | None = None,
+    config_json: Any = None,
+    dataloader_json: Any = None,
+    consent: bool = False,
+) -> dict[str, Any]:
+    """Refuse now what would fail (dataset errors, size, consent, trainer inputs), then start packaging
+    and uploading in the background. Returns the task's first snapshot."""
+    config = await anyio.to_thread.run_sync(
+        lambda: load_config(settings, reference, config_json, dataloader_json)
+    )
+    preflight = await anyio.to_thread.run_sync(lambda: run_preflight(config))
+    if not preflight.needs_upload:
+        raise remote_only()
+    replicate = await load_replicate_settings(session, settings)
+    check_consent(replicate.data_consent, consent, needs_upload=True)
+    async with runtime.client(settings, replicate) as client:
+        await check_trainer_version(client, settings, replicate, preflight)
+    task = tasks.create(config.name, preflight.archive_size, sum(len(s.files) for s in preflight.selections))
+    tasks.run(task, _package_and_upload(task, tasks, preflight, settings, database, runtime, replicate))
+    return task.snapshot()
+
+
+async def check_trainer_version(
+    client: ReplicateClient, settings: Settings, replicate: ReplicateSettings, preflight: Preflight
+) -> None:
+    """The inputs this dataset implies (`config_json`, `images`, `lycoris_config`, ...) against the chosen
+    version's `openapi_schema`: `trainer_input_unknown` names an input the version does not declare."""
+    model = replicate.trainer_model(load_hardware_catalogue(settings))
+    if replicate.version:
+        version = await client.get_version(model, replicate.version)
+    else:
+        version = (await client.get_model(model)).get("latest_version") or {}
+    spec = JobSpec(preflight.config, preflight.plan, None, archive_url=PENDING_ARCHIVE_URL)
+    check_trainer_inputs(dataset_inputs(spec), version.get("openapi_schema") or {})
+
+
+def upload_events(tasks: UploadTasks, task_id: str) -> AsyncIterator[dict[str, Any]]:
+    """SSE events of one task (raises `upload_not_found` now, before the stream starts)."""
+    return tasks.get(task_id).events()
+
+
+def get_upload_task(tasks: UploadTasks, task_id: str) -> dict[str, Any]:
+    return tasks.get(task_id).snapshot()
+
+
+async def _package_and_upload(
+    task: UploadTask,
+    tasks: UploadTasks,
+    preflight: Preflight,
+    settings: Settings,
+    database: Database,
+    runtime: ProviderRuntime,
+    replicate: ReplicateSettings,
+) -> None:
+    loop = asyncio.get_running_loop()
+    path = settings.cloud_dir / "uploads" / f"{task.id}.zip"
+
+    def packaging(done: int, total: int) -> None:  # called on the packaging thread
+        loop.call_soon_threadsafe(task.progress, "packaging", done, total)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        archive = await build_dataset_archive(preflight, path, packaging)
+        task.progress("uploading", 0, archive.size)
+        async with tasks.lock(archive.sha256), runtime.client(settings, replicate) as client:
+            uploaded = await upload_dataset(
+                database,
+                client.http,
+                path,
+                archive,
+                on_progress=lambda done, total: task.progress("uploading", done, total),
+            )
+        expires = uploaded.expires_at.isoformat() if uploaded.expires_at else None
+        task.succeed(
+            {"upload_id": uploaded.upload_id, "file_id": uploaded.file_id, "url": uploaded.url,
+             "sha256": archive.sha256, "size": archive.size, "files": len(archive.manifest),
+             "reused": uploaded.reused, "expires_at": expires}
+        )  # fmt: skip
+    except CloudError as exc:
+        task.fail(exc.to_body()["error"])
+    except Exception:
+        log.exception("dataset upload %s failed", task.id)
+        task.fail(
+            {"code": "internal_error", "message": "The upload failed unexpectedly; nothing was kept.",
+             "hint": "See the server log for details and report it if it happens again."}
+        )  # fmt: skip
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def upload_dataset(
+    database: Database,
+    http: httpx.AsyncClient,
+    archive_path: Path,
+    archive: ArchiveResult,
+    *,
+    now: datetime | None = None,
+    on_progress: files.Progress | None = None,
+) -> UploadedDataset:
+    """Reuse a live upload of the same bytes (confirmed at Replicate: same sha256, not expiring within
+    REUSE_MARGIN), else stream the archive to `/v1/files` and record it."""
+    now = now or datetime.now(UTC)
+    async with database.session() as session:
+        existing = await find_reusable_upload(session, archive.sha256, now, REUSE_MARGIN.total_seconds())
+        if existing is not None and existing.replicate_file_id and existing.url:
+            try:
+                held = await files.get_file(http, existing.replicate_file_id)
+            except CloudError as exc:
+                if exc.code != "not_found":
+                    raise
+                held = {}
+            if files.is_reusable(held, archive.sha256, now, REUSE_MARGIN):
+                if on_progress:
+                    on_progress(archive.size, archive.size)
+                expires = files.parse_time(held.get("expires_at")) or existing.expires_at
+                return UploadedDataset(existing.id, existing.replicate_file_id, existing.url, True, expires)
+            await mark_upload_deleted(session, existing.id)  # gone or changed at Replicate: never again
+            await session.commit()
+    metadata = {"sha256": archive.sha256, "files": len(archive.manifest), "source": "simpletuner-cloud"}
+    uploaded = await files.upload_file(
+        http,
+        archive_path,
+        filename=f"dataset-{archive.sha256[:16]}.zip",
+        metadata=metadata,
+        on_progress=on_progress,
+    )
+    url = str(uploaded.get("urls", {}).get("get") or "")
+    expires_at = files.parse_time(uploaded.get("expires_at"))
+    async with database.session() as session:
+        row = await record_upload(
+            session,
+            sha256=archive.sha256,
+            size=archive.size,
+            replicate_file_id=str(uploaded["id"]),
+            url=url,
+            expires_at=expires_at,
+            metadata={"manifest_files": len(archive.manifest), "file": uploaded.get("name")},
+        )
+        await session.commit()
+        return UploadedDataset(row.id, str(uploaded["id"]), url, False, expires_at)
+
+
+async def delete_dataset_upload(database: Database, http: httpx.AsyncClient, upload_id: str) -> bool:
+    """After the job ends: delete the file at Replicate and mark the upload gone. Idempotent."""
+    async with database.session() as session:
+        row = await get_upload(session, upload_id)
+        if row is None or row.deleted_at is not None:
+            return False
+        if row.replicate_file_id:
+            await files.delete_file(http, row.replicate_file_id)
+        marked = await mark_upload_deleted(session, upload_id)
+        await session.commit()
+        return marked

@@ -1,0 +1,95 @@
+"""Upload task state and its event stream: progress, one final event, late listeners, coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services import upload_tasks
+from simpletuner_cloud.services.upload_tasks import UploadTasks
+
+RESULT = {"upload_id": "upl_x", "size": 300, "reused": False}
+
+
+async def collect(tasks: UploadTasks, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(e["event"], json.loads(e["data"])) async for e in tasks.get(task_id).events()]
+
+
+async def test_a_listener_sees_progress_then_one_final_event() -> None:
+    tasks = UploadTasks()
+    task = tasks.create("env", 300, 4)
+    listener = asyncio.create_task(collect(tasks, task.id))
+    await asyncio.sleep(0)  # the listener has sent the first state and waits
+    task.progress("packaging", 300, 300)
+    await asyncio.sleep(0)
+    task.progress("uploading", 100, 300)
+    await asyncio.sleep(0)
+    task.succeed(RESULT)
+    events = await listener
+    assert [(name, e["state"], e["bytes_done"]) for name, e in events] == [
+        ("progress", "packaging", 0),
+        ("progress", "packaging", 300),
+        ("progress", "uploading", 100),
+        ("succeeded", "succeeded", 300),
+    ]
+    assert events[-1][1]["result"] == RESULT and events[-1][1]["error"] is None
+
+
+async def test_a_late_listener_gets_the_final_state_only() -> None:
+    tasks = UploadTasks()
+    task = tasks.create(None, 300, 4)
+    task.progress("uploading", 100, 300)
+    task.fail({"code": "provider_unavailable", "message": "down", "hint": "retry"})
+    task.progress("packaging", 300, 300)  # a late callback from the packaging thread changes nothing
+    assert await collect(tasks, task.id) == [("failed", task.snapshot())]
+    assert task.snapshot()["error"] == {"code": "provider_unavailable", "message": "down", "hint": "retry"}
+
+
+async def test_a_slow_listener_gets_the_latest_state_not_a_backlog() -> None:
+    tasks = UploadTasks()
+    task = tasks.create("env", 10_000, 1)
+    stream = task.events()
+    assert json.loads((await anext(stream))["data"])["bytes_done"] == 0
+    for done in range(0, 10_001, 100):
+        task.progress("uploading", done, 10_000)
+    latest = json.loads((await anext(stream))["data"])
+    assert (latest["state"], latest["bytes_done"]) == ("uploading", 10_000)
+    await stream.aclose()
+
+
+async def test_background_work_is_kept_until_it_finishes() -> None:
+    tasks = UploadTasks()
+    task = tasks.create("env", 1, 1)
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+        task.succeed({"size": 1})
+
+    tasks.run(task, work())
+    await tasks.wait()
+    assert task.state == "succeeded"
+
+
+def test_an_unknown_upload_is_upload_not_found() -> None:
+    with pytest.raises(CloudError) as caught:
+        UploadTasks().get("dsu_nope")
+    assert (caught.value.code, caught.value.status) == ("upload_not_found", 404)
+
+
+def test_old_finished_tasks_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upload_tasks, "KEEP_FINISHED", 2)
+    tasks = UploadTasks()
+    finished = []
+    for _ in range(3):
+        task = tasks.create("env", 1, 1)
+        task.succeed({"size": 1})
+        finished.append(task.id)
+    running = tasks.create("env", 1, 1)
+    with pytest.raises(CloudError):
+        tasks.get(finished[0])
+    assert [tasks.get(task_id).finished for task_id in finished[1:]] == [True, True]
+    assert tasks.get(running.id) is running
