@@ -31,6 +31,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "dataset_missing": 422,
     "dataset_unsupported": 422,
     "dataset_changed": 409,
+    "upload_not_found": 404,
     "config_missing": 404,
     "config_invalid": 422,
     "consent_required": 428,

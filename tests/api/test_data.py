@@ -9,9 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
+from simpletuner_cloud.datasets.configs import load_inline
 from simpletuner_cloud.datasets.environments import load_environment
+from simpletuner_cloud.datasets.plan import WHAT_WORKS
 from simpletuner_cloud.datasets.preflight import run_preflight
-from tests.datasets.factory import local_entry, write_environment, write_image
+from tests.datasets.factory import (
+    LIMIT,
+    local_entry,
+    write_environment,
+    write_images,
+    write_oversized_environment,
+)
 
 PREVIEW = "/api/cloud/data-consent/preview"
 
@@ -70,39 +78,94 @@ async def test_inline_remote_preview_needs_no_upload(client: httpx.AsyncClient) 
 
 
 async def test_an_oversized_archive_is_shown_with_the_error(
-    client: httpx.AsyncClient, configs_dir: Path, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, configs_dir: Path
 ) -> None:
-    from simpletuner_cloud.services import datasets
-
-    monkeypatch.setattr(datasets, "UPLOAD_LIMIT_BYTES", 5000)
-    folder = write_environment(configs_dir, "env")
-    write_image(folder / "data" / "big.jpg", 6000)
-    result = (await preview(client, {"config": "env"})).json()
-    assert result["within_limit"] is False and result["limit_bytes"] == 5000
-    assert result["error"]["code"] == "upload_too_large"
-    assert f"{result['archive_bytes']:,} bytes" in result["error"]["message"]
-
-
-@pytest.mark.parametrize(
-    ("datasets", "code", "status"),
-    [
-        ([local_entry(caption_strategy="instanceprompt")], "dataset_unsupported", 422),
-        ([local_entry(folder="gone")], "dataset_missing", 422),
-    ],
-)
-async def test_refusals_keep_their_codes(
-    client: httpx.AsyncClient, configs_dir: Path, datasets: list[dict[str, Any]], code: str, status: int
-) -> None:
-    write_environment(configs_dir, "env", datasets=datasets)
+    size = write_oversized_environment(configs_dir)
     response = await preview(client, {"config": "env"})
-    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["archive_bytes"], result["limit_bytes"], result["within_limit"]) == (size, LIMIT, False)
+    assert result["error"] == {
+        "code": "upload_too_large",
+        "message": f"The dataset archive would be {size:,} bytes ({size / 2**20:.1f} MiB); "
+        "Replicate's upload limit is 104,857,600 bytes (100 MiB).",
+        "hint": "Resize the images (about 1024 px on the short side is enough for most LoRAs) or "
+        "convert them to JPEG/WebP, remove images you do not need, or use a remote dataset backend "
+        "(a private Hugging Face dataset with `type: huggingface`).",
+        "details": {"archive_bytes": size, "limit_bytes": LIMIT},
+    }
+    assert result["datasets"][0]["bytes"] == LIMIT
+
+
+async def test_inline_json_with_a_local_folder(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    data = tmp_path / "inline"
+    write_images(data, 2)
+    body = {
+        "config_json": {"--model_family": "flux", "resolution": 512},
+        "dataloader_json": [local_entry(folder=str(data))],
+    }
+    response = await preview(client, body)
+    assert response.status_code == 200, response.text
+    config = load_inline(body["config_json"], body["dataloader_json"])
+    assert response.json() == {
+        "config": None, "mode": "upload", "needs_upload": True,
+        "datasets": [
+            {"id": "plushie", "action": "upload", "reason": "local images, sent as the `images` archive",
+             "folder": str(data), "files": 4, "images": 2,
+             "bytes": sum(p.stat().st_size for p in data.iterdir()), "skipped": []}
+        ],
+        "archive_bytes": run_preflight(config).archive_size, "limit_bytes": LIMIT, "within_limit": True,
+        "error": None, "warnings": [], "problems": [],
+    }  # fmt: skip
+
+
+async def test_refusals_are_json_errors_with_code_message_and_hint(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    write_environment(configs_dir, "env", datasets=[local_entry(), {"id": "hub", "type": "huggingface"}])
+    response = await preview(client, {"config": "env"})
+    message = (
+        "The published trainer cannot run this dataset setup: local (plushie) and remote (hub) datasets "
+        "are mixed: the trainer ignores the upload when it is given a dataset list."
+    )
+    assert (response.status_code, response.json()) == (
+        422,
+        {"error": {"code": "dataset_unsupported", "message": message, "hint": WHAT_WORKS}},
+    )
 
 
 async def test_empty_dataset_is_dataset_empty(client: httpx.AsyncClient, configs_dir: Path) -> None:
     folder = write_environment(configs_dir, "env", images=0)
     (folder / "data").mkdir()
     response = await preview(client, {"config": "env"})
-    assert (response.status_code, response.json()["error"]["code"]) == (422, "dataset_empty")
+    assert (response.status_code, response.json()) == (
+        422,
+        {
+            "error": {
+                "code": "dataset_empty",
+                "message": f"Dataset `plushie` has no images in {folder / 'data'}.",
+                "hint": "Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
+                "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",
+                "details": {"skipped": []},
+            }
+        },
+    )
+
+
+async def test_missing_config_is_config_missing(client: httpx.AsyncClient, configs_dir: Path) -> None:
+    response = await preview(client, {"config": "nope"})
+    assert (response.status_code, response.json()) == (
+        404,
+        {
+            "error": {
+                "code": "config_missing",
+                "message": f"No environment or config named `nope` (looked in {configs_dir} and as a path).",
+                "hint": "Run `simpletuner examples install` for the example, set SIMPLETUNER_CONFIGS_DIR, or "
+                "give a path to a folder holding config.json. Only JSON configs are read (config.json + "
+                "multidatabackend.json); TOML and .env are not.",
+            }
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -120,3 +183,5 @@ async def test_remote_peers_need_the_admin_token(app: Any, configs_dir: Path) ->
     async with remote_client(app) as remote:
         assert (await remote.post(PREVIEW, json={"config": "env"})).status_code == 401
         assert (await remote.get("/api/cloud/configs")).status_code == 401
+        upload = await remote.post("/api/cloud/data/uploads", json={"config": "env", "consent": True})
+        assert (upload.status_code, upload.json()["error"]["code"]) == (401, "unauthorized")

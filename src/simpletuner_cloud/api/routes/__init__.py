@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from simpletuner_cloud.api.routes import configs, data, hardware, health, login, providers, system_status
+from simpletuner_cloud.api.routes.uploads import router as uploads_router
 
 MANAGEMENT_ROUTERS: list[APIRouter] = [
     providers.router,
@@ -13,6 +14,7 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     system_status.router,
     configs.router,
     data.router,
+    uploads_router,
 ]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router]
