@@ -16,6 +16,7 @@ from simpletuner_cloud.cli import app
 from simpletuner_cloud.settings import load_settings
 from tests.datasets.factory import local_entry, write_environment
 from tests.support.live_server import live_server
+from tests.support.provider_sandbox import sandbox_mode_server
 
 runner = CliRunner()
 
@@ -74,3 +75,37 @@ def test_preview_of_a_missing_config_fails_cleanly(server_url: str) -> None:
     assert result.exit_code == 1
     assert "No environment or config named `nope`" in result.output and "Traceback" not in result.output
     assert "simpletuner examples install" in result.output.replace("\n", " ")
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    with sandbox_mode_server() as (base, _):
+        yield base
+
+
+def test_upload_shows_the_bytes_sent_and_then_reuse(sandbox_url: str, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["examples", "install"]).exit_code == 0
+    out = tmp_path / "inspect.zip"
+    packaged = runner.invoke(app, ["cloud", "data", "package", "flux-lora-example", "--out", str(out), "-q"])
+    assert packaged.exit_code == 0, packaged.output
+    size, digest = out.stat().st_size, hashlib.sha256(out.read_bytes()).hexdigest()
+    command = ["cloud", "--url", sandbox_url, "data", "upload", "flux-lora-example", "--consent"]
+    first = runner.invoke(app, command, terminal_width=200)
+    assert first.exit_code == 0, first.output
+    assert f"Uploaded: {size:,} bytes, 24 files, sha256 {digest}" in first.output  # what `package` wrote
+    assert "reused: false" in first.output
+    second = runner.invoke(app, command, terminal_width=200)
+    assert second.exit_code == 0, second.output
+    assert f"Reused the live upload of this archive (nothing sent): {size:,} bytes" in second.output
+    assert "reused: true" in second.output
+    as_json = runner.invoke(app, [*command, "--json"])
+    final = json.loads(as_json.stdout)
+    assert (final["state"], final["bytes_done"], final["result"]["reused"]) == ("succeeded", size, True)
+
+
+def test_upload_without_consent_says_how_to_give_it(sandbox_url: str) -> None:
+    runner.invoke(app, ["examples", "install"])
+    result = runner.invoke(app, ["cloud", "--url", sandbox_url, "data", "upload", "flux-lora-example"])
+    assert result.exit_code == 1
+    output = result.output.replace("\n", " ")
+    assert "error[consent_required]" in output and "`--consent` on the command line" in output

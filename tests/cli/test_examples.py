@@ -69,3 +69,11 @@ def test_install_is_idempotent_and_force_overwrites(configs_dir: Path) -> None:
     forced = runner.invoke(app, ["examples", "install", "--force"])
     assert forced.exit_code == 0 and "Installed" in forced.output
     assert json.loads(edited.read_text())["model_family"] == "flux"
+
+
+def test_make_run_installs_the_example_before_starting_the_server() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    commands = [line.strip() for line in recipe.splitlines()[1:]]
+    install = commands.index("$(BIN)/simpletuner examples install")
+    assert any("simpletuner server" in command for command in commands[install + 1 :])

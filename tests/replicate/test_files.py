@@ -17,6 +17,7 @@ from simpletuner_cloud.datasets.archive import ArchiveResult, build_archive
 from simpletuner_cloud.datasets.environments import load_path
 from simpletuner_cloud.datasets.preflight import run_preflight
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate import files
 from simpletuner_cloud.replicate.files import delete_file, get_file, is_reusable, list_files, upload_file
 from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
@@ -88,6 +89,18 @@ async def test_upload_streams_with_exact_length_and_progress(
     assert progress[-1] == (archive.size, archive.size)
     assert "transfer-encoding" not in sent_headers[0]
     assert int(sent_headers[0]["content-length"]) > archive.size
+
+
+async def test_progress_counts_the_bytes_sent_chunk_by_chunk(
+    http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "CHUNK", 50_000)  # the sandbox here refuses files over 200 kB
+    path = tmp_path / "three.zip"
+    path.write_bytes(b"\0" * 120_000)
+    progress: list[tuple[int, int]] = []
+    uploaded = await upload_file(http, path, filename="three.zip", on_progress=lambda *p: progress.append(p))
+    assert progress == [(50_000, 120_000), (100_000, 120_000), (120_000, 120_000)]
+    assert uploaded["size"] == 120_000
 
 
 async def test_get_list_reuse_and_delete(

@@ -1,9 +1,11 @@
 """`simpletuner cloud data ...`: `preview` asks the server what a job would upload; `package` writes,
-locally and without a server, exactly the archive a job would upload, so it can be inspected."""
+locally and without a server, exactly the archive a job would upload, so it can be inspected; `upload`
+has the server package and upload it, following its byte progress (Server-Sent Events) with a bar."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.datasets import manifest_document, package_dataset
 from simpletuner_cloud.settings import load_settings
 
-app = typer.Typer(help="See and package the training data a job would upload.", no_args_is_help=True)
+app = typer.Typer(help="See, package and upload the training data a job would use.", no_args_is_help=True)
 
 
 def _reference(value: str) -> str:
@@ -92,6 +94,72 @@ def package(
     console.print(
         f"Wrote {out} ({result.size:,} bytes, {len(result.manifest)} files), sha256 {result.sha256}"
     )
+
+
+@app.command("upload")
+def upload(
+    ctx: typer.Context,
+    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    consent: bool = typer.Option(
+        False, "--consent", help="Agree to send the images to Replicate (needed when data consent is `ask`)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+) -> None:
+    """Package the dataset and upload it to Replicate through the server (a live upload of the same
+    archive is reused). The server checks data consent and the trainer version first."""
+    client = ServerClient((ctx.obj or {}).get("url"))
+    started = client.post("/api/cloud/data/uploads", {"config": _reference(config), "consent": consent})
+    final = started
+    with _progress(quiet or as_json) as bar:
+        tasks = {
+            phase: bar.add_task(phase, total=started["archive_bytes"]) for phase in ("packaging", "uploading")
+        }
+        for state in _follow(client, started["events_url"]):
+            final = state
+            phase = state["state"] if state["state"] in tasks else "uploading"
+            if phase == "uploading":
+                bar.update(tasks["packaging"], completed=state["archive_bytes"])
+            bar.update(tasks[phase], completed=state["bytes_done"], total=state["bytes_total"])
+    if as_json:
+        print_json(final)
+    if final["state"] == "failed":
+        error = final["error"] or {}
+        fail(error.get("message", "The upload failed."), error.get("hint", ""), error.get("code", ""))
+    if final["state"] != "succeeded":
+        fail("The server stopped reporting before the upload finished.", code="upload_interrupted")
+    if not as_json:
+        show_upload(final["result"])
+
+
+def show_upload(result: dict[str, Any]) -> None:
+    action = "Reused the live upload of this archive (nothing sent)" if result["reused"] else "Uploaded"
+    console.print(
+        f"{action}: {result['size']:,} bytes, {result['files']} files, sha256 {result['sha256']}\n"
+        f"file {result['file_id']} ({result['url']}), expires {result['expires_at'] or 'unknown'}; "
+        f"reused: {str(result['reused']).lower()}",
+        soft_wrap=True,  # a digest or URL broken over lines cannot be copied
+    )
+
+
+def _follow(client: ServerClient, events_url: str) -> Iterator[dict[str, Any]]:
+    """The upload's states from its Server-Sent Events, until `succeeded` or `failed`."""
+    with client.stream("GET", events_url, headers={"Accept": "text/event-stream"}) as response:
+        if not response.is_success:
+            response.read()
+            ServerClient._decode(response)  # fails with the server's error message
+        event, data = "message", []
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                if event in ("progress", "succeeded", "failed"):
+                    yield json.loads("\n".join(data))
+                if event in ("succeeded", "failed"):
+                    return
+                event, data = "message", []
 
 
 def _progress(quiet: bool) -> Progress:
