@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 
 from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
+from tests.sandbox.openapi_spec import check_every_response
 
 BASE = "http://sandbox.test"
 TOKEN = DEFAULT_SANDBOX_TOKEN
@@ -58,11 +60,32 @@ async def app(config: SandboxConfig) -> AsyncIterator[FastAPI]:
         await sandbox_app.state.sandbox.stop()
 
 
+def client_for(app: FastAPI, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """An in-process client whose every `/v1` answer is checked against Replicate's OpenAPI spec."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=BASE,
+        headers=AUTH if headers is None else headers,
+        event_hooks={"response": [check_every_response]},
+    )
+
+
 @pytest.fixture
 async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as client:
+    async with client_for(app) as client:
         yield client
+
+
+@asynccontextmanager
+async def running(config: SandboxConfig) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A started sandbox with its own config, and a checked client; stopped on exit."""
+    sandbox_app = create_sandbox_app(config)
+    await sandbox_app.state.sandbox.start()
+    try:
+        async with client_for(sandbox_app) as client:
+            yield sandbox_app, client
+    finally:
+        await sandbox_app.state.sandbox.stop()
 
 
 def images_zip(count: int = 3) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,17 @@ from fastapi import FastAPI
 
 from simpletuner_cloud.sandbox import create_sandbox_app
 from simpletuner_cloud.sandbox.files import download_signature
-from tests.sandbox.conftest import AUTH, BASE, TOKEN, TRAINER, fast_config, upload
+from tests.sandbox.conftest import (
+    BASE,
+    TOKEN,
+    TRAINER,
+    client_for,
+    create,
+    fast_config,
+    latest_version,
+    running,
+    upload,
+)
 
 UNAUTHENTICATED = {
     "title": "Unauthenticated",
@@ -43,7 +54,7 @@ async def test_legacy_token_scheme_is_accepted(api: httpx.AsyncClient) -> None:
 
 async def test_any_r8_token_when_configured(tmp_path: Path) -> None:
     app = create_sandbox_app(fast_config(tmp_path, accept_any_r8_token=True))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+    async with client_for(app, headers={}) as client:
         ok = await client.get("/v1/account", headers={"Authorization": "Bearer r8_" + "a" * 37})
         short = await client.get("/v1/account", headers={"Authorization": "Bearer r8_short"})
     assert (ok.status_code, short.status_code) == (200, 401)
@@ -84,9 +95,7 @@ async def test_no_traceback_reaches_the_client(app: FastAPI, api: httpx.AsyncCli
 
 async def test_rate_limit_headers_and_buckets(tmp_path: Path) -> None:
     app = create_sandbox_app(fast_config(tmp_path, other_rate_per_minute=2))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-    ) as client:
+    async with client_for(app) as client:
         first = await client.get("/v1/account")
         second = await client.get("/v1/account")
         third = await client.get("/v1/account")
@@ -123,9 +132,7 @@ async def test_explicit_fields_override_part_headers(api: httpx.AsyncClient) -> 
 
 async def test_upload_limit_is_413(tmp_path: Path) -> None:
     app = create_sandbox_app(fast_config(tmp_path, file_size_limit=10))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-    ) as client:
+    async with client_for(app) as client:
         response = await client.post("/v1/files", files={"content": ("a.zip", b"x" * 11, "application/zip")})
         assert (await client.get("/v1/files")).json()["results"] == []
     assert response.status_code == 413
@@ -141,7 +148,7 @@ async def test_file_list_delete_download(app: FastAPI, api: httpx.AsyncClient) -
     first, second = await upload(api, b"one"), await upload(api, b"two")
     assert [f["id"] for f in (await api.get("/v1/files")).json()["results"]] == [second["id"], first["id"]]
     download = await api.get(f"/v1/files/{first['id']}/download")
-    assert download.content == b"one"
+    assert download.content == b"one" and download.headers["content-type"] == "application/octet-stream"
     key = app.state.sandbox.signing_key
     expiry = str(int(app.state.sandbox.clock.now()) + 60)
     signature = download_signature(key, "sandbox", first["id"], expiry)
@@ -158,8 +165,20 @@ async def test_file_list_delete_download(app: FastAPI, api: httpx.AsyncClient) -
 
 async def test_files_expire(app: FastAPI, api: httpx.AsyncClient) -> None:
     created = await upload(api)
-    app.state.sandbox.clock.advance(86401)
-    assert (await api.get(f"/v1/files/{created['id']}")).status_code == 404
+    lifetime = datetime.fromisoformat(created["expires_at"]) - datetime.fromisoformat(created["created_at"])
+    assert lifetime == timedelta(hours=24)
+    app.state.sandbox.clock.advance(86399)
+    assert (await api.get(f"/v1/files/{created['id']}")).status_code == 200
+    app.state.sandbox.clock.advance(2)
+    assert (await api.get(f"/v1/files/{created['id']}")).json() == {"detail": "File not found"}
+    assert (await api.get("/v1/files")).json()["results"] == []
+
+
+async def test_file_expiry_is_configurable(tmp_path: Path) -> None:
+    async with running(fast_config(tmp_path, file_expiry_seconds=3600)) as (_, api):
+        created = await upload(api)
+    lifetime = datetime.fromisoformat(created["expires_at"]) - datetime.fromisoformat(created["created_at"])
+    assert lifetime == timedelta(hours=1)
 
 
 async def test_models_versions_and_schema(api: httpx.AsyncClient) -> None:
@@ -201,16 +220,12 @@ async def test_hardware_lists_section_7_skus(api: httpx.AsyncClient) -> None:
 
 async def test_webhook_secret_is_generated_without_underscores(tmp_path: Path) -> None:
     app = create_sandbox_app(fast_config(tmp_path, webhook_secret=None))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-    ) as client:
+    async with client_for(app) as client:
         key = (await client.get("/v1/webhooks/default/secret")).json()["key"]
     assert key.startswith("whsec_") and "_" not in key[6:] and len(base64.b64decode(key[6:])) == 24
 
 
 async def test_web_url_is_served(api: httpx.AsyncClient) -> None:
-    from tests.sandbox.conftest import create
-
     created = await create(api, {})
     async with httpx.AsyncClient(transport=api._transport) as browser:
         page = await browser.get(created["urls"]["web"])
@@ -218,11 +233,24 @@ async def test_web_url_is_served(api: httpx.AsyncClient) -> None:
     assert (await api.get("/p/nope")).status_code == 404
 
 
+async def test_remaining_counts_per_bucket(api: httpx.AsyncClient) -> None:
+    """As in traffic: 599 after a prediction create, 2999 elsewhere (training create included)."""
+    version = await latest_version(api)
+    created = await api.post("/v1/predictions", json={"version": version, "input": {}})
+    assert created.headers["ratelimit-remaining"] == "599"
+    training = await api.post(
+        f"/v1/models/{TRAINER}/versions/{version}/trainings",
+        json={"destination": "sandbox/my-lora", "input": {}},
+    )
+    assert training.status_code == 201
+    assert training.headers["ratelimit-remaining"] == "2998"  # one GET (the model) came before
+    polled = await api.get(f"/v1/predictions/{created.json()['id']}")
+    assert polled.headers["ratelimit-remaining"] == "59999"
+
+
 async def test_polling_has_its_own_larger_bucket(tmp_path: Path) -> None:
     app = create_sandbox_app(fast_config(tmp_path, other_rate_per_minute=1))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-    ) as client:
+    async with client_for(app) as client:
         assert (await client.get("/v1/account")).status_code == 200
         assert (await client.get("/v1/account")).status_code == 429
         polled = await client.get("/v1/predictions/nope")

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -54,7 +55,7 @@ def mounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"{base}/sandbox"
 
 
-def _wait(client: replicate.Client, prediction_id: str, kind: str = "predictions") -> object:
+def _wait(client: replicate.Client, prediction_id: str, kind: str = "predictions") -> Any:
     getter = client.predictions.get if kind == "predictions" else client.trainings.get
     for _ in range(500):
         job = getter(prediction_id)
@@ -72,7 +73,8 @@ def _full_flow(base: str) -> None:
 
     uploaded = client.files.create(io.BytesIO(images_zip()), filename="dataset.zip", metadata={"ref": "abc"})
     assert uploaded.name == "dataset.zip" and uploaded.content_type == "application/zip"
-    assert uploaded.metadata == {"ref": "abc"} and uploaded.urls["get"].startswith(base + "/v1/files/")
+    assert uploaded.metadata == {"ref": "abc"} and uploaded.urls is not None
+    assert uploaded.urls["get"].startswith(base + "/v1/files/")
     assert client.files.get(uploaded.id).checksums["sha256"] == uploaded.checksums["sha256"]
     assert [f.id for f in client.files.list()] == [uploaded.id]
 
@@ -84,7 +86,8 @@ def _full_flow(base: str) -> None:
 
     input = {"images": uploaded.urls["get"], "config_json": trainer_config()}
     by_version = client.predictions.create(version=model.latest_version.id, input=input)
-    assert by_version.status == "starting" and by_version.urls["get"].startswith(base)
+    assert by_version.status == "starting" and by_version.urls is not None
+    assert by_version.urls["get"].startswith(base)
     done = _wait(client, by_version.id)
     assert done.status == "succeeded", done.error
     assert done.output.startswith("Training complete. Output: output/cog/cog-")

@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from simpletuner_cloud.sandbox import create_sandbox_app
 from simpletuner_cloud.sandbox.clock import iso
 from tests.sandbox.conftest import (
-    AUTH,
     BASE,
     TRAINER,
     create,
     fast_config,
     latest_version,
+    running,
     trainer_input,
     wait_until,
 )
@@ -114,19 +114,13 @@ async def test_input_validation_is_replicates_422(api: httpx.AsyncClient) -> Non
 
 
 async def test_run_time_validation_mode(tmp_path: Path) -> None:
-    app = create_sandbox_app(fast_config(tmp_path, input_validation="run"))
-    await app.state.sandbox.start()
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-        ) as api:
-            created = await create(api, {"max_train_steps": 1.5})
-            failed = await wait_until(api, f"/v1/predictions/{created['id']}")
-    finally:
-        await app.state.sandbox.stop()
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith(
-        "Prediction input failed validation: input.max_train_steps: Invalid type."
+    async with running(fast_config(tmp_path, input_validation="run")) as (_, api):
+        created = await create(api, {"max_train_steps": 1.5})
+        failed = await wait_until(api, f"/v1/predictions/{created['id']}")
+    assert (failed["status"], failed["error"]) == (
+        "failed",
+        "Prediction input failed validation: "
+        "input.max_train_steps: Invalid type. Expected: integer, given: number",
     )
 
 
@@ -167,6 +161,17 @@ async def test_prefer_wait(api: httpx.AsyncClient) -> None:
     assert bad.status_code == 400
 
 
+async def test_prefer_wait_gives_up_after_n_seconds(api: httpx.AsyncClient) -> None:
+    await api.post("/faults", json={"starting_delay": -1})
+    response = await api.post(
+        "/v1/predictions",
+        json={"version": await latest_version(api), "input": {}},
+        headers={"Prefer": "wait=1"},
+    )
+    assert response.status_code == 201 and response.headers["preference-applied"] == "wait=1"
+    assert response.json()["status"] == "starting"  # not finished within the wait: answered as is
+
+
 async def test_cancel_after_aborts_before_start(api: httpx.AsyncClient, app: FastAPI) -> None:
     await api.post("/faults", json={"starting_delay": 60})
     created = await api.post(
@@ -189,11 +194,8 @@ async def test_cancel_after_aborts_before_start(api: httpx.AsyncClient, app: Fas
 @pytest.fixture
 async def slow(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """A sandbox whose runs last minutes: one visible step per 0.01 s, up to 100000 of them."""
-    app = create_sandbox_app(fast_config(tmp_path, max_simulated_steps=100_000))
-    await app.state.sandbox.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
-        yield app, api
-    await app.state.sandbox.stop()
+    async with running(fast_config(tmp_path, max_simulated_steps=100_000)) as started:
+        yield started
 
 
 async def test_cancel_after_cancels_a_running_job(slow: tuple[FastAPI, httpx.AsyncClient]) -> None:
@@ -224,40 +226,38 @@ async def test_cancel_from_processing_and_after_finish(slow: tuple[FastAPI, http
 
 
 async def test_list_pagination_and_filters(tmp_path: Path) -> None:
-    app = create_sandbox_app(fast_config(tmp_path, page_size=2, boot_seconds=60))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
-        await app.state.sandbox.start()
-        try:
-            ids = []
-            for _ in range(5):
-                ids.append((await create(api, {}))["id"])
-                app.state.sandbox.clock.advance(60)
-            first = (await api.get("/v1/predictions")).json()
-            assert [p["id"] for p in first["results"]] == ids[::-1][:2] and first["previous"] is None
-            assert first["next"].startswith(f"{BASE}/v1/predictions?cursor=")
-            seen = [p["id"] for p in first["results"]]
-            page = first
-            while page["next"]:
-                page = (await api.get(page["next"])).json()
-                seen += [p["id"] for p in page["results"]]
-            assert seen == ids[::-1]
-            back = (await api.get(page["previous"])).json()
-            assert [p["id"] for p in back["results"]] == ids[::-1][2:4]
-            created = [app.state.sandbox.jobs[i].created_at for i in ids]
-            window = (
-                await api.get(
-                    "/v1/predictions",
-                    params={"created_after": iso(created[0]), "created_before": iso(created[4])},
-                )
-            ).json()
-            assert [p["id"] for p in window["results"]] == [ids[3], ids[2]]
-            assert "created_after=" in window["next"]
-            assert (
-                await api.get("/v1/predictions", params={"created_after": "yesterday"})
-            ).status_code == 400
-            assert (await api.get("/v1/predictions", params={"cursor": "!!!"})).status_code == 400
-        finally:
-            await app.state.sandbox.stop()
+    async with running(fast_config(tmp_path, page_size=2, boot_seconds=60)) as (app, api):
+        ids = []
+        for _ in range(5):
+            ids.append((await create(api, {}))["id"])
+            app.state.sandbox.clock.advance(60)
+        first = (await api.get("/v1/predictions")).json()
+        assert [p["id"] for p in first["results"]] == ids[::-1][:2] and first["previous"] is None
+        assert first["next"].startswith(f"{BASE}/v1/predictions?cursor=")
+        seen = [p["id"] for p in first["results"]]
+        page = first
+        while page["next"]:
+            page = (await api.get(page["next"])).json()
+            seen += [p["id"] for p in page["results"]]
+        assert seen == ids[::-1]
+        back = (await api.get(page["previous"])).json()
+        assert [p["id"] for p in back["results"]] == ids[::-1][2:4]
+        created = [app.state.sandbox.jobs[i].created_at for i in ids]
+        # "created at or after" created_after, "created before" created_before (the spec).
+        window = (
+            await api.get(
+                "/v1/predictions",
+                params={"created_after": iso(created[1]), "created_before": iso(created[4])},
+            )
+        ).json()
+        assert [p["id"] for p in window["results"]] == [ids[3], ids[2]]
+        assert "created_after=" in window["next"] and "created_before=" in window["next"]
+        rest = (await api.get(window["next"])).json()
+        assert [p["id"] for p in rest["results"]] == [ids[1]] and rest["next"] is None
+        cursor = parse_qs(urlsplit(window["next"]).query)["cursor"][0]
+        assert not any(job_id in cursor for job_id in ids) and not cursor.isdigit()  # opaque
+        assert (await api.get("/v1/predictions", params={"created_after": "yesterday"})).status_code == 400
+        assert (await api.get("/v1/predictions", params={"cursor": "!!!"})).status_code == 400
 
 
 async def test_trainings(api: httpx.AsyncClient) -> None:
@@ -281,13 +281,13 @@ async def test_trainings(api: httpx.AsyncClient) -> None:
 
 
 async def test_training_create_url_quirk(tmp_path: Path) -> None:
-    app = create_sandbox_app(fast_config(tmp_path, training_create_urls_quirk=True, boot_seconds=60))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as api:
+    config = fast_config(tmp_path, training_create_urls_quirk=True, boot_seconds=60)
+    async with running(config) as (_, api):
         version = await latest_version(api)
         path = f"/v1/models/{TRAINER}/versions/{version}/trainings"
         created = (await api.post(path, json={"destination": "sandbox/my-lora", "input": {}})).json()
         fetched = (await api.get(f"/v1/trainings/{created['id']}")).json()
-        await app.state.sandbox.stop()
+    assert created["urls"]["cancel"] == f"{BASE}/v1/predictions/{created['id']}/cancel"
     assert created["urls"]["get"] == f"{BASE}/v1/predictions/{created['id']}"
     assert fetched["urls"]["get"] == f"{BASE}/v1/trainings/{created['id']}"
 
@@ -308,18 +308,12 @@ async def test_retention_removes_data(app: FastAPI, api: httpx.AsyncClient) -> N
 
 
 async def test_retention_sweeps_in_the_background(tmp_path: Path) -> None:
-    app = create_sandbox_app(fast_config(tmp_path, retention_seconds=0.0))
-    await app.state.sandbox.start()
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-        ) as api:
-            created = await create(api, await trainer_input(api))
-            for _ in range(200):
-                body = (await api.get(f"/v1/predictions/{created['id']}")).json()
-                if body["data_removed"]:
-                    break
-                await asyncio.sleep(0.02)
-    finally:
-        await app.state.sandbox.stop()
+    async with running(fast_config(tmp_path, retention_seconds=0.0)) as (_, api):
+        created = await create(api, await trainer_input(api))
+        for _ in range(200):
+            body = (await api.get(f"/v1/predictions/{created['id']}")).json()
+            if body["data_removed"]:
+                break
+            await asyncio.sleep(0.02)
     assert body["data_removed"] is True and body["output"] is None and body["status"] == "succeeded"
+    assert body["logs"] == "" and body["input"] == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +16,8 @@ from standardwebhooks import Webhook
 
 import replicate
 from simpletuner_cloud.replicate.webhooks import verify_webhook
-from simpletuner_cloud.sandbox import create_sandbox_app
-from tests.sandbox.conftest import AUTH, BASE, SECRET, create, fast_config, trainer_input, wait_until
+from tests.sandbox.conftest import SECRET, create, fast_config, running, trainer_input, wait_until
+from tests.sandbox.openapi_spec import assert_job_body
 from tests.sandbox.receiver import Receiver, webhook_receiver
 
 
@@ -34,7 +35,7 @@ async def settle(receiver: Receiver, count: int) -> None:
     raise AssertionError(f"expected {count} deliveries, got {len(receiver.received)}")
 
 
-async def run_job(api: httpx.AsyncClient, receiver: Receiver, **body: object) -> dict[str, object]:
+async def run_job(api: httpx.AsyncClient, receiver: Receiver, **body: object) -> dict[str, Any]:
     inputs = await trainer_input(api)
     created = await create(api, inputs, webhook=f"{receiver.url}/hook?ref=job-1", **body)
     return await wait_until(api, f"/v1/predictions/{created['id']}")
@@ -60,6 +61,7 @@ async def test_every_delivery_verifies(api: httpx.AsyncClient, receiver: Receive
         )
         assert item.query == "ref=job-1"
         assert item.headers["content-type"] == "application/json"
+        assert_job_body(item.body)  # the GET representation, valid against the spec
     bodies = receiver.bodies()
     assert bodies[0]["status"] == "processing"  # the `start` event
     assert bodies[-1] == done  # `completed` carries exactly the GET representation
@@ -82,17 +84,10 @@ async def test_output_event_precedes_completed(api: httpx.AsyncClient, receiver:
 
 
 async def test_logs_are_throttled(tmp_path: Path, receiver: Receiver) -> None:
-    app = create_sandbox_app(fast_config(tmp_path, webhook_throttle_seconds=60))
-    await app.state.sandbox.start()
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH
-        ) as api:
-            done = await run_job(api, receiver, webhook_events_filter=["logs", "completed"])
-            await settle(receiver, 2)
-            await asyncio.sleep(0.1)
-    finally:
-        await app.state.sandbox.stop()
+    async with running(fast_config(tmp_path, webhook_throttle_seconds=60)) as (_, api):
+        done = await run_job(api, receiver, webhook_events_filter=["logs", "completed"])
+        await settle(receiver, 2)
+        await asyncio.sleep(0.1)
     # Dozens of log lines, but one `logs` delivery per 60 s window; `completed` carries the rest.
     assert done["logs"].count("\n") > 20
     assert events_of(receiver) == ["processing", "succeeded"]

@@ -213,7 +213,8 @@ download_router = APIRouter()
 
 @download_router.get("/v1/files/{file_id}/download")
 async def download_file(request: Request, file_id: str) -> FileResponse:
-    """Raw bytes. Authorized by the API token, or by a valid `owner`/`expiry`/`signature` triple."""
+    """Raw bytes as `application/octet-stream` (what the spec declares, whatever the upload's type).
+    Authorized by the API token, or by a valid `owner`/`expiry`/`signature` triple."""
     sandbox = request.app.state.sandbox
     query = request.query_params
     token = token_from_header(request.headers.get("authorization"))
@@ -225,4 +226,4 @@ async def download_file(request: Request, file_id: str) -> FileResponse:
     if not allowed:
         raise Problem(404, FILE_NOT_FOUND)
     stored = _stored(request, file_id)
-    return FileResponse(stored.path, media_type=stored.content_type, filename=stored.name)
+    return FileResponse(stored.path, media_type="application/octet-stream", filename=stored.name)

@@ -64,14 +64,15 @@ class Job:
 
 
 def job_json(
-    job: Job, base_url: str, *, create_response: bool = False, urls_quirk: bool = False
+    job: Job, base_url: str, *, as_prediction: bool = False, urls_collection: str | None = None
 ) -> dict[str, Any]:
     """The body of GET /v1/predictions/{id} (or /v1/trainings/{id}). Unset timestamps are left out
-    rather than sent as null, and `logs` is always a string (docs/replicate-api.md section 8.4)."""
-    collection = (
-        "predictions" if job.kind == "prediction" or (create_response and urls_quirk) else "trainings"
-    )
-    api = f"{base_url}/v1/{collection}/{job.id}"
+    rather than sent as null, and `logs` is always a string (docs/replicate-api.md section 8.4).
+
+    `as_prediction` renders a training the way the predictions routes serve it (the prediction
+    schema requires `output`, null included); `urls_collection` overrides the collection named in
+    `urls` (Replicate's training create response points them at `predictions`)."""
+    api = f"{base_url}/v1/{urls_collection or job.kind + 's'}/{job.id}"
     body: dict[str, Any] = {
         "id": job.id,
         "model": job.model,
@@ -95,6 +96,6 @@ def job_json(
         body["deadline"] = iso(job.deadline)
     if job.kind == "training":
         body["destination"] = job.destination
-        if job.output is None:  # the training schema types `output` as an object, without null
-            del body["output"]
+        if job.output is None and not as_prediction:
+            del body["output"]  # the training schema types `output` as an object, without null
     return body

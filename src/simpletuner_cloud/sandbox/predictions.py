@@ -82,7 +82,7 @@ def _date_filter(request: Request, name: str) -> float | None:
 
 
 def _micros(timestamp: float) -> int:
-    """Compare at the precision the API shows, so `created_after=<a job's created_at>` excludes it."""
+    """Compare at the precision the API shows, so a job's own `created_at` is an exact bound."""
     return round(timestamp * 1_000_000)
 
 
@@ -93,7 +93,8 @@ def list_jobs(request: Request, kind: str) -> dict[str, Any]:
         job
         for job in sorted(sandbox.jobs.values(), key=lambda j: j.seq, reverse=True)
         if job.kind == kind
-        and (after is None or _micros(job.created_at) > _micros(after))
+        # The spec: "created at or after" `created_after`, "created before" `created_before`.
+        and (after is None or _micros(job.created_at) >= _micros(after))
         and (before is None or _micros(job.created_at) < _micros(before))
     ]
     return paginate(
@@ -123,7 +124,7 @@ async def list_predictions(request: Request) -> dict[str, Any]:
 @router.get("/v1/predictions/{job_id}")
 async def get_prediction(request: Request, job_id: str) -> dict[str, Any]:
     job = find_job(request, job_id)
-    return job_json(job, request.app.state.sandbox.config.base_url)
+    return job_json(job, request.app.state.sandbox.config.base_url, as_prediction=True)
 
 
 @router.post("/v1/predictions/{job_id}/cancel")
@@ -131,4 +132,4 @@ async def cancel_prediction(request: Request, job_id: str) -> dict[str, Any]:
     sandbox = request.app.state.sandbox
     job = find_job(request, job_id)
     sandbox.cancel(job)
-    return job_json(job, sandbox.config.base_url)
+    return job_json(job, sandbox.config.base_url, as_prediction=True)

@@ -141,10 +141,6 @@ async def create_job(
             await asyncio.wait_for(job.done.wait(), timeout=seconds)
         except TimeoutError:
             pass
-    rendered = job_json(
-        job,
-        sandbox.config.base_url,
-        create_response=True,
-        urls_quirk=sandbox.config.training_create_urls_quirk,
-    )
+    quirk = kind == "training" and sandbox.config.training_create_urls_quirk
+    rendered = job_json(job, sandbox.config.base_url, urls_collection="predictions" if quirk else None)
     return JSONResponse(rendered, status_code=201, headers=headers)
