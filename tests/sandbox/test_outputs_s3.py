@@ -4,6 +4,7 @@ given keys, under <base_path>/<cog job>/..., and returns the output string of tr
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import threading
@@ -81,7 +82,8 @@ async def test_uploads_to_the_given_endpoint(api: httpx.AsyncClient, s3: S3Recei
     }
     assert all(f"Credential={ACCESS}/" in header for header in s3.auth)
     weights = s3.objects[f"{prefix}/checkpoint-10/pytorch_lora_weights.safetensors"]
-    assert weights == placeholder_lora("flux", 4)
+    assert weights == placeholder_lora("flux", 4)  # lora_rank 4 from config_json
+    read_safetensors(weights)
     config = json.loads(s3.objects[f"{prefix}/config.json"])
     assert config["max_train_steps"] == 10 and config["output_dir"] == f"output/cog/{job.group(1)}"
     assert SECRET_KEY not in json.dumps(config) and ACCESS not in json.dumps(config)
@@ -104,17 +106,43 @@ async def test_upload_failure_fails_the_prediction(api: httpx.AsyncClient, s3: S
     assert "AccessDenied" in failed["error"] and failed["output"] is None
 
 
-def test_placeholder_is_a_valid_safetensors_file() -> None:
-    data = placeholder_lora("flux", 16)
+def read_safetensors(data: bytes) -> tuple[dict[str, str], dict[str, dict[str, object]]]:
+    """Check the format strictly (as the reference loader does) and return (metadata, tensors):
+    8-byte little-endian header size, a JSON header, then the tensors' bytes back to back from
+    offset 0 to the end of the file, each the size its dtype and shape say."""
     (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + size])
-    assert header["__metadata__"]["sandbox_placeholder"] == "true"
-    names = sorted(name for name in header if name != "__metadata__")
-    assert "transformer.transformer_blocks.0.attn.to_q.lora_A.weight" in names
-    assert "transformer.transformer_blocks.0.attn.to_out.0.lora_B.weight" in names
-    end = max(entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__")
-    assert len(data) == 8 + size + end
-    assert header["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]["shape"] == [16, 3072]
-    sdxl = placeholder_lora("sdxl", 4)
-    (size,) = struct.unpack("<Q", sdxl[:8])
-    assert any(name.startswith("unet.") for name in json.loads(sdxl[8 : 8 + size]))
+    header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    metadata = header.pop("__metadata__")
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    position = 0
+    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        begin, end = entry["data_offsets"]
+        assert begin == position, name
+        assert entry["dtype"] == "BF16" and end - begin == 2 * math.prod(entry["shape"]), name
+        position = end
+    assert 8 + size + position == len(data)
+    return metadata, header
+
+
+def test_placeholder_is_a_valid_and_labelled_peft_flux_lora() -> None:
+    metadata, tensors = read_safetensors(placeholder_lora("flux", 16))
+    assert metadata["format"] == "pt" and metadata["sandbox_placeholder"] == "true"
+    assert "placeholder" in metadata["note"] and "not trained" in metadata["note"]
+    peft = re.compile(
+        r"transformer\.transformer_blocks\.0\.attn\.(to_q|to_k|to_v|to_out\.0)\.lora_([AB])\.weight"
+    )
+    modules: dict[str, dict[str, object]] = {}
+    for name, entry in tensors.items():
+        match = peft.fullmatch(name)
+        assert match is not None, name
+        modules.setdefault(match.group(1), {})[match.group(2)] = entry["shape"]
+    assert set(modules) == {"to_q", "to_k", "to_v", "to_out.0"}
+    assert all(shapes == {"A": [16, 3072], "B": [3072, 16]} for shapes in modules.values())
+
+
+def test_placeholder_follows_the_model_family_and_caps_the_rank() -> None:
+    _, sdxl = read_safetensors(placeholder_lora("sdxl", 64))
+    name = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.lora_B.weight"
+    assert sdxl[name]["shape"] == [640, 16]
+    _, unknown = read_safetensors(placeholder_lora("no-such-family", 4))
+    assert all(key.startswith("transformer.transformer_blocks.0.attn.") for key in unknown)

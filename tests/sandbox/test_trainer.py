@@ -7,7 +7,9 @@ import base64
 import io
 import json
 import re
+import struct
 import tarfile
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -15,15 +17,25 @@ import pytest
 from simpletuner_cloud.sandbox import trainer_logs as tl
 from simpletuner_cloud.sandbox.dataset_archive import ArchiveRejected, count_samples
 from simpletuner_cloud.sandbox.outputs import normalise_hub_id
-from tests.sandbox.conftest import create, images_zip, trainer_config, trainer_input, upload, wait_until
+from tests.sandbox.conftest import (
+    TRAINER,
+    create,
+    images_zip,
+    latest_version,
+    trainer_config,
+    trainer_input,
+    upload,
+    wait_until,
+)
 
+# tqdm: `{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate:5.2f}it/s{postfix}]`
 TQDM = re.compile(
-    r"^Epoch \d+/\d+, Steps: \d+\.\d%\|[█ ]{10}\| (\d+)/(\d+) \[\d\d:\d\d<\d\d:\d\d, [\d.]+(?:it/s|s/it), "
-    r"step_loss=[\d.]+, lr=[\d.e-]+\]$"
+    r"^Epoch \d+/\d+, Steps: [ \d]{2}\d%\|[ ▏▎▍▌▋▊▉█]{10}\| (\d+)/(\d+) "
+    r"\[\d\d:\d\d<(?:\d\d:\d\d|\?), +(?:\d+\.\d\d(?:it/s|s/it)|\?it/s), step_loss=[\d.]+, lr=[\d.e-]+\]$"
 )
 
 
-async def run(api: httpx.AsyncClient, **inputs: object) -> dict[str, object]:
+async def run(api: httpx.AsyncClient, **inputs: object) -> dict[str, Any]:
     created = await create(api, {**(await trainer_input(api)), **inputs})
     return await wait_until(api, f"/v1/predictions/{created['id']}")
 
@@ -34,9 +46,19 @@ async def test_log_lines_follow_the_trainer_contract(api: httpx.AsyncClient) -> 
     assert re.fullmatch(r"\[COG\] Webhook receiver started on http://127\.0\.0\.1:\d+/webhook", lines[0])
     assert "[STAGE] ⏳ Loading base model" in lines
     start = lines.index("***** Running training *****")
-    assert lines[start - 1] == "[TRAINING] " and "-  Num Epochs = 1" in lines
-    assert "-  Total optimization steps = 10" in lines
-    assert "Epoch 1/1 Steps:   0%|          | 0/10 [00:00<?, ?it/s]" in lines
+    assert lines[start - 1 : start + 9] == [
+        "[TRAINING] ",
+        "***** Running training *****",
+        "-  Num batches = 3",
+        "-  Num Epochs = 1",
+        "  - Current Epoch = 1",
+        "-  Total train batch size (w. parallel, distributed & accumulation) = 1",
+        "  - Instantaneous batch size per device = 1",
+        "  - Gradient Accumulation steps = 1",
+        "-  Total optimization steps = 10",
+        "-  Total optimization steps remaining = 10",
+    ]
+    assert lines[start + 9] == "Epoch 1/1 Steps:   0%|          | 0/10 [00:00<?, ?it/s]"
     bars = [TQDM.match(line) for line in lines if line.startswith("Epoch 1/1, Steps")]
     assert bars and all(bars) and [m.group(1) for m in bars if m][-1] == "10"
     checkpoint = next(
@@ -53,6 +75,10 @@ async def test_log_lines_follow_the_trainer_contract(api: httpx.AsyncClient) -> 
     )
     assert lines[checkpoint + 3] == "[CHECKPOINT] Checkpoint saved"
     assert "[STAGE] ✓ Training Complete (100.0%): Training run complete." in lines
+    assert lines.index("[STAGE] ✓ Training Complete (100.0%): Training run complete.") + 1 == lines.index(
+        "[COG] Webhook receiver stopped"
+    )
+    assert not any(line.startswith("[TRAINING] Step ") for line in lines)  # never printed (1.3)
     tail = lines.index("=== debug.log tail ===")
     assert re.fullmatch(
         r"\[RANK 0\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[DEBUG\] \(\w+\) Step 2 of 10: .*", lines[tail + 1]
@@ -163,7 +189,7 @@ async def test_unknown_inputs_are_dropped_with_a_warning(api: httpx.AsyncClient)
     assert 'Warning: unexpected input "webhook_config" was ignored' in str(done["logs"])
 
 
-def _tar(names: list[str], mode: str = "w:gz") -> bytes:
+def _tar(names: list[str], mode: Literal["w:gz", "w:xz"] = "w:gz") -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode=mode) as archive:
         for name in names:
@@ -171,6 +197,28 @@ def _tar(names: list[str], mode: str = "w:gz") -> bytes:
             info.size = 4
             archive.addfile(info, io.BytesIO(b"data"))
     return buffer.getvalue()
+
+
+async def test_a_tar_dataset_and_dashed_config_keys(api: httpx.AsyncClient) -> None:
+    """`images` may be a tar (detected by content, whatever its name); `--key` config spellings count."""
+    uploaded = await upload(api, _tar(["set/a.png", "set/a.txt", "set/b.jpg"]), name="dataset.bin")
+    config = {"--model_family": "sdxl", "--lora_rank": 8, "--max_train_steps": 4, "num_train_epochs": 0}
+    version = await latest_version(api)
+    created = await api.post(
+        f"/v1/models/{TRAINER}/versions/{version}/trainings",
+        json={
+            "destination": "sandbox/my-lora",
+            "input": {"images": uploaded["urls"]["get"], "config_json": json.dumps(config)},
+        },
+    )
+    done = await wait_until(api, f"/v1/trainings/{created.json()['id']}")
+    assert done["status"] == "succeeded", done["error"]
+    assert "-  Num batches = 2" in done["logs"] and "-  Total optimization steps = 4" in done["logs"]
+    weights = (await api.get(done["output"]["weights"])).content
+    (size,) = struct.unpack("<Q", weights[:8])
+    header = json.loads(weights[8 : 8 + size])
+    down = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight"
+    assert header[down]["shape"] == [8, 640]
 
 
 def test_archive_detection_by_content() -> None:
@@ -196,10 +244,18 @@ def test_stage_and_progress_shapes() -> None:
         == "[STAGE] ⏳ VAE Caching (bucket 1.0) (12.3%)"
     )
     assert tl.stage(tl.OTHER, "Resume Checkpoint") == "[STAGE] • Resume Checkpoint"
+    assert tl.stage(tl.FAILED, "Training Aborted") == "[STAGE] ✗ Training Aborted"
+    assert tl.training_complete() == "[STAGE] ✓ Training Complete (100.0%): Training run complete."
     assert tl.progress(1, 1, 4, 10, 2.0, 0.1234, 1e-4) == (
-        "Epoch 1/1, Steps: 40.0%|████      | 4/10 [00:02<00:03, 2.00it/s, step_loss=0.1234, lr=0.0001]"
+        "Epoch 1/1, Steps:  40%|████      | 4/10 [00:02<00:03,  2.00it/s, step_loss=0.123, lr=0.0001]"
     )
-    assert tl.progress(1, 2, 1, 10, 4.0, 0.1, 1e-4).endswith("4.00s/it, step_loss=0.1000, lr=0.0001]")
+    assert tl.progress(1, 1, 1, 20, 1.0, 0.38, 4e-5) == (  # partial cells are eighths
+        "Epoch 1/1, Steps:   5%|▌         | 1/20 [00:01<00:19,  1.00it/s, step_loss=0.38, lr=4e-5]"
+    )
+    assert tl.progress(1, 2, 1, 10, 4.0, 0.1, 1e-4) == (
+        "Epoch 1/2, Steps:  10%|█         | 1/10 [00:04<00:36,  4.00s/it, step_loss=0.1, lr=0.0001]"
+    )
+    assert tl.progress(1, 1, 10, 10, 3.0, 0.1, 1e-4).startswith("Epoch 1/1, Steps: 100%|██████████| 10/10 [")
 
 
 def test_hub_id_normalisation() -> None:

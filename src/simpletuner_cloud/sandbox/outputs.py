@@ -63,13 +63,16 @@ def model_card(config: dict[str, Any], job_name: str, total_steps: int) -> str:
 def write_outputs(
     job_dir: Path, config: dict[str, Any], job_name: str, total_steps: int
 ) -> list[tuple[str, Path]]:
-    """Writes the files and returns (key relative to the job folder, local path) pairs."""
+    """Writes the files and returns (key relative to the job folder, local path) pairs. `config` is
+    the resolved config, whose keys carry no leading `--`."""
     checkpoint = job_dir / f"checkpoint-{total_steps}"
     checkpoint.mkdir(parents=True, exist_ok=True)
     weights = checkpoint / "pytorch_lora_weights.safetensors"
-    weights.write_bytes(
-        placeholder_lora(str(config.get("model_family", "flux")), int(config.get("lora_rank", 16)))
-    )
+    try:
+        rank = int(config.get("lora_rank", 16))
+    except (TypeError, ValueError):
+        rank = 16
+    weights.write_bytes(placeholder_lora(str(config.get("model_family", "flux")), rank))
     card = job_dir / "README.md"
     card.write_text(model_card(config, job_name, total_steps), encoding="utf-8")
     resolved = job_dir / "config.json"

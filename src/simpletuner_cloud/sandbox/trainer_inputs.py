@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from simpletuner_cloud.sandbox.outputs import normalise_hub_id
+
 
 class TrainerFailed(Exception):
     """The run stops; the message becomes the prediction's `error`."""
@@ -78,7 +80,8 @@ def plan_training(inputs: dict[str, Any], job_name: str, *, default_steps: int, 
         raise TrainerFailed(NO_CONFIG)
     if not isinstance(config, dict):
         raise TrainerFailed("config_json must be a JSON object.")
-    resolved = dict(config)
+    # `--key` and `key` are one option; the resolved config is written with bare keys, last one wins.
+    resolved = {str(key).lstrip("-"): value for key, value in config.items()}
     cog_output_dir = f"output/cog/{job_name}"
     output_dir = str(config["--output_dir"]) if "--output_dir" in config else cog_output_dir
     resolved["output_dir"] = output_dir
@@ -101,7 +104,9 @@ def plan_training(inputs: dict[str, Any], job_name: str, *, default_steps: int, 
         resolved["publishing_config"] = [publishing]
     hub_id = inputs.get("hub_model_id") or None
     if hub_id:
-        resolved.update(push_to_hub=True, push_checkpoints_to_hub=True, hub_model_id=hub_id)
+        resolved.update(
+            push_to_hub=True, push_checkpoints_to_hub=True, hub_model_id=normalise_hub_id(str(hub_id))
+        )
     epochs = _as_int(_key(config, "num_train_epochs"))
     steps = _as_int(inputs.get("max_train_steps")) or _as_int(_key(config, "max_train_steps"))
     if steps <= 0:

@@ -28,17 +28,17 @@ def training_status(status: str) -> str:
 def running_training_block(
     *, batches: int, epochs: int, total_steps: int, batch_size: int, accumulation: int
 ) -> str:
-    """The start summary: `[TRAINING] ` followed by a message that starts with a newline."""
+    """The start summary of a fresh run: `[TRAINING] ` followed by a message that starts with a
+    newline. The trainer mixes two prefixes, `-  ` and `  - `; both are reproduced as printed."""
     return (
         "[TRAINING] \n***** Running training *****\n"
         f"-  Num batches = {batches}\n"
         f"-  Num Epochs = {epochs}\n"
-        "-  Current Epoch = 1\n"
+        "  - Current Epoch = 1\n"
         f"-  Total train batch size (w. parallel, distributed & accumulation) = {batch_size * accumulation}\n"
-        f"-  Instantaneous batch size per device = {batch_size}\n"
-        f"-  Gradient Accumulation steps = {accumulation}\n"
+        f"  - Instantaneous batch size per device = {batch_size}\n"
+        f"  - Gradient Accumulation steps = {accumulation}\n"
         f"-  Total optimization steps = {total_steps}\n"
-        "-  Steps completed: 0\n"
         f"-  Total optimization steps remaining = {total_steps}"
     )
 
@@ -50,9 +50,23 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+_BLOCKS = " ▏▎▍▌▋▊▉█"  # tqdm's unicode bar: eighths of a cell
+
+
 def _bar(fraction: float, width: int = 10) -> str:
-    filled = int(fraction * width)
-    return ("█" * filled).ljust(width)
+    """tqdm's bar at its default width (10 cells when the output is not a terminal)."""
+    eighths = int(max(0.0, min(fraction, 1.0)) * width * 8)
+    full, part = divmod(eighths, 8)
+    if full >= width:
+        return _BLOCKS[-1] * width
+    return _BLOCKS[-1] * full + _BLOCKS[part] + " " * (width - full - 1)
+
+
+def _postfix_number(value: float) -> str:
+    """tqdm's `set_postfix` number format: three significant digits when that is shorter."""
+    short = f"{value:.3g}".replace("+0", "+").replace("-0", "-")
+    plain = str(value)
+    return short if len(short) < len(plain) else plain
 
 
 def progress_first(epoch: int, epochs: int, total: int) -> str:
@@ -61,13 +75,19 @@ def progress_first(epoch: int, epochs: int, total: int) -> str:
 
 
 def progress(epoch: int, epochs: int, step: int, total: int, elapsed: float, loss: float, lr: float) -> str:
+    """One tqdm refresh: `{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}<{remaining},
+    {rate}, step_loss=..., lr=...]`, the rate as `{:5.2f}it/s`, or `s/it` below one step a second."""
     fraction = step / total if total else 1.0
     rate = step / elapsed if elapsed > 0 else 0.0
-    remaining = (total - step) / rate if rate > 0 else 0.0
-    rate_text = f"{rate:.2f}it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.2f}s/it"
+    if rate <= 0:
+        rate_text, remaining = "?it/s", "?"
+    else:
+        rate_text = f"{rate:5.2f}it/s" if rate >= 1 else f"{1 / rate:5.2f}s/it"
+        remaining = _clock((total - step) / rate)
     return (
-        f"Epoch {epoch}/{epochs}, Steps: {fraction * 100:.1f}%|{_bar(fraction)}| {step}/{total} "
-        f"[{_clock(elapsed)}<{_clock(remaining)}, {rate_text}, step_loss={loss:.4f}, lr={lr:g}]"
+        f"Epoch {epoch}/{epochs}, Steps: {fraction * 100:3.0f}%|{_bar(fraction)}| {step}/{total} "
+        f"[{_clock(elapsed)}<{remaining}, {rate_text}, "
+        f"step_loss={_postfix_number(loss)}, lr={_postfix_number(lr)}]"
     )
 
 
