@@ -12,8 +12,9 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from simpletuner_cloud.replicate.webhooks import InvalidSignature, verify_webhook
-from tests.sandbox.conftest import SECRET, create, trainer_input, wait_until
+from tests.sandbox.conftest import SECRET, TRAINER, create, latest_version, trainer_input, wait_until
 from tests.sandbox.receiver import Receiver, webhook_receiver
+from tests.sandbox.test_api_basics import UNAUTHENTICATED
 from tests.sandbox.test_webhook_delivery import events_of, run_job, settle
 
 
@@ -49,7 +50,8 @@ async def test_faults_endpoint_rejects_bad_json_in_replicate_shape(api: httpx.As
 
 async def test_faults_endpoint_needs_the_token(api: httpx.AsyncClient) -> None:
     response = await api.post("/faults", json={"fail_at_step": 1}, headers={"Authorization": "Bearer nope"})
-    assert response.status_code == 401
+    assert (response.status_code, response.json()) == (401, UNAUTHENTICATED)
+    assert (await api.get("/faults")).json()["fail_at_step"] is None
 
 
 async def test_rate_limit_next_n_calls(api: httpx.AsyncClient) -> None:
@@ -77,13 +79,15 @@ async def test_rate_limit_per_route_and_low_credit_wording(api: httpx.AsyncClien
 
 
 async def test_server_errors_json_and_html(api: httpx.AsyncClient) -> None:
-    await set_faults(api, server_errors={"count": 1, "status": 502})
-    response = await api.get("/v1/account")
-    assert response.status_code == 502 and response.headers["content-type"] == "application/problem+json"
+    await set_faults(api, server_errors={"count": 2, "status": 502})
+    for _ in range(2):
+        response = await api.get("/v1/account")
+        assert response.status_code == 502 and response.headers["content-type"] == "application/problem+json"
+        assert response.json() == {"detail": "Internal server error", "status": 502}
     await set_faults(api, server_errors={"count": 1, "status": 504, "html": True})
     response = await api.get("/v1/account")
     assert response.status_code == 504 and response.headers["content-type"].startswith("text/html")
-    assert "<html>" in response.text
+    assert "<title>504 Gateway Timeout</title>" in response.text and "cloudflare" in response.text
     assert (await api.get("/v1/account")).status_code == 200
 
 
@@ -97,12 +101,20 @@ async def test_server_errors_fail_before_create(api: httpx.AsyncClient) -> None:
 
 async def test_server_errors_after_create(api: httpx.AsyncClient) -> None:
     inputs = await trainer_input(api)
-    await set_faults(api, server_errors={"count": 1, "status": 503, "after_create": True})
+    version = await latest_version(api)
+    await set_faults(api, server_errors={"count": 3, "status": 503, "after_create": True})
     assert (await api.get("/v1/account")).status_code == 200  # only create calls are affected
-    response = await api.post("/v1/models/simpletuner/advanced-trainer/predictions", json={"input": inputs})
+    response = await api.post(f"/v1/models/{TRAINER}/predictions", json={"input": inputs})
     assert response.status_code == 503
     listed = (await api.get("/v1/predictions")).json()["results"]
     assert len(listed) == 1 and listed[0]["input"] == inputs  # the job exists all the same
+    training = await api.post(
+        f"/v1/models/{TRAINER}/versions/{version}/trainings",
+        json={"destination": "sandbox/my-lora", "input": inputs},
+    )
+    assert training.status_code == 503 and len((await api.get("/v1/trainings")).json()["results"]) == 1
+    uploaded = await api.post("/v1/files", files={"content": ("x.zip", b"x", "application/zip")})
+    assert uploaded.status_code == 503 and len((await api.get("/v1/files")).json()["results"]) == 2
     assert (await api.get("/faults")).json()["server_errors"]["count"] == 0
 
 
@@ -190,9 +202,42 @@ async def test_webhook_delay(api: httpx.AsyncClient, receiver: Receiver) -> None
 async def test_webhook_reorder(api: httpx.AsyncClient, receiver: Receiver) -> None:
     await set_faults(api, webhooks={"reorder": True})
     await run_job(api, receiver, webhook_events_filter=["start", "logs", "completed"])
-    await asyncio.sleep(0.2)
+    for _ in range(300):  # the held last `logs` follows `completed`
+        if "succeeded" in events_of(receiver) and events_of(receiver)[-1] != "succeeded":
+            break
+        await asyncio.sleep(0.01)
     statuses = events_of(receiver)
-    assert "succeeded" in statuses and statuses[-1] == "processing"  # completed came before the last logs
+    assert statuses[-2:] == ["succeeded", "processing"]  # `completed` overtook the last `logs`
+    last, completed = receiver.received[-1].json, receiver.received[-2].json
+    assert completed["logs"].startswith(last["logs"]) and len(completed["logs"]) > len(last["logs"])
+    sent = [entry["event"] for entry in (await api.get("/_sandbox/webhooks")).json()]
+    assert sent[0] == "start" and sent[-2:] == ["completed", "logs"]
+
+
+async def test_webhook_rotation_header_has_one_valid_entry(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await set_faults(api, webhooks={"rotation": True})
+    await run_job(api, receiver, webhook_events_filter=["completed"])
+    await settle(receiver, 1)
+    item = receiver.received[0]
+    assert len(item.headers["webhook-signature"].split(" ")) == 2
+    Webhook(SECRET).verify(item.body, item.headers)  # any matching entry is enough
+    verify_webhook(SECRET, item.headers, item.body)
+
+
+@pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+async def test_webhook_missing_header(api: httpx.AsyncClient, receiver: Receiver, header: str) -> None:
+    await set_faults(api, webhooks={"omit_header": header})
+    await run_job(api, receiver, webhook_events_filter=["completed"])
+    await settle(receiver, 1)
+    item = receiver.received[0]
+    assert header not in item.headers
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(item.body, item.headers)
+    with pytest.raises(InvalidSignature) as caught:
+        verify_webhook(SECRET, item.headers, item.body)
+    assert caught.value.reason == "missing_headers"
 
 
 async def test_webhook_stale_timestamp_is_rejected_by_receivers(
@@ -219,17 +264,30 @@ async def test_webhook_bad_signature(api: httpx.AsyncClient, receiver: Receiver)
     assert caught.value.reason == "no_matching_signature"
 
 
-async def test_status_page_indicator(api: httpx.AsyncClient) -> None:
-    ok = (await api.get("/status/api/v2/summary.json")).json()
+async def test_status_page_is_operational_by_default(api: httpx.AsyncClient) -> None:
+    ok = (await api.get("/status/api/v2/summary.json", headers={"Authorization": ""})).json()
+    assert set(ok) == {"page", "status", "components", "incidents", "scheduled_maintenances"}
     assert ok["status"] == {"indicator": "none", "description": "All Systems Operational"}
-    assert ok["incidents"] == [] and all(c["status"] == "operational" for c in ok["components"])
-    await set_faults(api, status_page={"indicator": "major"})
+    assert ok["incidents"] == [] and ok["scheduled_maintenances"] == []
+    assert all(c["status"] == "operational" for c in ok["components"])
+    assert {"id", "name", "url", "time_zone", "updated_at"} <= set(ok["page"])
+
+
+@pytest.mark.parametrize(
+    ("indicator", "component"),
+    [("minor", "degraded_performance"), ("major", "partial_outage"), ("critical", "major_outage")],
+)
+async def test_status_page_indicator(api: httpx.AsyncClient, indicator: str, component: str) -> None:
+    await set_faults(api, status_page={"indicator": indicator})
     summary = (await api.get("/status/api/v2/summary.json")).json()
-    assert summary["status"]["indicator"] == "major"
-    assert summary["incidents"][0]["impact"] == "major"
-    assert {c["status"] for c in summary["components"]} >= {"partial_outage"}
+    assert summary["status"]["indicator"] == indicator
+    incident = summary["incidents"][0]
+    assert (incident["impact"], incident["status"]) == (indicator, "investigating")
+    assert component in {c["status"] for c in summary["components"]}
+    assert {c["status"] for c in incident["components"]} == {component}
+    assert incident["incident_updates"][0]["affected_components"][0]["new_status"] == component
     status = (await api.get("/status/api/v2/status.json")).json()
-    assert set(status) == {"page", "status"} and status["status"]["indicator"] == "major"
+    assert set(status) == {"page", "status"} and status["status"] == summary["status"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ request-level knobs (429s, 5xx bursts, latency) into responses before or after t
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,9 +56,11 @@ class WebhookFaults(_Knob):
     drop: list[WebhookEvent] | bool = False  # true drops every event
     duplicate: bool = False  # send each delivery twice: same id, timestamp, signature and body
     delay: float = Field(default=0.0, ge=0)  # seconds to wait before each delivery
-    reorder: bool = False  # hold each intermediate event and send it after the next one
+    reorder: bool = False  # each intermediate event waits for the next one; `completed` overtakes it
     stale_seconds: float = Field(default=0.0, ge=0)  # sign with a timestamp this far in the past
     bad_signature: bool = False  # sign with a different key
+    rotation: bool = False  # a two-entry signature header, as during key rotation: one entry is valid
+    omit_header: Literal["webhook-id", "webhook-timestamp", "webhook-signature"] | None = None
 
     def drops(self, event: str) -> bool:
         return self.drop is True or (isinstance(self.drop, list) and event in self.drop)
@@ -118,9 +121,13 @@ def throttled(fault: RateLimitFault) -> Response:
 
 def server_error(fault: ServerErrorFault) -> Response:
     if fault.html:
+        try:
+            phrase = HTTPStatus(fault.status).phrase
+        except ValueError:  # 5xx codes without a standard name, such as Cloudflare's 520-527
+            phrase = "Error"
         page = (
-            f"<html>\r\n<head><title>{fault.status} Service Unavailable</title></head>\r\n<body>\r\n"
-            f"<center><h1>{fault.status} Service Unavailable</h1></center>\r\n"
+            f"<html>\r\n<head><title>{fault.status} {phrase}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{fault.status} {phrase}</h1></center>\r\n"
             "<hr><center>cloudflare</center>\r\n"
             "</body>\r\n</html>\r\n"
         )

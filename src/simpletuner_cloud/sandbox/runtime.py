@@ -48,6 +48,7 @@ class Sandbox:
         self.poll_bucket = TokenBucket(config.poll_rate_per_minute)
         self.reset_state()
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._watchers: set[asyncio.Task[None]] = set()  # Cancel-After deadlines
         self._background: list[asyncio.Task[None]] = []
 
     def reset_state(self) -> None:
@@ -66,7 +67,7 @@ class Sandbox:
             )
 
     async def stop(self) -> None:
-        tasks = [*self._runs.values(), *self._background]
+        tasks = [*self._runs.values(), *self._watchers, *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -78,15 +79,16 @@ class Sandbox:
 
     async def reset(self) -> None:
         """Forget every job, file, fault and clock offset (test control)."""
-        for task in self._runs.values():
+        tasks = [*self._runs.values(), *self._watchers]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._runs.clear()
         self.reset_state()
         self.files.clear()
         self.faults = Faults()
         self.clock.reset()
-        self.webhooks.records.clear()
+        self.webhooks.clear()
 
     # -- jobs --------------------------------------------------------------------------------
     def render(self, job: Job) -> dict[str, Any]:
@@ -105,7 +107,9 @@ class Sandbox:
         self.jobs[job.id] = job
         self._runs[job.id] = asyncio.create_task(self._run(job, inputs), name=f"sandbox-run-{job.id}")
         if job.deadline is not None:
-            self._background.append(asyncio.create_task(self._watch_deadline(job)))
+            watcher = asyncio.create_task(self._watch_deadline(job), name=f"sandbox-deadline-{job.id}")
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
         return job
 
     def log(self, job: Job, *lines: str) -> None:

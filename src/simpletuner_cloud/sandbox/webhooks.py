@@ -70,6 +70,15 @@ class WebhookSender:
             await self._client.aclose()
             self._client = None
 
+    def clear(self) -> None:
+        """Forget the delivery log and anything held or waiting for its throttle window (reset)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._held.clear()
+        self._last_sent.clear()
+        self.records.clear()
+
     def notify(self, job: Job, event: str, *, immediate: bool = False) -> None:
         """Called on every change; decides whether and when an event goes out. `immediate` skips
         the throttle (the final output, sent just before `completed`)."""
@@ -111,15 +120,17 @@ class WebhookSender:
         if not faults.reorder:
             self._queue.put_nowait(delivery)
             return
+        # Each intermediate event waits for the next event of its job; `completed` is never held,
+        # so it always overtakes the last intermediate event (when there was one).
         held = self._held.pop(job.id, None)
-        if event != "completed" and held is None:
-            self._held[job.id] = delivery  # sent after the next event of this job
+        if event == "completed":
+            self._queue.put_nowait(delivery)
+            if held is not None:
+                self._queue.put_nowait(held)
             return
-        self._queue.put_nowait(delivery)
         if held is not None:
             self._queue.put_nowait(held)
-        elif event != "completed":
-            self._held[job.id] = delivery
+        self._held[job.id] = delivery
 
     async def _run(self) -> None:
         while True:
@@ -147,6 +158,11 @@ class WebhookSender:
         secret = new_webhook_secret() if faults.bad_signature else self.sandbox.webhook_secret
         timestamp = int(self.sandbox.clock.now() - faults.stale_seconds)
         headers = signed_headers(secret, delivery.webhook_id, timestamp, delivery.body)
+        if faults.rotation:  # the old key's entry first, as a receiver sees it mid-rotation
+            old_key = signed_headers(new_webhook_secret(), delivery.webhook_id, timestamp, delivery.body)
+            headers["webhook-signature"] = f"{old_key['webhook-signature']} {headers['webhook-signature']}"
+        if faults.omit_header:
+            del headers[faults.omit_header]
         return {**headers, "content-type": "application/json", "user-agent": "simpletuner-cloud-sandbox/1"}
 
     async def _send(
