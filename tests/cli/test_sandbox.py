@@ -1,10 +1,17 @@
-"""`simpletuner sandbox`: flags become the POST /faults body; the command prints URL and token."""
+"""`simpletuner sandbox`: flags become the POST /faults body; the command prints URL and token, and
+really serves (a subprocess on a free port, with its own token and a fault flag)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -12,8 +19,14 @@ from simpletuner_cloud.cli import app
 from simpletuner_cloud.cli import sandbox as sandbox_cli
 from simpletuner_cloud.sandbox.faults import Faults
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
+from tests.support.live_server import free_port
 
 runner = CliRunner()
+UNAUTHENTICATED = {
+    "title": "Unauthenticated",
+    "detail": "You did not pass a valid authentication token",
+    "status": 401,
+}
 
 
 def test_no_flags_no_faults() -> None:
@@ -98,3 +111,62 @@ def test_bad_fault_flags_exit_cleanly(monkeypatch: pytest.MonkeyPatch, tmp_path:
         app, ["sandbox", "--error-status", "200", "--errors-next", "1", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code == 2 and "Invalid fault flags" in result.output
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, str, list[str]]]:
+    """`simpletuner sandbox` as a user starts it: the installed command in a child process, its
+    stdout a pipe. Yields the base URL, the token and the lines printed before serving."""
+    token = "r8_" + "cli" * 12 + "x"
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("simpletuner")),
+        "sandbox",
+        "--port",
+        str(port),
+        "--step-seconds",
+        "0.01",
+        "--fail-at-step",
+        "2",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    env = {**os.environ, "SIMPLETUNER_SANDBOX_TOKEN": token}
+    env.pop("PYTHONUNBUFFERED", None)  # the lines must reach a pipe without it
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert child.stdout is not None
+        printed: list[str] = []
+        for line in child.stdout:
+            printed.append(line.rstrip("\n"))
+            if line.startswith("token:") or len(printed) > 10:
+                break
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(1000):  # the banner comes before uvicorn binds the port
+            try:
+                httpx.get(f"{base}/status/api/v2/status.json", trust_env=False, timeout=1)
+                break
+            except httpx.TransportError:
+                assert child.poll() is None, "simpletuner sandbox exited"
+                time.sleep(0.01)
+        yield base, token, printed
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_the_command_serves_what_it_prints(served: tuple[str, str, list[str]]) -> None:
+    base, token, printed = served
+    assert printed[0] == "sandbox: no GPUs, no charges (offline Replicate emulator)"
+    assert f"base URL: {base}    (API at {base}/v1)" in printed
+    assert f"token:    {token}" in printed
+    with httpx.Client(base_url=base, trust_env=False, timeout=5) as http:
+        faults = http.get("/faults", headers={"Authorization": f"Bearer {token}"}).json()
+        assert faults["fail_at_step"] == 2  # the flag, as the running sandbox sees it
+        account = http.get("/v1/account", headers={"Authorization": f"Bearer {token}"})
+        assert account.status_code == 200 and account.json()["username"] == "sandbox"
+        default = http.get("/v1/account", headers={"Authorization": f"Bearer {DEFAULT_SANDBOX_TOKEN}"})
+        assert default.status_code == 401 and default.json() == UNAUTHENTICATED
+        assert default.headers["content-type"] == "application/problem+json"
