@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from replicate.webhook import WebhookSigningSecret
 from standardwebhooks import Webhook
 
 import replicate
@@ -24,6 +26,9 @@ EXPECTED = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 def test_known_answer_vector() -> None:
     assert sign(SECRET, MSG_ID, TIMESTAMP, BODY) == EXPECTED
+    # The same vector straight through the standardwebhooks package, as replicate-api.md 4 does it.
+    at = datetime.fromtimestamp(TIMESTAMP, UTC)
+    assert Webhook(SECRET).sign(MSG_ID, at, BODY.decode()) == EXPECTED
 
 
 def test_signed_headers_have_the_three_headers() -> None:
@@ -150,9 +155,7 @@ def test_interoperates_with_standardwebhooks_and_the_official_client() -> None:
     assert replicate.webhooks.validate(headers=headers, body=body.decode(), secret=_secret_obj()) is None
 
 
-def _secret_obj() -> object:
-    from replicate.webhook import WebhookSigningSecret
-
+def _secret_obj() -> WebhookSigningSecret:
     return WebhookSigningSecret(key=SECRET)
 
 
