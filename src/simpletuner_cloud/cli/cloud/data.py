@@ -139,6 +139,7 @@ def show_upload(result: dict[str, Any]) -> None:
         f"file {result['file_id']} ({result['url']}), expires {result['expires_at'] or 'unknown'}; "
         f"reused: {str(result['reused']).lower()}",
         soft_wrap=True,  # a digest or URL broken over lines cannot be copied
+        highlight=False,
     )
 
 
