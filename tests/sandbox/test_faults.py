@@ -78,6 +78,16 @@ async def test_rate_limit_per_route_and_low_credit_wording(api: httpx.AsyncClien
     assert "less than $5.0 in credit" in response.json()["detail"] and response.json()["retry_after"] == 5
 
 
+async def test_rate_limit_by_method_creates_nothing(api: httpx.AsyncClient) -> None:
+    version = await latest_version(api)
+    await set_faults(api, rate_limit={"count": 1, "route": "/v1/predictions", "method": "POST"})
+    assert (await api.get("/v1/predictions")).status_code == 200  # GETs of the route pass
+    throttled = await api.post("/v1/predictions", json={"version": version, "input": {}})
+    assert throttled.status_code == 429 and throttled.headers["retry-after"] == "5"
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+    assert (await api.post("/v1/predictions", json={"version": version, "input": {}})).status_code == 201
+
+
 async def test_server_errors_json_and_html(api: httpx.AsyncClient) -> None:
     await set_faults(api, server_errors={"count": 2, "status": 502})
     for _ in range(2):

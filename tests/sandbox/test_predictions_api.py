@@ -299,7 +299,9 @@ async def test_retention_removes_data(app: FastAPI, api: httpx.AsyncClient) -> N
     )
     done = await wait_until(api, f"/v1/trainings/{created.json()['id']}")
     weights = done["output"]["weights"]
-    moved = (await api.post("/_sandbox/clock", json={"advance": 3601})).json()
+    assert (await api.post("/_sandbox/clock", json={"advance": 3500})).json()["data_removed"] == 0
+    assert (await api.get(weights)).status_code == 200  # kept for an hour after creation
+    moved = (await api.post("/_sandbox/clock", json={"advance": 101})).json()
     assert moved["data_removed"] == 1
     removed = (await api.get(f"/v1/predictions/{done['id']}")).json()
     assert removed["data_removed"] is True and removed.get("output") is None

@@ -1,5 +1,5 @@
 """Sandbox-only admin routes, outside `/v1`: `/faults` (GET, POST a partial update, DELETE to
-reset) and `/_sandbox/...` test control (clock, reset, retention sweep, webhook log, Hub pushes).
+reset) and `/_sandbox/...` test control (clock, reset, forgetting a job, webhook log, Hub pushes).
 They need the sandbox token too, because a mounted sandbox may sit behind a public tunnel."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from simpletuner_cloud.sandbox import retention
 from simpletuner_cloud.sandbox.auth import require_token
-from simpletuner_cloud.sandbox.problems import validation_problem
+from simpletuner_cloud.sandbox.problems import NOT_FOUND, Problem, validation_problem
 from simpletuner_cloud.sandbox.submission import read_body
 
 router = APIRouter(dependencies=[Depends(require_token)])
@@ -73,6 +73,15 @@ async def move_clock(request: Request) -> dict[str, Any]:
 async def reset(request: Request) -> dict[str, str]:
     await request.app.state.sandbox.reset()
     return {"status": "reset"}
+
+
+@router.delete("/_sandbox/jobs/{job_id}")
+async def forget_job(request: Request, job_id: str) -> dict[str, str]:
+    """Make a tracked id vanish: later GETs answer 404, as a real training once did (replicate-api
+    2.7). A run still going is stopped without a terminal status or a webhook."""
+    if not await request.app.state.sandbox.forget(job_id):
+        raise Problem(404, NOT_FOUND)
+    return {"status": "forgotten"}
 
 
 @router.get("/_sandbox/webhooks")

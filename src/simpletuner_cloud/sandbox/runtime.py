@@ -90,6 +90,18 @@ class Sandbox:
         self.clock.reset()
         self.webhooks.clear()
 
+    async def forget(self, job_id: str) -> bool:
+        """Drop one job as if the service lost it (test control); False when there is none."""
+        job = self.jobs.pop(job_id, None)
+        if job is None:
+            return False
+        task = self._runs.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.output_files.pop(job_id, None)
+        return True
+
     # -- jobs --------------------------------------------------------------------------------
     def render(self, job: Job) -> dict[str, Any]:
         return job_json(job, self.config.base_url)
@@ -178,7 +190,7 @@ class Sandbox:
         # Short naps against the sandbox clock, so a test that moves the clock sees the deadline pass.
         while not job.terminal and self.clock.now() < job.deadline:  # noqa: ASYNC110 (a movable clock)
             await asyncio.sleep(min(job.deadline - self.clock.now(), 0.1))
-        if job.terminal:
+        if job.terminal or self.jobs.get(job.id) is not job:  # finished, or forgotten
             return
         if job.status == "starting":
             if self.finish(job, "aborted"):
