@@ -11,8 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simpletuner_cloud.sandbox.clock import iso
+from simpletuner_cloud.sandbox.jobs import Job
+from simpletuner_cloud.sandbox.runtime import Sandbox
 from tests.sandbox.conftest import (
     BASE,
     TRAINER,
@@ -319,3 +323,17 @@ async def test_retention_sweeps_in_the_background(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
     assert body["data_removed"] is True and body["output"] is None and body["status"] == "succeeded"
     assert body["logs"] == "" and body["input"] == {}
+
+
+TERMINAL_MOVES = st.sampled_from(["succeeded", "failed", "canceled", "aborted"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves=st.lists(TERMINAL_MOVES, min_size=1, max_size=5))
+def test_nothing_leaves_a_terminal_status(tmp_path_factory: pytest.TempPathFactory, moves: list[str]) -> None:
+    """Whatever races (a cancel, a deadline, the run's own end), the first terminal status stays."""
+    sandbox = Sandbox(fast_config(tmp_path_factory.mktemp("state-machine")))
+    job = Job(id="x" * 26, kind="prediction", model=TRAINER, version="0" * 64, input={}, created_at=0, seq=1)
+    results = [sandbox.finish(job, status) for status in moves]
+    assert results == [True] + [False] * (len(moves) - 1)
+    assert job.status == moves[0] and job.done.is_set()
