@@ -144,3 +144,23 @@ def test_remote_browser_needs_the_login_link(
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(page.locator("#auth-warning")).to_be_hidden()
         expect(page.locator("#hardware tbody tr")).to_have_count(2)
+
+
+def test_dataset_upload_with_consent_progress_and_reuse(page: Any, sandboxed: str) -> None:
+    open_tab(page, sandboxed)
+    page.locator("#configs tbody tr", has_text="flux-lora-example").get_by_role(
+        "button", name="Preview upload"
+    ).click()
+    upload = page.get_by_role("button", name="Upload to Replicate")
+    upload.click()  # consent mode `ask` and the box is not ticked
+    result = page.locator("#upload-result")
+    expect(result).to_contain_text("(consent_required)")
+    page.locator("#upload-consent").check()
+    upload.click()
+    expect(result).to_contain_text(re.compile(r"^Uploaded [\d,]+ bytes \(24 files\)\."))
+    expect(result).to_contain_text("reused: false")
+    bar = page.locator("#upload-progress")
+    assert bar.evaluate("b => b.value === b.max && b.max > 1")
+    upload.click()
+    expect(result).to_contain_text(re.compile(r"^Reused [\d,]+ bytes"))
+    expect(result).to_contain_text("reused: true")

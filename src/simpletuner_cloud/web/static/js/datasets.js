@@ -41,4 +41,62 @@ export async function preview(name) {
   if (skipped.length) out.append(el("p", `Skipped: ${skipped.join("; ")}`, "hint"));
   if (p.error) out.append(...errorLines({ body: { error: p.error } }).map((l) => el("p", l.text, l.cls || "bad")));
   for (const warning of p.warnings) out.append(el("p", warning, "hint"));
+  if (p.needs_upload && p.within_limit && !p.error) out.append(uploadForm(name));
+}
+
+function uploadForm(name) {
+  const form = el("form");
+  form.id = "upload-form";
+  const consent = el("input");
+  consent.type = "checkbox";
+  consent.id = "upload-consent";
+  const label = el("label", " I agree to upload these files to Replicate (deleted after the job).");
+  label.prepend(consent);
+  const button = el("button", "Upload to Replicate");
+  button.type = "submit";
+  const bar = el("progress");
+  bar.id = "upload-progress";
+  bar.max = 1;
+  bar.value = 0;
+  bar.hidden = true;
+  const status = el("div", "", "result");
+  status.id = "upload-result";
+  status.setAttribute("aria-live", "polite");
+  form.append(label, button, bar, status);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    upload(name, consent.checked, bar, status).finally(() => { button.disabled = false; });
+  });
+  return form;
+}
+
+async function upload(name, consent, bar, status) {
+  const started = await api("POST", "/api/cloud/data/uploads", { config: name, consent });
+  if (!started.ok) return show(status, "bad", errorLines(started));
+  bar.hidden = false;
+  await new Promise((resolve) => {
+    const source = new EventSource(started.body.events_url);
+    const update = (event, done) => {
+      const task = JSON.parse(event.data);
+      bar.max = task.bytes_total || 1;
+      bar.value = task.bytes_done;
+      if (task.state === "succeeded") {
+        const r = task.result;
+        show(status, "ok", [
+          { text: `${r.reused ? "Reused" : "Uploaded"} ${r.size.toLocaleString("en-US")} bytes (${r.files} files).` },
+          { text: `reused: ${r.reused}; file ${r.file_id}; expires ${r.expires_at || "unknown"}.`, cls: "hint" },
+        ]);
+      } else if (task.state === "failed") {
+        show(status, "bad", errorLines({ body: { error: task.error } }));
+      } else {
+        show(status, "muted", [{ text: `${task.state}: ${bytes(task.bytes_done)} of ${bytes(task.bytes_total)}` }]);
+      }
+      if (done) { source.close(); resolve(); }
+    };
+    source.addEventListener("progress", (event) => update(event, false));
+    source.addEventListener("succeeded", (event) => update(event, true));
+    source.addEventListener("failed", (event) => update(event, true));
+    source.onerror = () => { source.close(); resolve(); };
+  });
 }
