@@ -3,9 +3,10 @@ error table and the headers. End-to-end behaviour against the sandbox is in test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -316,3 +317,55 @@ def test_timeouts_split() -> None:
     assert Timeouts.from_total(2) == Timeouts(connect=2, read=2, write=2, pool=2)
     timeout = Timeouts.from_total(12).httpx()
     assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (5, 12, 12, 10)
+
+
+async def test_a_trial_cancelled_by_its_caller_does_not_wedge_the_breaker() -> None:
+    """A caller's timeout may cancel the half-open trial: the next call becomes the trial instead of
+    being refused forever."""
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, cooldown=10, clock=clock)
+    breaker.record_failure("HTTP 503")
+    clock.now += 10
+
+    class Hangs(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(30)
+            raise AssertionError("not reached")
+
+    hanging = ReplicateClient(
+        base_url="https://replicate.test", token=TOKEN, transport=Hangs(), breaker=breaker
+    )
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await hanging.account()
+    await hanging.aclose()
+    assert breaker.state == "half_open"
+    async with make_client(lambda r: httpx.Response(200, json=ACCOUNT), breaker=breaker) as client:
+        assert (await client.account()).username == "ana"
+    assert breaker.state == "closed"
+
+
+class BreaksOff(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"type": "us'
+        raise httpx.ReadError("connection reset mid-body")
+
+
+async def test_a_body_that_breaks_off_is_a_network_failure_retried_when_safe() -> None:
+    answers = iter([httpx.Response(200, stream=BreaksOff()), httpx.Response(200, json=ACCOUNT)])
+    sleeps = Sleeps()
+    async with make_client(lambda r: next(answers), sleeps=sleeps) as client:
+        assert (await client.account()).username == "ana"
+    assert len(sleeps.calls) == 1
+
+    calls: list[str] = []
+
+    def create(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        return httpx.Response(201, stream=BreaksOff())
+
+    async with make_client(create) as client:
+        with pytest.raises(CloudError) as caught:  # never a raw httpx.ReadError
+            await client.create_prediction(version="v" * 64, input={})
+    assert calls == ["POST"]
+    assert (caught.value.code, caught.value.details["network_error"]) == ("provider_unavailable", "ReadError")

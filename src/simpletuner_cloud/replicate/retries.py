@@ -27,6 +27,7 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Failures before the request reached Replicate: resending cannot duplicate a job.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 NO_RETRY = "simpletuner_no_retry"  # request extension: a caller can opt a safe call out
+STREAM = "simpletuner_stream"  # request extension: leave a large body unread for the caller to stream
 
 
 def is_retry_safe(request: httpx.Request) -> bool:
@@ -106,6 +107,11 @@ class CircuitBreaker:
             self.opened_at = self._clock()
         self._trial_running = False
 
+    def abandon_trial(self) -> None:
+        """The call ended with no verdict (cancelled, say, by a caller's timeout): let the next one
+        be the trial instead of failing fast forever."""
+        self._trial_running = False
+
 
 class PolicyTransport(httpx.AsyncBaseTransport):
     """Wraps the real transport: request id, breaker, retries, and the mapping of every failure to
@@ -137,12 +143,19 @@ class PolicyTransport(httpx.AsyncBaseTransport):
             self.breaker.before_call()
             try:
                 response = await self._inner.handle_async_request(request)
+                if not request.extensions.get(STREAM):
+                    # Read here, so a body that breaks off or stalls is a network failure under this
+                    # policy (retried when safe, mapped to a CloudError), not a raw httpx error above.
+                    await response.aread()
             except httpx.TransportError as exc:
                 self.breaker.record_failure(type(exc).__name__)
                 if not last_try and (safe or isinstance(exc, NOT_SENT_ERRORS)):
                     await self._sleep(self.policy.backoff(attempt, self._rng))
                     continue
                 raise error_from_network(request, exc) from None
+            except BaseException:
+                self.breaker.abandon_trial()
+                raise
             if response.status_code >= 500:
                 self.breaker.record_failure(f"HTTP {response.status_code}")
             else:
