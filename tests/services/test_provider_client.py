@@ -4,26 +4,45 @@ real proxy.py process (setting, HTTP_PROXY env, NO_PROXY bypass)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from simpletuner_cloud.api.app import sandbox_base_url as app_sandbox_base_url
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate.client import USER_AGENT, ReplicateClient
 from simpletuner_cloud.replicate.factory import (
+    UNUSABLE_TOKEN,
     build_replicate_client,
+    mask_token,
     replicate_base_url,
     resolve_token,
     sandbox_base_url,
     status_page_base_url,
 )
+from simpletuner_cloud.replicate.files import upload_file
 from simpletuner_cloud.replicate.retries import CircuitBreaker, RetryPolicy
 from simpletuner_cloud.security.files import write_secret_file
 from simpletuner_cloud.settings import load_settings
 from tests.support.live_server import free_port
-from tests.support.provider_sandbox import RunningProxy, RunningSandbox, http_proxy, standalone_sandbox
+from tests.support.provider_sandbox import (
+    RunningProxy,
+    RunningSandbox,
+    dataset_zip,
+    http_proxy,
+    recording_replicate,
+    standalone_sandbox,
+    trainer_config,
+)
 
 OTHER_TOKEN = "r8_" + "x" * 37
+TRAINER = "simpletuner/advanced-trainer"
+DESTINATION = "sandbox/my-lora"
 
 
 class Sleeps:
@@ -54,6 +73,7 @@ def _clean_faults(sandbox: RunningSandbox) -> Iterator[None]:
         server_errors={"count": 0},
         latency={"seconds": 0},
         status_page={"mode": "ok"},
+        starting_delay=0,
     )
 
 
@@ -203,3 +223,178 @@ async def test_a_dead_proxy_is_provider_unavailable(sandbox: RunningSandbox, env
             await client.account()
     assert caught.value.code == "provider_unavailable"
     assert sandbox.token not in str(caught.value) + repr(caught.value.to_body())
+
+
+# Creates: one request, never resent, whether or not Replicate created the job before failing.
+CREATE_ROUTES = {"predictions": "/v1/predictions", "trainings": "/v1/models/", "files": "/v1/files"}
+
+
+async def _prepared_create(
+    kind: str, client: ReplicateClient, tmp: Path
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Everything but the create itself (version lookup, dataset upload), done before the fault."""
+    dataset = dataset_zip(tmp / "dataset.zip")
+    if kind == "files":
+        return lambda: upload_file(client.http, dataset, filename="dataset.zip")
+    version = (await client.list_versions(TRAINER))[0]["id"]
+    uploaded = await upload_file(client.http, dataset, filename="dataset.zip")
+    inputs = {"images": uploaded["urls"]["get"], "config_json": trainer_config()}
+    if kind == "predictions":
+        return lambda: client.create_prediction(version=version, input=inputs)
+    return lambda: client.create_training(
+        model=TRAINER, version=version, destination=DESTINATION, input=inputs
+    )
+
+
+@pytest.mark.parametrize("after_create", [False, True], ids=["fail-before-create", "create-then-fail"])
+@pytest.mark.parametrize("kind", ["predictions", "trainings", "files"])
+async def test_a_create_that_gets_a_503_is_never_resent(
+    sandbox: RunningSandbox, env: dict[str, str], tmp_path: Path, kind: str, after_create: bool
+) -> None:
+    sandbox.faults(starting_delay=-1)  # created jobs wait in `starting`: nothing runs in the background
+    sleeps = Sleeps()
+    async with build_replicate_client(settings_for(sandbox), environ=env, sleep=sleeps) as client:
+        create = await _prepared_create(kind, client, tmp_path)
+        before = sandbox.listed(kind)
+        errors = {"count": 3, "status": 503, "after_create": after_create, "route": CREATE_ROUTES[kind]}
+        sandbox.faults(server_errors={**errors, "method": "POST"})
+        with pytest.raises(CloudError) as caught:
+            await create()
+    assert (caught.value.code, caught.value.details["provider_status"]) == ("provider_unavailable", 503)
+    assert sandbox.faults()["server_errors"]["count"] == 2  # exactly one request reached the sandbox
+    assert sleeps.calls == []  # no backoff: nothing was about to be resent
+    created = [item for item in sandbox.listed(kind) if item not in before]
+    assert len(created) == (1 if after_create else 0)  # the ambiguous one is left to reconciliation
+
+
+async def test_user_agent_and_request_id_arrive_at_the_server() -> None:
+    """Both paths (the official client's `accounts`, and raw JSON for versions) send our User-Agent,
+    a request id per call that a retry keeps, and the token only in the Authorization header."""
+    with recording_replicate(failures=1) as replicate:
+        settings = load_settings(replicate_base_url=replicate.url)
+        async with build_replicate_client(settings, environ={}, sleep=Sleeps(), token=OTHER_TOKEN) as client:
+            await client.account()
+            await client.list_versions(TRAINER)
+    paths = [what for what, _ in replicate.seen]
+    assert paths == [
+        "GET /v1/account",
+        "GET /v1/account",
+        f"GET /v1/models/{TRAINER}/versions",
+        f"GET /v1/models/{TRAINER}/versions",
+    ]
+    headers = [h for _, h in replicate.seen]
+    for sent in headers:
+        assert sent["user-agent"] == USER_AGENT
+        assert str(uuid.UUID(sent["x-request-id"])) == sent["x-request-id"]
+        assert sent["authorization"] == f"Bearer {OTHER_TOKEN}"
+        assert [k for k, v in sent.items() if OTHER_TOKEN in v] == ["authorization"]
+    ids = [h["x-request-id"] for h in headers]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]  # a retry is the same request
+
+
+def test_https_proxy_is_resolved_for_https_and_http_proxy_for_http() -> None:
+    environ = {
+        "REPLICATE_API_TOKEN": OTHER_TOKEN,
+        "HTTPS_PROXY": "http://secure-proxy:3128",
+        "HTTP_PROXY": "http://plain-proxy:3128",
+        "NO_PROXY": "internal.example, 10.0.0.0/8",
+    }
+    real = build_replicate_client(load_settings(), environ=environ)
+    assert real.base_url == "https://api.replicate.com"
+    assert real.proxy.for_url(httpx.URL(real.base_url)) == "http://secure-proxy:3128"
+    sandboxed = build_replicate_client(load_settings(sandbox=True, port=4321), environ=environ)
+    assert sandboxed.proxy.for_url(httpx.URL(sandboxed.base_url)) == "http://plain-proxy:3128"
+    assert real.proxy.for_url(httpx.URL("https://internal.example/v1")) is None
+    assert real.proxy.for_url(httpx.URL("https://10.1.2.3/v1")) is None
+    setting = build_replicate_client(load_settings(), environ=environ, proxy_url="http://mine:8080")
+    assert setting.proxy.for_url(httpx.URL(setting.base_url)) == "http://mine:8080"
+
+
+async def test_https_proxy_env_carries_https_calls_through_a_real_proxy(
+    proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https:// Replicate is reached through HTTPS_PROXY (a CONNECT tunnel, seen in proxy.py's
+    log), never HTTP_PROXY. Nothing answers TLS behind it, so the call ends provider_unavailable."""
+    target = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # dead: must not be used
+    settings = load_settings(replicate_base_url=f"https://{target}")
+    async with build_replicate_client(settings, token=OTHER_TOKEN, sleep=Sleeps()) as client:
+        with pytest.raises(CloudError) as caught:
+            await client.account()
+    assert caught.value.code == "provider_unavailable"
+    assert caught.value.details["network_error"] == "ProxyError"
+    assert proxy.carried(f"CONNECT {target}")
+
+
+async def test_an_unusable_token_is_invalid_before_any_request() -> None:
+    for token in ("r8_abc\ndefghijklmnopqrstuvwxyz", "r8_é" + "a" * 36, "r8_with space" + "a" * 27):
+        with pytest.raises(CloudError) as caught:
+            build_replicate_client(load_settings(), environ={"REPLICATE_API_TOKEN": token})
+        error = caught.value
+        assert (error.code, error.message) == ("token_invalid", "Invalid token")
+        assert error.details == {"reason": UNUSABLE_TOKEN}
+        assert token.strip() not in repr(error.to_body())
+
+
+@pytest.mark.parametrize(
+    ("token", "masked"),
+    [
+        ("r8_" + "a" * 33 + "wxyz", "r8_...wxyz"),
+        ("  r8_" + "a" * 33 + "wxyz\n", "r8_...wxyz"),
+        ("oldstyletokenwithoutprefix1234", "...1234"),  # no prefix: nothing but the last 4
+        ("r8_short1234", "r8_..."),  # too short to show any of it
+        ("tiny", "..."),
+    ],
+)
+def test_masked_tokens_show_at_most_the_last_4_characters(token: str, masked: str) -> None:
+    assert mask_token(token) == masked
+
+
+async def test_a_next_page_on_another_host_is_not_followed() -> None:
+    """The token goes with every request, so a page pointing elsewhere is refused, not fetched."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        page = {"next": "https://collector.example/v1/page2", "results": [{"id": "a" * 64}]}
+        return httpx.Response(200, json=page)
+
+    settings = load_settings()
+    async with build_replicate_client(
+        settings, token=OTHER_TOKEN, environ={}, transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(CloudError) as caught:
+            await client.list_versions(TRAINER)
+        same_origin = await client.request("GET", "https://api.replicate.com:443/v1/account")
+    assert caught.value.code == "provider_error"
+    assert "collector.example" in caught.value.message and "not following it" in caught.value.message
+    assert seen == [
+        f"https://api.replicate.com/v1/models/{TRAINER}/versions",
+        "https://api.replicate.com/v1/account",
+    ]
+    assert same_origin.status_code == 200
+
+
+@pytest.mark.parametrize("failure", ["401", "503", "refused", "dead-proxy"])
+async def test_the_token_is_in_no_error_text(sandbox: RunningSandbox, failure: str) -> None:
+    """str, repr, the JSON body, details, and the whole traceback with its chained exceptions."""
+    base = {"refused": f"http://127.0.0.1:{free_port()}"}.get(failure, sandbox.url)
+    token = OTHER_TOKEN if failure == "401" else sandbox.token
+    seams: dict[str, Any] = {"environ": {}, "sleep": Sleeps(), "token": token}
+    if failure == "dead-proxy":
+        seams["proxy_url"] = f"http://127.0.0.1:{free_port()}"
+    if failure == "503":
+        sandbox.faults(server_errors={"count": 4, "status": 503})
+    async with build_replicate_client(load_settings(replicate_base_url=base), **seams) as client:
+        with pytest.raises(CloudError) as caught:
+            await client.account()
+    error = caught.value
+    texts = [str(error), repr(error), repr(error.to_body()), repr(error.details), repr(client)]
+    texts.append("".join(traceback.format_exception(error)))
+    chained: BaseException | None = error
+    while chained is not None:  # the suppressed httpx exception too (its request holds the header)
+        texts += [str(chained), repr(chained)]
+        chained = chained.__cause__ or chained.__context__
+    for text in texts:
+        assert token not in text and token[3:] not in text

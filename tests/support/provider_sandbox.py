@@ -1,25 +1,33 @@
 """Provider tests against the sandbox: a standalone sandbox on a free port (the server is pointed at
 it with REPLICATE_API_TOKEN and SIMPLETUNER_REPLICATE_BASE_URL), a `simpletuner server --sandbox`
-app under uvicorn, fault injection, and a real local HTTP proxy process (proxy.py)."""
+app under uvicorn, fault injection, a real local HTTP proxy process (proxy.py), and a loopback
+receiver that records the headers our client really sends."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, load_settings
+from simpletuner_cloud.store.jobs import apply_status, create_job
 from tests.support.live_server import free_port, live_server
 
 SANDBOX_TOKEN = DEFAULT_SANDBOX_TOKEN
@@ -43,9 +51,28 @@ class RunningSandbox:
         return [v["id"] for v in self.version_list(model)]
 
     def version_list(self, model: str = "simpletuner/advanced-trainer") -> list[dict[str, Any]]:
+        return self.get(f"/v1/models/{model}/versions")["results"]  # type: ignore[no-any-return]
+
+    def listed(self, collection: str) -> list[str]:
+        """Ids on the first page of `predictions`, `trainings` or `files` (newest first)."""
+        return [item["id"] for item in self.get(f"/v1/{collection}")["results"]]
+
+    def get(self, path: str) -> Any:
         with httpx.Client(trust_env=False, headers={"Authorization": f"Bearer {self.token}"}) as http:
-            page = http.get(f"{self.url}/v1/models/{model}/versions").json()
-        return page["results"]  # type: ignore[no-any-return]
+            response = http.get(f"{self.url}{path}")
+        response.raise_for_status()
+        return response.json()
+
+
+def dataset_zip(path: Path) -> Path:
+    """A tiny dataset the sandbox's trainer accepts (one PNG-looking image)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("plushie_0.png", b"\x89PNG\r\n\x1a\n" + bytes(16))
+    return path
+
+
+def trainer_config() -> str:
+    return json.dumps({"model_family": "flux", "lora_rank": 4, "max_train_steps": 10, "learning_rate": 1e-4})
 
 
 def set_faults(sandbox_url: str, token: str, faults: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +101,55 @@ def sandbox_mode_server(**overrides: Any) -> Iterator[tuple[str, FastAPI]]:
     with live_server(app, port=port) as base:
         app.state.sandbox_app.state.sandbox.config.status_page_timeout_seconds = 1.0
         yield base, app
+
+
+async def record_job(
+    session: AsyncSession,
+    status: str,
+    *,
+    hardware: str = "l40s",
+    started: datetime | None = None,
+    completed: datetime | None = None,
+    cost: str | None = None,
+) -> str:
+    """A job as the jobs layer leaves it, through the store's own functions: created, maybe started,
+    maybe finished with a recorded cost."""
+    job = await create_job(
+        session, config_name="flux-lora", hardware=hardware, model="simpletuner/advanced-trainer"
+    )
+    if started is not None:
+        await apply_status(session, job.id, "running", at=started, started_at=started)
+    if status != "running" and (status != "created"):
+        fields: dict[str, Any] = {"actual_cost_usd": Decimal(cost)} if cost is not None else {}
+        await apply_status(session, job.id, status, at=completed, completed_at=completed, **fields)
+    return job.id
+
+
+@dataclass
+class RecordingReplicate:
+    """A loopback stand-in for Replicate that records every request's headers: the first
+    `failures` calls to each path answer 503, then `/v1/account` and a one-page version list."""
+
+    url: str
+    seen: list[tuple[str, dict[str, str]]]
+
+
+@contextmanager
+def recording_replicate(failures: int = 0) -> Iterator[RecordingReplicate]:
+    seen: list[tuple[str, dict[str, str]]] = []
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def anything(request: Request, path: str) -> JSONResponse:
+        seen.append((f"{request.method} /{path}", dict(request.headers)))
+        if sum(1 for what, _ in seen if what == seen[-1][0]) <= failures:
+            return JSONResponse({"detail": "unavailable"}, status_code=503)
+        if path == "v1/account":
+            return JSONResponse({"type": "user", "username": "ana", "name": "Ana"})
+        return JSONResponse({"next": None, "previous": None, "results": []})
+
+    with live_server(app) as url:
+        yield RecordingReplicate(url, seen)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:

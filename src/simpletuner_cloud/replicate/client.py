@@ -16,10 +16,12 @@ import httpx
 
 import replicate
 from simpletuner_cloud import __version__
+from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.replicate.proxies import ProxyConfig, ProxyRoutingTransport
-from simpletuner_cloud.replicate.retries import CircuitBreaker, PolicyTransport, RetryPolicy, Sleep
+from simpletuner_cloud.replicate.retries import NO_RETRY, CircuitBreaker, PolicyTransport, RetryPolicy, Sleep
 
 USER_AGENT = f"simpletuner-cloud/{__version__} (+replicate-python/{package_version('replicate')})"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_VERSION_PAGES = 5  # newest first; older versions than 5 pages back are not worth a request
 
 
@@ -46,6 +48,10 @@ class Account:
     name: str | None
     type: str
     github_url: str | None = None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
 
 
 class _OfficialClient(replicate.Client):
@@ -107,10 +113,24 @@ class ReplicateClient:
         await self.http.aclose()
 
     async def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
-        """Raw access for what the official client lacks. `retry=False` opts a safe call out."""
+        """Raw access for what the official client lacks. `retry=False` opts a safe call out. `path`
+        may be an absolute URL from an answer (a page's `next`), but only on Replicate's own origin:
+        the token goes with every request."""
+        self._check_origin(path)
         if not retry:
-            kwargs.setdefault("extensions", {})["simpletuner_no_retry"] = True
+            kwargs.setdefault("extensions", {})[NO_RETRY] = True
         return await self.http.request(method, path, **kwargs)
+
+    def _check_origin(self, path: str) -> None:
+        url, base = httpx.URL(path), self.http.base_url
+        if url.is_relative_url or _origin(url) == _origin(base):
+            return
+        raise CloudError(
+            f"Replicate's answer pointed at {url.scheme}://{url.host}, not {base.scheme}://{base.host}; "
+            "not following it, because the API token would go with the request.",
+            code="provider_error",
+            details={"url": str(url.copy_with(query=None))},
+        )
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.request(method, path, **kwargs)

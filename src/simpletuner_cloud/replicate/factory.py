@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from simpletuner_cloud.replicate.client import ReplicateClient, Timeouts
-from simpletuner_cloud.replicate.errors import token_missing
+from simpletuner_cloud.replicate.errors import token_invalid, token_missing
 from simpletuner_cloud.replicate.proxies import ProxyConfig, proxy_config
 from simpletuner_cloud.security.files import read_secret_file
 from simpletuner_cloud.settings import Settings
 
 TOKEN_ENV = "REPLICATE_API_TOKEN"  # noqa: S105 (a variable name)
 TokenSource = Literal["env", "saved", "sandbox"]
+UNUSABLE_TOKEN = "the token contains spaces, line breaks or non-ASCII characters"  # noqa: S105
+MIN_SECRET_TO_SHOW_TAIL = 16  # Replicate's tokens have 37 secret characters after `r8_`
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,17 @@ class ResolvedToken:
 
 
 def mask_token(token: str) -> str:
-    """`r8_...abcd`: enough to tell two tokens apart, never enough to use one."""
+    """`r8_...abcd`: enough to tell two tokens apart, never enough to use one. Only the public `r8_`
+    prefix and the last 4 characters show; a short or prefix-less token shows less."""
     token = token.strip()
-    if len(token) <= 10:
-        return "r8_..." if token.startswith("r8_") else "..."
-    return f"{token[:3]}...{token[-4:]}"
+    prefix = "r8_" if token.startswith("r8_") else ""
+    secret = token[len(prefix) :]
+    return f"{prefix}...{secret[-4:]}" if len(secret) >= MIN_SECRET_TO_SHOW_TAIL else f"{prefix}..."
+
+
+def header_safe(token: str) -> bool:
+    """What an Authorization header can carry: printable ASCII, no spaces or line breaks inside."""
+    return bool(token) and token.isascii() and token.isprintable() and not any(c.isspace() for c in token)
 
 
 def sandbox_base_url(settings: Settings) -> str:
@@ -93,9 +101,12 @@ def build_replicate_client(
     """A client for the configured Replicate (or the sandbox). `token` overrides the resolved one
     (to validate a token before saving it). `seams` pass through to `ReplicateClient`: transport,
     retry_policy, breaker, sleep, rng. Raises `token_missing` when there is no token at all."""
-    value = token if token is not None else resolve_token(settings, environ).value
-    if not value:
+    resolved = resolve_token(settings, environ) if token is None else ResolvedToken(token, None)
+    if not resolved.value:
         raise token_missing()
+    if not header_safe(resolved.value):  # else httpx fails deep inside with the token in hand
+        raise token_invalid({"reason": UNUSABLE_TOKEN})
+    value = resolved.value
     return ReplicateClient(
         base_url=replicate_base_url(settings),
         token=value,
