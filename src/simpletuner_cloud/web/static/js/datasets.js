@@ -50,7 +50,7 @@ function uploadForm(name) {
   const consent = el("input");
   consent.type = "checkbox";
   consent.id = "upload-consent";
-  const label = el("label", " I agree to upload these files to Replicate (deleted after the job).");
+  const label = el("label", " I agree to upload these files to Replicate's upload servers (a job deletes them when it ends).");
   label.prepend(consent);
   const button = el("button", "Upload to Replicate");
   button.type = "submit";
