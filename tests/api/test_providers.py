@@ -65,6 +65,7 @@ def expected_provider(**changes: Any) -> dict[str, Any]:
         "name": "Replicate",
         "configured": True,
         "token_source": "env",
+        "token_check": "valid",
         "ready": True,
         "sandbox": False,
         "banner": None,
@@ -81,12 +82,36 @@ async def test_providers_without_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/cloud/providers")
     assert response.status_code == 200
     assert response.json() == expected_provider(
-        configured=False, token_source=None, ready=False, not_ready_reason="REPLICATE_API_TOKEN not set"
+        configured=False,
+        token_source=None,
+        token_check=None,
+        ready=False,
+        not_ready_reason="REPLICATE_API_TOKEN not set",
     )
 
 
 async def test_providers_with_env_token(client: httpx.AsyncClient, with_env_token: str) -> None:
     assert (await client.get("/api/cloud/providers")).json() == expected_provider()
+
+
+async def test_providers_with_a_rejected_token_are_not_ready(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
+    not_ready = expected_provider(token_check="invalid", ready=False, not_ready_reason="Invalid token")
+    assert (await client.get("/api/cloud/providers")).json() == not_ready
+    sandbox.faults(server_errors={"count": 1, "status": 503})
+    assert (await client.get("/api/cloud/providers")).json() == not_ready  # remembered: no new call
+    assert sandbox.faults()["server_errors"]["count"] == 1
+
+
+async def test_providers_when_replicate_is_down_are_unchecked_not_refused(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    sandbox.faults(server_errors={"count": 1, "status": 503})
+    answer = (await client.get("/api/cloud/providers")).json()
+    assert answer == expected_provider(token_check="unknown")
+    assert sandbox.faults()["server_errors"]["count"] == 0  # one attempt, no retries on a page load
 
 
 async def test_validate_without_token_is_the_seed_error(client: httpx.AsyncClient) -> None:
@@ -177,10 +202,17 @@ async def test_save_token_trims_validates_masks_and_writes_0600(
         "note": None,
     }
     path: Path = app.state.settings.replicate_token_path
-    assert path.read_text() == sandbox.token
+    assert path.read_text() == sandbox.token  # exactly the trimmed token: no newline, no spaces
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temp file left
     validated = await client.get("/api/cloud/providers/replicate/validate")
-    assert validated.json()["token_source"] == "saved"
+    assert validated.json() == {
+        "valid": True,
+        "account": ACCOUNT,
+        "token_source": "saved",
+        "token": MASKED_SANDBOX_TOKEN,
+        "sandbox": False,
+    }
 
     deleted = await client.delete("/api/cloud/providers/replicate/token")
     assert deleted.json() == {"deleted": True, "token_source": None, "token": None, "note": None}
@@ -189,10 +221,19 @@ async def test_save_token_trims_validates_masks_and_writes_0600(
     assert again.json()["deleted"] is False
 
 
-async def test_save_token_refuses_a_bad_format(client: httpx.AsyncClient, app: FastAPI) -> None:
-    response = await client.put(
-        "/api/cloud/providers/replicate/token", json={"api_token": "sk-notreplicate\n"}
-    )
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sk-notreplicate\n",
+        "R8_" + "a" * 37,
+        "r8_two words" + "a" * 28,
+        "r8_line\nbreak" + "a" * 26,
+        "r8_é" + "a" * 36,  # not ASCII: could never go in a header (was an unhandled 500)
+        " \n ",
+    ],
+)
+async def test_save_token_refuses_a_bad_format(client: httpx.AsyncClient, app: FastAPI, raw: str) -> None:
+    response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": raw})
     assert response.status_code == 422
     assert response.json() == {
         "error": {
@@ -202,6 +243,38 @@ async def test_save_token_refuses_a_bad_format(client: httpx.AsyncClient, app: F
         }
     }
     assert not app.state.settings.replicate_token_path.exists()
+
+
+async def test_saving_replaces_the_old_token_file_atomically(
+    client: httpx.AsyncClient, app: FastAPI, sandbox: RunningSandbox
+) -> None:
+    """A new file is renamed over the old one (a new inode): a crash mid-write leaves the old token
+    whole, never a truncated one."""
+    path: Path = app.state.settings.replicate_token_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(WRONG_TOKEN)
+    old_inode = path.stat().st_ino
+    response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": sandbox.token})
+    assert response.status_code == 200
+    assert path.read_text() == sandbox.token
+    assert path.stat().st_ino != old_inode
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_an_unusable_env_token_is_invalid_not_a_crash(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_pasted\nacross two lines" + "a" * 14)
+    response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "code": "token_invalid",
+            "message": "Invalid token",
+            "hint": TOKEN_INVALID_HINT,
+            "details": {"reason": "the token contains spaces, line breaks or non-ASCII characters"},
+        }
+    }
 
 
 async def test_save_token_refused_by_replicate_is_not_saved(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -242,7 +315,9 @@ async def test_versions_newest_first_latest_unless_pinned(
     assert response.json() == {
         "model": "simpletuner/advanced-trainer",
         "pinned": None,
+        "pinned_exists": None,
         "selected": newest,
+        "warning": None,
         "versions": [
             {"id": newest, "created_at": first["created_at"], "cog_version": "0.16.2", "selected": True},
             {"id": older, "created_at": second["created_at"], "cog_version": "0.14.3", "selected": False},
@@ -251,8 +326,9 @@ async def test_versions_newest_first_latest_unless_pinned(
     assert first["created_at"] > second["created_at"]
     await client.put("/api/cloud/providers/replicate", json={"version": older})
     pinned = (await client.get("/api/cloud/providers/replicate/versions")).json()
-    assert (pinned["pinned"], pinned["selected"]) == (older, older)
+    assert (pinned["pinned"], pinned["pinned_exists"], pinned["selected"]) == (older, True, older)
     assert [v["selected"] for v in pinned["versions"]] == [False, True]
+    assert pinned["warning"] is None
 
 
 async def test_versions_follow_the_hardware_model(
@@ -264,43 +340,32 @@ async def test_versions_follow_the_hardware_model(
     assert [v["id"] for v in answer["versions"]] == sandbox.versions("simpletuner/advanced-trainer-a100")
 
 
-async def test_a_pinned_version_that_vanished_is_not_found(
-    client: httpx.AsyncClient, with_env_token: str
+@pytest.mark.parametrize("how", ["typo", "hardware-changed"])
+async def test_a_pin_that_is_not_a_version_of_the_model_is_flagged(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str, how: str
 ) -> None:
-    await client.put("/api/cloud/providers/replicate", json={"version": "f" * 64})
+    """Decision: flagged in the versions answer (with the list to choose from), not an error."""
+    if how == "typo":
+        pin, model = "f" * 64, "simpletuner/advanced-trainer"
+        await client.put("/api/cloud/providers/replicate", json={"version": pin})
+    else:  # pinned on L40S, then moved to A100, whose trainer is another model
+        pin, model = sandbox.versions()[0], "simpletuner/advanced-trainer-a100"
+        await client.put("/api/cloud/providers/replicate", json={"version": pin, "hardware": "a100"})
     response = await client.get("/api/cloud/providers/replicate/versions")
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
-
-
-async def test_billing_endpoint_never_invents_a_balance(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/cloud/providers/replicate/billing")
     assert response.status_code == 200
-    body = response.json()
-    assert body == {
-        "provider": "replicate",
-        "balance": None,
-        "balance_reason": "Replicate has no public API for account balance",
-        "account_url": "https://replicate.com/account/billing",
-        "currency": "USD",
-        "as_of": ANY,
-        "spend": {"day": 0.0, "week": 0.0, "month": 0.0},
-        "spend_note": "Jobs started by this tool only; running jobs count their cost so far.",
-        "cost_limit": {
-            "enabled": False,
-            "amount": None,
-            "period": "monthly",
-            "action": "warn",
-            "state": "ok",
-            "spent": 0.0,
-            "remaining": None,
-            "period_start": ANY,
-            "resets_at": ANY,
-        },
-        "hardware": ANY,
-        "sandbox": False,
+    assert response.json() == {
+        "model": model,
+        "pinned": pin,
+        "pinned_exists": False,
+        "selected": None,
+        "warning": f"The pinned version {pin} is not a version of {model} (or this account may not "
+        "use it), so jobs cannot start with it: pin one of the versions listed, or set `version` to "
+        "null for the latest.",
+        "versions": [
+            {"id": v["id"], "created_at": v["created_at"], "cog_version": v["cog_version"], "selected": False}
+            for v in sandbox.version_list(model)
+        ],
     }
-    assert [h["id"] for h in body["hardware"]] == ["l40s", "a100"]
 
 
 async def test_the_token_never_leaks(
@@ -328,3 +393,40 @@ async def test_the_token_never_leaks(
         database = app.state.settings.database_path
         for path in database.parent.glob(database.name + "*"):  # the WAL and shm files too
             assert secret.encode() not in path.read_bytes()
+
+
+async def test_a_pin_older_than_the_listed_pages_is_fetched_and_selected(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Only a few pages of versions are listed; an older pin is looked up on its own, listed last."""
+    newest, pin = {"id": "b" * 64, "created_at": "2025-02-01T00:00:00Z", "cog_version": "0.16.2"}, "a" * 64
+    asked: list[str] = []
+
+    def replicate(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path.endswith(f"/versions/{pin}"):
+            return httpx.Response(
+                200, json={"id": pin, "created_at": "2024-01-01T00:00:00Z", "cog_version": "0.9.0"}
+            )
+        return httpx.Response(200, json={"next": None, "previous": None, "results": [newest]})
+
+    app.state.provider_runtime = ProviderRuntime(
+        transport=httpx.MockTransport(replicate), environ={"REPLICATE_API_TOKEN": WRONG_TOKEN}
+    )
+    await client.put("/api/cloud/providers/replicate", json={"version": pin})
+    answer = (await client.get("/api/cloud/providers/replicate/versions")).json()
+    assert answer == {
+        "model": "simpletuner/advanced-trainer",
+        "pinned": pin,
+        "pinned_exists": True,
+        "selected": pin,
+        "warning": None,
+        "versions": [
+            {**newest, "selected": False},
+            {"id": pin, "created_at": "2024-01-01T00:00:00Z", "cog_version": "0.9.0", "selected": True},
+        ],
+    }
+    assert asked == [
+        "/v1/models/simpletuner/advanced-trainer/versions",
+        f"/v1/models/simpletuner/advanced-trainer/versions/{pin}",
+    ]

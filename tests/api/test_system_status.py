@@ -3,7 +3,7 @@ sandbox's (`/sandbox/status/api/v2/summary.json`) and every failure mode degrade
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from unittest.mock import ANY
 
@@ -11,14 +11,27 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.replicate.factory import status_page_base_url
 from simpletuner_cloud.replicate.status_page import StatusPageReader
 from simpletuner_cloud.services.provider import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import ReplicateSettings
 from simpletuner_cloud.settings import load_settings
+from tests.support.live_server import free_port
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server, set_faults
 
 READER_TIMEOUT = 0.3  # the sandbox's "timeout" mode hangs 1 s
+DOWN_PAGE = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+@pytest.fixture
+async def client_for_down_page() -> AsyncIterator[httpx.AsyncClient]:
+    """A real deployment (not sandbox mode) whose status page URL refuses connections."""
+    app = create_app(load_settings(status_page_url=DOWN_PAGE))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+            yield http
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +109,20 @@ def test_failures_degrade_to_unknown(http: httpx.Client, mode: str, reason: str)
     }
 
 
+async def test_a_status_page_that_is_down_is_unknown(client_for_down_page: httpx.AsyncClient) -> None:
+    response = await client_for_down_page.get("/api/cloud/system-status")
+    assert response.status_code == 200
+    assert response.json() == {
+        "indicator": "unknown",
+        "description": "Status unknown",
+        "reason": "could not reach the status page (ConnectError)",
+        "components": [],
+        "incidents": [],
+        "source": f"{DOWN_PAGE}/api/v2/summary.json",
+        "checked_at": ANY,
+    }
+
+
 def test_the_default_reader_uses_a_3_s_timeout_and_a_minute_of_cache() -> None:
     settings = load_settings(sandbox=True, port=4000)
     reader = ProviderRuntime().status_reader(settings, ReplicateSettings())
@@ -113,6 +140,7 @@ def test_sandbox_mode_providers_validate_and_token(http: httpx.Client) -> None:
                 "name": "Replicate",
                 "configured": True,
                 "token_source": "sandbox",
+                "token_check": "valid",
                 "ready": True,
                 "sandbox": True,
                 "banner": "sandbox: no GPUs, no charges",

@@ -1,10 +1,10 @@
-"""Billing: no invented balance; spend per day/week/month from this tool's own jobs; the cost limit."""
+"""Billing: no invented balance; spend per day/week/month from this tool's own jobs (recorded through
+the store's repository functions, read back from the database); the cost limit."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from simpletuner_cloud.services.hardware_catalogue import hardware_answer, packa
 from simpletuner_cloud.services.provider_settings import update_replicate_settings
 from simpletuner_cloud.settings import Settings, load_settings
 from simpletuner_cloud.store.database import Database
-from simpletuner_cloud.store.tables import JobRow
+from tests.support.provider_sandbox import record_job
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -28,45 +28,35 @@ async def database(state_root: Any) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-def job(status: str, hardware: str = "l40s", **fields: Any) -> JobRow:
-    return JobRow(
-        status=status, config_name="c", hardware=hardware, model="m", spec={}, logs_offset=0, **fields
-    )
-
-
 async def test_spend_windows_limit_and_price_table(database: Database) -> None:
+    """Jobs recorded through the store in and out of each window; read back in a fresh session."""
     settings: Settings = load_settings()
     async with database.session() as session:
-        session.add_all(
-            [
-                # today, recorded cost
-                job("succeeded", completed_at=NOW - timedelta(hours=1), actual_cost_usd=Decimal("1.5")),
-                # running on a100 for 1000 s: accrues 1.4
-                job("running", hardware="a100", started_at=NOW - timedelta(seconds=1000)),
-                # Monday this week, no recorded cost: priced by run time (3600 s on l40s = 3.51)
-                job(
-                    "succeeded",
-                    started_at=NOW - timedelta(days=2, hours=1),
-                    completed_at=NOW - timedelta(days=2),
-                ),
-                # failed public-model run with no recorded cost: free
-                job("failed", started_at=NOW - timedelta(hours=3), completed_at=NOW - timedelta(hours=2)),
-                # earlier this month
-                job("canceled", completed_at=datetime(2025, 1, 2, tzinfo=UTC), actual_cost_usd=Decimal("2")),
-                # last month: outside every window
-                job(
-                    "succeeded", completed_at=datetime(2024, 12, 31, tzinfo=UTC), actual_cost_usd=Decimal("9")
-                ),
-                # never started
-                job("queued"),
-            ]
+        # today, recorded cost
+        await record_job(session, "succeeded", completed=NOW - timedelta(hours=1), cost="1.5")
+        # running on a100 for 1000 s: accrues 1.4 (counted now)
+        await record_job(session, "running", hardware="a100", started=NOW - timedelta(seconds=1000))
+        # Monday this week, no recorded cost: priced by run time (3600 s on l40s = 3.51)
+        start = NOW - timedelta(days=2, hours=1)
+        await record_job(session, "succeeded", started=start, completed=start + timedelta(hours=1))
+        # failed public-model run with no recorded cost: free
+        await record_job(
+            session, "failed", started=NOW - timedelta(hours=3), completed=NOW - timedelta(hours=2)
         )
+        # Sunday: last week, this month
+        await record_job(session, "canceled", completed=datetime(2025, 1, 12, 23, 59, tzinfo=UTC), cost="2")
+        # last day of last month: outside every window
+        await record_job(session, "succeeded", completed=datetime(2024, 12, 31, 23, 59, tzinfo=UTC), cost="9")
+        # queued, never started: nothing yet
+        await record_job(session, "queued")
         await session.commit()
+    async with database.session() as session:
         await update_replicate_settings(
             session,
             settings,
             {"cost_limit": {"enabled": True, "amount": 10, "period": "weekly", "action": "block"}},
         )
+    async with database.session() as session:
         answer = await billing_summary(session, settings, now=NOW)
     assert answer == {
         "provider": "replicate",
@@ -91,6 +81,9 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
         "hardware": hardware_answer(packaged_catalogue())["hardware"],
         "sandbox": False,
     }
+    async with database.session() as session:  # a minute later the running job has accrued 60 s more
+        later = await billing_summary(session, settings, now=NOW + timedelta(minutes=1))
+    assert later["spend"] == {"day": 2.984, "week": 6.494, "month": 8.494}
 
 
 async def test_limit_warns_then_is_exceeded(database: Database) -> None:
@@ -99,11 +92,13 @@ async def test_limit_warns_then_is_exceeded(database: Database) -> None:
         await update_replicate_settings(
             session, settings, {"cost_limit": {"enabled": True, "amount": 2, "period": "daily"}}
         )
-        session.add(job("succeeded", completed_at=NOW, actual_cost_usd=Decimal("1.7")))
+        await record_job(session, "succeeded", completed=NOW, cost="1.7")
         await session.commit()
+    async with database.session() as session:
         warned = (await billing_summary(session, settings, now=NOW))["cost_limit"]
-        session.add(job("succeeded", completed_at=NOW, actual_cost_usd=Decimal("0.5")))
+        await record_job(session, "succeeded", completed=NOW, cost="0.5")
         await session.commit()
+    async with database.session() as session:
         exceeded = (await billing_summary(session, settings, now=NOW))["cost_limit"]
     assert (warned["state"], warned["remaining"]) == ("warn", 0.3)
     assert (exceeded["state"], exceeded["remaining"], exceeded["spent"]) == ("exceeded", 0.0, 2.2)

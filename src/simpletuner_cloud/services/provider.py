@@ -1,31 +1,26 @@
 """Provider use cases: validate the token, save or delete it, list the trainer's versions, list
-providers with their readiness, and read Replicate's status page. `ProviderRuntime` holds what must
-outlive one request (the circuit breaker, the status page cache) and the test seams."""
+providers with their readiness, and read Replicate's status page. What outlives one request lives in
+`ProviderRuntime` (`provider_runtime.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.replicate.client import USER_AGENT, ReplicateClient
-from simpletuner_cloud.replicate.errors import TOKEN_INVALID_HINT
-from simpletuner_cloud.replicate.factory import (
-    build_replicate_client,
-    mask_token,
-    resolve_proxy,
-    resolve_token,
-    status_page_base_url,
+from simpletuner_cloud.replicate.client import ReplicateClient
+from simpletuner_cloud.replicate.errors import (
+    TOKEN_INVALID_HINT,
+    TOKEN_INVALID_MESSAGE,
+    TOKEN_MISSING_MESSAGE,
 )
-from simpletuner_cloud.replicate.retries import CircuitBreaker, RetryPolicy, Sleep
-from simpletuner_cloud.replicate.status_page import StatusPageReader, SystemStatus
+from simpletuner_cloud.replicate.factory import header_safe, mask_token, resolve_token
+from simpletuner_cloud.replicate.status_page import SystemStatus
 from simpletuner_cloud.security.files import delete_secret_file, write_secret_file
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.provider_runtime import SINGLE_ATTEMPT, ProviderRuntime, TokenCheck
 from simpletuner_cloud.services.provider_settings import (
     ReplicateSettings,
     load_replicate_settings,
@@ -34,42 +29,10 @@ from simpletuner_cloud.services.provider_settings import (
 from simpletuner_cloud.settings import SANDBOX_BANNER, Settings
 
 ENV_WINS_NOTE = "REPLICATE_API_TOKEN is set in the environment and takes precedence over the saved token."
-
-
-@dataclass
-class ProviderRuntime:
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Sleep = asyncio.sleep
-    transport: httpx.AsyncBaseTransport | None = None  # unit seam; None is the real network
-    environ: Mapping[str, str] | None = None  # None is os.environ, read by the factory only
-    status_page: StatusPageReader | None = None
-    _status_key: tuple[str, object] | None = None
-
-    def client(
-        self, settings: Settings, replicate: ReplicateSettings, token: str | None = None
-    ) -> ReplicateClient:
-        return build_replicate_client(
-            settings,
-            proxy_url=replicate.proxy_url,
-            http_timeout=replicate.http_timeout,
-            token=token,
-            environ=self.environ,
-            transport=self.transport,
-            retry_policy=self.retry_policy,
-            breaker=self.breaker,
-            sleep=self.sleep,
-        )
-
-    def status_reader(self, settings: Settings, replicate: ReplicateSettings) -> StatusPageReader:
-        """One cached reader; rebuilt only when its address or proxy changes (a test may also
-        install its own reader, which is then kept)."""
-        proxy = resolve_proxy(replicate.proxy_url, self.environ)
-        key = (status_page_base_url(settings), proxy)
-        if self.status_page is None or (self._status_key is not None and self._status_key != key):
-            self.status_page = StatusPageReader(key[0], proxy=proxy, user_agent=USER_AGENT)
-            self._status_key = key
-        return self.status_page
+PIN_MISSING = (
+    "The pinned version {pin} is not a version of {model} (or this account may not use it), so jobs "
+    "cannot start with it: pin one of the versions listed, or set `version` to null for the latest."
+)
 
 
 def status_answer(status: SystemStatus) -> dict[str, Any]:
@@ -111,7 +74,11 @@ async def _account(
         async with runtime.client(settings, replicate, token) as client:
             account = await client.account()
     except CloudError as error:
+        if token and error.code == "token_invalid":
+            runtime.remember_check(token, "invalid")
         raise await _with_status_page(error, settings, runtime, replicate) from None
+    if token:
+        runtime.remember_check(token, "valid")
     return {"username": account.username, "name": account.name, "type": account.type}
 
 
@@ -120,7 +87,7 @@ async def validate_token(
 ) -> dict[str, Any]:
     replicate = await load_replicate_settings(session, settings)
     token = resolve_token(settings, runtime.environ)
-    account = await _account(settings, runtime, replicate)  # raises token_missing / token_invalid
+    account = await _account(settings, runtime, replicate, token.value)  # token_missing / token_invalid
     return {
         "valid": True,
         "account": account,
@@ -132,7 +99,7 @@ async def validate_token(
 
 def check_token_format(raw: str) -> str:
     token = raw.strip()  # a token pasted from a terminal often carries a newline or spaces
-    if not token.startswith("r8_") or any(ch.isspace() for ch in token):
+    if not token.startswith("r8_") or not header_safe(token):
         raise CloudError(
             "That does not look like a Replicate API token (they start with r8_).",
             code="token_invalid_format",
@@ -179,45 +146,93 @@ def delete_token(settings: Settings, runtime: ProviderRuntime) -> dict[str, Any]
 async def list_versions(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
 ) -> dict[str, Any]:
+    """Newest first; `selected` is the pin or else the latest. A pin that is not a version of the
+    model (a typo, or the hardware and so the model changed since) is flagged, not an error: the
+    list is what the person needs to choose another."""
     replicate = await load_replicate_settings(session, settings)
     model = replicate.trainer_model(load_hardware_catalogue(settings))
+    pin = replicate.version
     try:
         async with runtime.client(settings, replicate) as client:
             found = await client.list_versions(model)
-            ids = [v.get("id") for v in found]
-            if replicate.version and replicate.version not in ids:
-                found.append(await client.get_version(model, replicate.version))  # raises not_found
+            if pin and pin not in [v.get("id") for v in found]:
+                older = await _pinned_version(client, model, pin)
+                found += [older] if older else []
     except CloudError as error:
         raise await _with_status_page(error, settings, runtime, replicate) from None
     versions = [
         {"id": v.get("id"), "created_at": v.get("created_at"), "cog_version": v.get("cog_version")}
         for v in found
     ]
-    selected = replicate.version or (versions[0]["id"] if versions else None)
+    pin_exists = None if pin is None else any(v["id"] == pin for v in versions)
+    selected = (pin if pin_exists else None) if pin else (versions[0]["id"] if versions else None)
     for version in versions:
         version["selected"] = version["id"] == selected
-    return {"model": model, "pinned": replicate.version, "selected": selected, "versions": versions}
+    return {
+        "model": model,
+        "pinned": pin,
+        "pinned_exists": pin_exists,
+        "selected": selected,
+        "warning": PIN_MISSING.format(pin=pin, model=model) if pin_exists is False else None,
+        "versions": versions,
+    }
+
+
+async def _pinned_version(client: ReplicateClient, model: str, pin: str) -> dict[str, Any] | None:
+    """A pin older than the pages listed, or None when Replicate does not know it for this model."""
+    try:
+        return await client.get_version(model, pin)
+    except CloudError as error:
+        if error.code in ("not_found", "provider_invalid_input"):
+            return None
+        raise
+
+
+async def _token_check(
+    settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, token: str
+) -> TokenCheck:
+    """Does Replicate accept the token? Remembered (see CHECK_TTL); asked once, without retries and
+    within `readiness_timeout`, so listing providers stays fast when Replicate is slow or down."""
+    known = runtime.known_check(token)
+    if known is not None:
+        return known
+    check: TokenCheck = "unknown"
+    try:
+        async with asyncio.timeout(runtime.readiness_timeout):
+            async with runtime.client(settings, replicate, token, retry_policy=SINGLE_ATTEMPT) as client:
+                await client.account()
+        check = "valid"
+    except CloudError as error:
+        check = "invalid" if error.code == "token_invalid" else "unknown"
+    except TimeoutError:
+        pass
+    runtime.remember_check(token, check)
+    return check
 
 
 async def list_providers(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
 ) -> dict[str, Any]:
-    """Readiness without calling Replicate: a token is present and, for webhooks, a public URL."""
+    """Readiness: a token is present and Replicate has not refused it (`token_check`); a public URL
+    for webhooks is advised, not required."""
     replicate = await load_replicate_settings(session, settings)
     token = resolve_token(settings, runtime.environ)
+    check = await _token_check(settings, runtime, replicate, token.value) if token.value else None
     hook = webhook_url(settings, replicate)
+    reason = TOKEN_MISSING_MESSAGE if check is None else TOKEN_INVALID_MESSAGE if check == "invalid" else None
     entry: dict[str, Any] = {
         "id": "replicate",
         "name": "Replicate",
         "configured": token.value is not None,
         "token_source": token.source,
-        "ready": token.value is not None,
+        "token_check": check,
+        "ready": reason is None,
         "sandbox": settings.sandbox,
         "banner": SANDBOX_BANNER if settings.sandbox else None,
         "webhook_url": hook,
         "hardware": replicate.hardware,
         "model": replicate.trainer_model(load_hardware_catalogue(settings)),
-        "not_ready_reason": None if token.value else "REPLICATE_API_TOKEN not set",
+        "not_ready_reason": reason,
         "warning": None if hook else "No public URL: jobs are followed by polling until you set one.",
     }
     return {"providers": [entry]}

@@ -19,6 +19,7 @@ class ProviderEntry(BaseModel):
     name: str
     configured: bool
     token_source: str | None
+    token_check: str | None  # valid | invalid | unknown (Replicate unreachable); null without a token
     ready: bool
     sandbox: bool
     banner: str | None
@@ -66,7 +67,9 @@ class VersionEntry(BaseModel):
 class VersionsResponse(BaseModel):
     model: str
     pinned: str | None
-    selected: str | None
+    pinned_exists: bool | None  # false: the pin is not a version of `model`; null: nothing pinned
+    selected: str | None  # the version jobs use: the pin, else the latest; null if the pin is missing
+    warning: str | None
     versions: list[VersionEntry]
 
 

@@ -119,5 +119,5 @@ async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeD
 
 
 @router.get("/replicate/billing", response_model=BillingResponse)
-async def billing_summary(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    return await billing.billing_summary(session, settings)
+async def billing_summary(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await billing.billing_summary(session, settings, runtime.now())
