@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from simpletuner_cloud.api.app import create_app
@@ -102,6 +103,7 @@ async def test_validation_errors_name_the_field(client: httpx.AsyncClient) -> No
         ({"trusted_proxies": ["10.0.0.0/33"]}, "trusted_proxies.0", "not an IPv4/IPv6"),
         ({"public_url": "https://example.com/api/webhooks/replicate"}, "public_url", "no path or query"),
         ({"public_url": "ftp://example.com"}, "public_url", "http(s) URL"),
+        ({"public_url": "https://bob:pw@example.com"}, "public_url", "user name or password"),
         ({"version": "latest"}, "version", "64-character hex"),
         ({"http_timeout": 0}, "http_timeout", "greater than 0"),
         ({"proxy_url": "proxy.local:3128"}, "proxy_url", "proxy URL"),
@@ -133,6 +135,22 @@ async def test_proxy_password_is_masked_and_round_trips(client: httpx.AsyncClien
 async def test_json_is_required(client: httpx.AsyncClient) -> None:
     response = await client.put(URL, content=b"webhook_allowed_ips=1.2.3.4")
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"])
+async def test_the_seed_request_is_local_over_either_loopback(app: FastAPI, peer: str, host: str) -> None:
+    """curl resolves `localhost` to ::1 and 127.0.0.1 and uses whichever the server listens on; both,
+    with any loopback Host header, are the local user (no login)."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as http:
+        response = await http.put(
+            URL,
+            content=b'{"webhook_allowed_ips": ["34.82.0.0/16", "35.185.0.0/16"]}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["webhook_allowed_ips"] == ["34.82.0.0/16", "35.185.0.0/16"]
 
 
 def test_seed_curl_example_verbatim() -> None:

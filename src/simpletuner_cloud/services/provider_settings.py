@@ -54,6 +54,8 @@ def public_base_url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL such as https://training.example.com")
+    if parts.username or parts.password:  # it would be shown in answers and sent with every job
+        raise ValueError("must not contain a user name or password")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(
             f"must have no path or query: the webhook path {WEBHOOK_PATH} is added automatically"
