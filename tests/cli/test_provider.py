@@ -56,8 +56,8 @@ def err(result: Any) -> str:
     return " ".join(result.stderr.split())
 
 
-def run_json(url: str, *args: str) -> Any:
-    result = run(url, *args, "--json")
+def run_json(url: str, *args: str, input: str | None = None) -> Any:
+    result = run(url, *args, "--json", input=input)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -88,6 +88,13 @@ def test_token_set_from_stdin_and_prompt_then_delete(sandboxed: tuple[str, FastA
     for result in (from_stdin, prompted):
         assert SANDBOX_TOKEN not in result.output  # the prompt hides the input
     assert app.state.settings.replicate_token_path.read_text() == SANDBOX_TOKEN
+    assert run_json(url, "token", "set", "--stdin", input=f"{SANDBOX_TOKEN}\n") == {
+        "saved": True,
+        "token": "r8_...ken0",
+        "account": {"username": "sandbox", "name": "Sandbox (offline Replicate emulator)", "type": "user"},
+        "token_source": "sandbox",
+        "note": "Sandbox mode uses the sandbox token; the saved token is used without --sandbox.",
+    }
     assert "Deleted the saved token." in run(url, "token", "delete").stdout
     assert run_json(url, "token", "delete") == {
         "deleted": False,
@@ -135,18 +142,52 @@ def test_the_three_errors(
 
 
 def test_versions(sandboxed: tuple[str, FastAPI]) -> None:
-    answer = run_json(sandboxed[0], "versions")
+    url = sandboxed[0]
+    answer = run_json(url, "versions")
     assert answer["model"] == "simpletuner/advanced-trainer" and answer["pinned"] is None
-    table = run(sandboxed[0], "versions")
+    newest, older = (v["id"] for v in answer["versions"])
+    assert (answer["selected"], answer["warning"]) == (newest, None)
+    table = run(url, "versions")
     assert "jobs use the latest version" in table.stdout and "0.16.2" in table.stdout
+    try:
+        run_json(url, "settings", "set", f"version={older}")
+        pinned = run(url, "versions")
+        assert "jobs use the pinned version" in pinned.stdout and "warning" not in pinned.stderr
+        run_json(url, "settings", "set", f"version={'f' * 64}")
+        missing = run(url, "versions")
+        assert missing.exit_code == 0
+        assert f"warning: The pinned version {'f' * 64} is not a version of" in err(missing)
+        assert run_json(url, "versions")["selected"] is None
+    finally:
+        run_json(url, "settings", "set", "version=null")
 
 
 def test_billing(sandboxed: tuple[str, FastAPI]) -> None:
-    table = run(sandboxed[0], "billing")
+    url = sandboxed[0]
+    table = run(url, "billing")
     assert table.exit_code == 0
     assert "Balance: not available (Replicate has no public API for account balance)" in table.stdout
     assert "Cost limit: off" in table.stdout
-    assert run_json(sandboxed[0], "billing")["balance"] is None
+    answer = run_json(url, "billing")
+    assert (answer["balance"], answer["spend"], answer["sandbox"]) == (
+        None,
+        {"day": 0.0, "week": 0.0, "month": 0.0},
+        True,
+    )
+    try:
+        run_json(
+            url,
+            "settings",
+            "set",
+            "cost_limit.enabled=true",
+            "cost_limit.amount=20",
+            "cost_limit.period=weekly",
+        )
+        limited = run(url, "billing")
+        assert "Cost limit: 20.00 USD weekly (warn); spent 0.00, remaining 20.00: ok" in limited.stdout
+        assert "3.51" in limited.stdout  # the price table
+    finally:
+        run_json(url, "settings", "set", "cost_limit=null")
 
 
 def test_settings_get_and_set(sandboxed: tuple[str, FastAPI]) -> None:
@@ -159,18 +200,42 @@ def test_settings_get_and_set(sandboxed: tuple[str, FastAPI]) -> None:
     assert changed["cost_limit"] == {"enabled": True, "amount": 25.0, "period": "monthly", "action": "warn"}
     assert run_json(url, "settings", "get") == changed
     assert "webhook_allowed_ips" in run(url, "settings").stdout
+    table = run(url, "settings", "set", "require_signature=false")
+    assert table.exit_code == 0
+    assert "Replicate settings" in table.stdout and "require_signature" in table.stdout
+    assert '["34.82.0.0/16", "35.185.0.0/16"]' in table.stdout  # list values survive the table
+    assert run_json(url, "settings", "get")["require_signature"] is False
     bad = run(url, "settings", "set", 'trusted_proxies=["nope"]')
     assert bad.exit_code == 1 and "trusted_proxies.0" in err(bad)
-    run_json(url, "settings", "set", "hardware=null", "cost_limit=null", "webhook_allowed_ips=null")
+    reset = run_json(
+        url,
+        "settings",
+        "set",
+        "hardware=null",
+        "cost_limit=null",
+        "webhook_allowed_ips=null",
+        "require_signature=null",
+    )
+    assert (reset["hardware"], reset["webhook_allowed_ips"], reset["require_signature"]) == ("l40s", [], True)
 
 
 def test_parse_assignments() -> None:
-    assert parse_assignments(["a=1", "b=text", "c.d=true", "e=null"]) == {
+    assert parse_assignments(["a=1", "b=text", "c.d=true", "c.e=5", "f=null", 'g=["x", "y"]']) == {
         "a": 1,
         "b": "text",
-        "c": {"d": True},
-        "e": None,
+        "c": {"d": True, "e": 5},
+        "f": None,
+        "g": ["x", "y"],
     }
+
+
+def test_settings_set_refuses_a_key_set_whole_and_by_part(sandboxed: tuple[str, FastAPI]) -> None:
+    result = run(sandboxed[0], "settings", "set", "cost_limit=null", "cost_limit.amount=5")
+    assert result.exit_code == 1
+    assert "error: cost_limit is set as a whole and by key at once." in err(result)
+    assert "Traceback" not in result.output
+    bad_pair = run(sandboxed[0], "settings", "set", "hardware")
+    assert bad_pair.exit_code == 1 and "Expected key=value, got 'hardware'" in err(bad_pair)
 
 
 def test_status_and_hardware(sandboxed: tuple[str, FastAPI]) -> None:

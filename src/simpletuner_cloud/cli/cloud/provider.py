@@ -9,9 +9,10 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from simpletuner_cloud.cli.api_client import ServerClient
-from simpletuner_cloud.cli.output import console, fail, print_json, print_mapping, print_table
+from simpletuner_cloud.cli.output import console, err_console, fail, print_json, print_mapping, print_table
 
 app = typer.Typer(
     help="The Replicate provider: token, versions, billing, settings, status.", no_args_is_help=True
@@ -27,6 +28,11 @@ JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer
 
 def _client(ctx: typer.Context) -> ServerClient:
     return ServerClient((ctx.obj or {}).get("url"))
+
+
+def _text(value: Any) -> str | None:
+    """Text from Replicate (names, incident titles) shown literally: `[x]` is not rich markup here."""
+    return None if value is None else escape(str(value))
 
 
 def _show(result: Any, as_json: bool, title: str) -> None:
@@ -47,8 +53,8 @@ def validate(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     print_mapping(
         "Replicate token: valid",
         {
-            "account": f"{account['username']} ({account['type']})",
-            "name": account.get("name"),
+            "account": _text(f"{account['username']} ({account['type']})"),
+            "name": _text(account.get("name")),
             "token": result["token"],
             "token source": result["token_source"],
             "sandbox": "yes: no GPUs, no charges" if result["sandbox"] else "no",
@@ -105,6 +111,8 @@ def versions(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
             for v in result["versions"]
         ),
     )
+    if result.get("warning"):
+        err_console.print(f"[yellow]warning:[/] {escape(result['warning'])}", soft_wrap=True)
 
 
 @app.command("billing")
@@ -158,10 +166,15 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             value = text
         parent, _, child = key.strip().partition(".")
-        if child:
-            body.setdefault(parent, {})[child] = value
-        else:
+        if not child:
             body[parent] = value
+        elif isinstance(body.setdefault(parent, {}), dict):
+            body[parent][child] = value
+        else:
+            fail(
+                f"{parent} is set as a whole and by key at once.",
+                hint=f"Use either {parent}=... or {key}=...",
+            )
     return body
 
 
@@ -182,7 +195,7 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(result)
         return
-    shown = {"indicator": result["indicator"], "description": result["description"]}
+    shown = {"indicator": result["indicator"], "description": _text(result["description"])}
     if result["reason"]:
         shown["reason"] = result["reason"]
     print_mapping("Replicate status", {**shown, "source": result["source"]})
@@ -190,13 +203,13 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         print_table(
             "Affected components",
             ["component", "status"],
-            ([c["name"], c["status"]] for c in result["components"]),
+            ([_text(c["name"]), c["status"]] for c in result["components"]),
         )
     if result["incidents"]:
         print_table(
             "Incidents",
             ["incident", "status", "impact"],
-            ([i["name"], i["status"], i["impact"]] for i in result["incidents"]),
+            ([_text(i["name"]), i["status"], i["impact"]] for i in result["incidents"]),
         )
 
 
