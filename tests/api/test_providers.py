@@ -19,7 +19,12 @@ from simpletuner_cloud.replicate.errors import TOKEN_INVALID_HINT, TOKEN_MISSING
 from simpletuner_cloud.replicate.retries import RetryPolicy
 from simpletuner_cloud.services.provider import ENV_WINS_NOTE, ProviderRuntime
 from simpletuner_cloud.settings import load_settings
-from tests.support.provider_sandbox import MASKED_SANDBOX_TOKEN, RunningSandbox, standalone_sandbox
+from tests.support.provider_sandbox import (
+    MASKED_SANDBOX_TOKEN,
+    RunningSandbox,
+    http_proxy,
+    standalone_sandbox,
+)
 
 ACCOUNT = {"username": "sandbox", "name": "Sandbox (offline Replicate emulator)", "type": "user"}
 WRONG_TOKEN = "r8_" + "w" * 37
@@ -40,7 +45,9 @@ def _point_at_sandbox(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SIMPLETUNER_REPLICATE_BASE_URL", sandbox.url)
     monkeypatch.setenv("SIMPLETUNER_STATUS_PAGE_URL", sandbox.status_url)
     yield
-    sandbox.faults(server_errors={"count": 0}, status_page={"mode": "ok", "indicator": "none"})
+    sandbox.faults(
+        server_errors={"count": 0}, latency={"seconds": 0}, status_page={"mode": "ok", "indicator": "none"}
+    )
 
 
 @pytest.fixture
@@ -430,3 +437,28 @@ async def test_a_pin_older_than_the_listed_pages_is_fetched_and_selected(
         "/v1/models/simpletuner/advanced-trainer/versions",
         f"/v1/models/simpletuner/advanced-trainer/versions/{pin}",
     ]
+
+
+async def test_the_proxy_url_setting_carries_validate(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str, tmp_path: Path
+) -> None:
+    with http_proxy(tmp_path) as proxy:
+        saved = await client.put("/api/cloud/providers/replicate", json={"proxy_url": proxy.url})
+        assert saved.json()["proxy_url"] == proxy.url
+        assert (await client.get("/api/cloud/providers/replicate/validate")).status_code == 200
+        assert proxy.carried("/v1/account - 200")
+
+
+async def test_the_http_timeout_setting_bounds_each_call(
+    client: httpx.AsyncClient, sandbox: RunningSandbox, with_env_token: str
+) -> None:
+    await client.put("/api/cloud/providers/replicate", json={"http_timeout": 0.1})
+    sandbox.faults(latency={"seconds": 0.6, "count": 2, "route": "/v1/account"})
+    try:
+        response = await client.get("/api/cloud/providers/replicate/validate")
+    finally:
+        sandbox.faults(latency={"seconds": 0})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert (error["code"], error["details"]["network_error"]) == ("provider_unavailable", "ReadTimeout")
+    assert error["message"].startswith("Replicate did not answer in time (ReadTimeout) at 127.0.0.1.")
