@@ -156,3 +156,14 @@ async def wait_for(http: httpx.AsyncClient, prediction_id: str) -> dict[str, Any
             return body
         await asyncio.sleep(0.01)
     raise AssertionError(f"prediction {prediction_id} did not finish")
+
+
+async def test_delete_is_idempotent_through_the_provider_client(sandbox_url: str, tmp_path: Path) -> None:
+    from simpletuner_cloud.replicate.client import ReplicateClient
+
+    path = tmp_path / "one.zip"
+    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    async with ReplicateClient(base_url=sandbox_url, token=DEFAULT_SANDBOX_TOKEN) as client:
+        uploaded = await upload_file(client.http, path, filename="one.zip")
+        assert await delete_file(client.http, uploaded["id"]) is True
+        assert await delete_file(client.http, uploaded["id"]) is False

@@ -74,7 +74,12 @@ async def list_files(http: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 async def delete_file(http: httpx.AsyncClient, file_id: str) -> bool:
     """True when deleted now, False when Replicate no longer has it (deleting is idempotent)."""
-    response = await http.delete(f"/v1/files/{file_id}")
+    try:
+        response = await http.delete(f"/v1/files/{file_id}")
+    except CloudError as error:  # the provider client's transport maps a 404 itself
+        if error.code == "not_found":
+            return False
+        raise
     if response.status_code == 404:
         return False
     if not response.is_success:
