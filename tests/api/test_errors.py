@@ -74,3 +74,18 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get("/openapi.json")).json()["info"]["title"] == "simpletuner-cloud"
+
+
+async def test_malformed_json_names_the_body(app: FastAPI, client: httpx.AsyncClient) -> None:
+    @app.post("/api/test/thing2")
+    async def thing2(body: Thing) -> Thing:
+        return body
+
+    response = await client.post(
+        "/api/test/thing2", content=b'{"count": 1,', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"]["fields"][0]["field"] == "body"
+    assert error["message"].startswith("Invalid value for `body`: JSON decode error")

@@ -47,10 +47,17 @@ async def test_direct_loopback_passes(app_with_probe: FastAPI, client: httpx.Asy
     assert response.json() == {"ok": True}
 
 
-async def test_ipv6_loopback_and_localhost_pass(app_with_probe: FastAPI) -> None:
-    transport = httpx.ASGITransport(app=app_with_probe, client=("::1", 50000))
+@pytest.mark.parametrize("peer", ["::1", "::ffff:127.0.0.1", "127.0.0.2"])
+async def test_ipv6_mapped_and_other_loopback_peers_pass(app_with_probe: FastAPI, peer: str) -> None:
+    transport = httpx.ASGITransport(app=app_with_probe, client=(peer, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8080") as http:
         assert (await http.get("/api/cloud/probe")).status_code == 200
+
+
+@pytest.mark.parametrize("peer", ["::ffff:10.0.0.1", "10.0.0.1", "not-an-ip"])
+async def test_non_loopback_peers_need_the_token(app_with_probe: FastAPI, peer: str) -> None:
+    async with remote_client(app_with_probe, peer=peer) as http:
+        assert (await http.get("/api/cloud/probe")).status_code == 401
 
 
 @pytest.mark.parametrize(

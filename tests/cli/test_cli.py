@@ -44,3 +44,10 @@ def test_server_client_says_how_to_start_a_dead_server(capsys: pytest.CaptureFix
     assert f"error[server_not_running]: No simpletuner server is answering at {url}." in err
     assert "simpletuner server" in err
     assert "Traceback" not in err
+
+
+def test_table_cells_are_never_rich_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    from simpletuner_cloud.cli.output import print_table
+
+    print_table("t", ["name"], [["[bold]incident[/bold] [red]x"]])
+    assert "[bold]incident[/bold] [red]x" in capsys.readouterr().out

@@ -47,7 +47,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            {"field": _field_name(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+            {
+                # a JSON syntax error's location is a character offset, not a field
+                "field": "body" if err.get("type") == "json_invalid" else _field_name(err.get("loc", ())),
+                "message": str(err.get("msg", "invalid")),
+            }
             for err in exc.errors()
         ]
         first = problems[0] if problems else {"field": "body", "message": "invalid"}

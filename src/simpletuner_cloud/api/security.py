@@ -33,9 +33,11 @@ def is_loopback_address(value: str | None) -> bool:
     if not value:
         return False
     try:
-        return ipaddress.ip_address(value.strip("[]")).is_loopback
+        address = ipaddress.ip_address(value.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def host_name(host_header: str) -> str:

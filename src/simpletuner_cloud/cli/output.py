@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +25,8 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        # cells carry text from Replicate and from files: never let `[...]` in it act as rich markup
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console.print(table)
 
 
