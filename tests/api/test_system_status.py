@@ -163,6 +163,17 @@ def test_sandbox_mode_providers_validate_and_token(http: httpx.Client) -> None:
     assert (saved["token_source"], saved["token"]) == ("sandbox", "r8_...ken0")
     assert saved["note"].startswith("Sandbox mode uses the sandbox token")
     http.delete("/api/cloud/providers/replicate/token")
+    real_looking = http.put("/api/cloud/providers/replicate/token", json={"api_token": "r8_" + "a" * 37})
+    assert real_looking.status_code == 401
+    assert real_looking.json() == {
+        "error": {
+            "code": "token_invalid",
+            "message": "Invalid token",
+            "hint": "This server runs with --sandbox: the offline emulator accepts only its own token "
+            "(SIMPLETUNER_SANDBOX_TOKEN). Restart without --sandbox to validate and save a real "
+            "Replicate token.",
+        }
+    }
     versions = http.get("/api/cloud/providers/replicate/versions").json()
     assert versions["model"] == "simpletuner/advanced-trainer" and len(versions["versions"]) == 2
     assert http.get("/api/cloud/providers/replicate/billing").json()["sandbox"] is True

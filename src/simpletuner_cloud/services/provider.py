@@ -115,7 +115,18 @@ async def save_token(
     form ever comes back."""
     token = check_token_format(raw)
     replicate = await load_replicate_settings(session, settings)
-    account = await _account(settings, runtime, replicate, token)
+    try:
+        account = await _account(settings, runtime, replicate, token)
+    except CloudError as error:
+        if settings.sandbox and error.code == "token_invalid":
+            raise CloudError(
+                "Invalid token",
+                code="token_invalid",
+                hint="This server runs with --sandbox: the offline emulator accepts only its own token "
+                "(SIMPLETUNER_SANDBOX_TOKEN). Restart without --sandbox to validate and save a real "
+                "Replicate token.",
+            ) from None
+        raise
     write_secret_file(settings.replicate_token_path, token)
     active = resolve_token(settings, runtime.environ)
     answer: dict[str, Any] = {
