@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from simpletuner_cloud.sandbox import create_sandbox_app
+from simpletuner_cloud.sandbox.catalogue import version_id
 from simpletuner_cloud.sandbox.files import download_signature
 from tests.sandbox.conftest import (
     BASE,
@@ -20,7 +21,6 @@ from tests.sandbox.conftest import (
     client_for,
     create,
     fast_config,
-    latest_version,
     running,
     upload,
 )
@@ -234,18 +234,18 @@ async def test_web_url_is_served(api: httpx.AsyncClient) -> None:
 
 
 async def test_remaining_counts_per_bucket(api: httpx.AsyncClient) -> None:
-    """As in traffic: 599 after a prediction create, 2999 elsewhere (training create included)."""
-    version = await latest_version(api)
-    created = await api.post("/v1/predictions", json={"version": version, "input": {}})
-    assert created.headers["ratelimit-remaining"] == "599"
+    """As in traffic: 2999 after a training create (the general bucket), 599 after a prediction
+    create, 59999 on a poll. Each is the first call of its bucket, so the counts are exact."""
+    version = version_id(TRAINER, "v2")  # stable ids: no GET needed first
     training = await api.post(
         f"/v1/models/{TRAINER}/versions/{version}/trainings",
         json={"destination": "sandbox/my-lora", "input": {}},
     )
-    assert training.status_code == 201
-    assert training.headers["ratelimit-remaining"] == "2998"  # one GET (the model) came before
+    assert training.status_code == 201 and training.headers["ratelimit-remaining"] == "2999"
+    created = await api.post("/v1/predictions", json={"version": version, "input": {}})
+    assert created.headers["ratelimit-remaining"] == "599"
     polled = await api.get(f"/v1/predictions/{created.json()['id']}")
-    assert polled.headers["ratelimit-remaining"] == "59999"
+    assert (polled.headers["ratelimit-remaining"], polled.headers["ratelimit-reset"]) == ("59999", "1")
 
 
 async def test_polling_has_its_own_larger_bucket(tmp_path: Path) -> None:
