@@ -185,3 +185,84 @@ async def test_remote_peers_need_the_admin_token(app: Any, configs_dir: Path) ->
         assert (await remote.get("/api/cloud/configs")).status_code == 401
         upload = await remote.post("/api/cloud/data/uploads", json={"config": "env", "consent": True})
         assert (upload.status_code, upload.json()["error"]["code"]) == (401, "unauthorized")
+
+
+# Several local datasets: refused unless the request agrees to merge them (and they are compatible).
+
+TWO_SETS = [local_entry("a"), local_entry("b", "more", repeats=2)]
+MERGE_REFUSAL = {
+    "error": {
+        "code": "dataset_unsupported",
+        "message": "The published trainer cannot run this dataset setup: 2 local datasets (`a`, `b`), and it "
+        "trains on one uploaded image set. What would work: use one local dataset (set `disabled: true` on "
+        "the others); or agree to merge them into one set with `merge_local_datasets: true` in the API "
+        "request (`--merge` on the command line), which loses per-set repeats, size filters, crops and "
+        "caption strategy differences (every image is captioned by its file name and centre-cropped "
+        "square); or push the data to a (private) Hugging Face dataset and use `type: huggingface` with "
+        "your HF token.",
+        "hint": "`simpletuner cloud data preview <config> --merge` shows what the merged set would hold.",
+    }
+}
+
+
+async def test_two_local_sets_are_refused_naming_the_opt_in(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    folder = write_environment(configs_dir, "env", datasets=TWO_SETS)
+    write_images(folder / "more", 2)
+    for body in ({"config": "env"}, {"config": "env", "merge_local_datasets": False}):
+        response = await preview(client, body)
+        assert (response.status_code, response.json()) == (422, MERGE_REFUSAL)
+
+
+async def test_two_local_sets_are_merged_when_the_request_agrees(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    folder = write_environment(configs_dir, "env", datasets=TWO_SETS)
+    write_images(folder / "more", 2)
+    response = await preview(client, {"config": "env", "merge_local_datasets": True})
+    assert response.status_code == 200, response.text
+    size = run_preflight(load_environment("env", configs_dir), merge_local=True).archive_size
+    sets = [("a", folder / "data", 6, 3), ("b", folder / "more", 4, 2)]
+    assert response.json() == {
+        "config": "env", "mode": "upload", "needs_upload": True,
+        "datasets": [
+            {"id": name, "action": "upload", "reason": "local images, sent as the `images` archive",
+             "folder": str(path), "files": files, "images": images,
+             "bytes": sum(p.stat().st_size for p in path.iterdir()), "skipped": []}
+            for name, path, files, images in sets
+        ],
+        "archive_bytes": size, "limit_bytes": LIMIT, "within_limit": True, "error": None,
+        "warnings": [
+            "2 local datasets are merged into one set, as agreed (one folder each in the archive); lost: "
+            "per-set repeats, size filters, crops and caption strategy differences (every image is "
+            "captioned by its file name and centre-cropped square).",
+            "`b`: repeats=2 is lost.",
+        ],
+        "problems": [],
+    }  # fmt: skip
+
+
+async def test_local_sets_of_different_resolutions_are_refused_even_when_the_request_agrees(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    write_images(tmp_path / "a", 1)
+    write_images(tmp_path / "b", 1)
+    body = {
+        "config_json": {"model_family": "flux", "resolution": 1024},
+        "dataloader_json": [
+            local_entry("a", str(tmp_path / "a")),
+            local_entry("b", str(tmp_path / "b"), resolution=512),
+        ],
+        "merge_local_datasets": True,
+    }
+    response = await preview(client, body)
+    message = (
+        "The published trainer cannot run this dataset setup: the local datasets use different resolutions "
+        "(a: 1024, b: 512); the trainer builds one set with one resolution from the upload, so they cannot "
+        "be merged."
+    )
+    assert (response.status_code, response.json()) == (
+        422,
+        {"error": {"code": "dataset_unsupported", "message": message, "hint": WHAT_WORKS}},
+    )

@@ -22,6 +22,7 @@ from simpletuner_cloud.services.datasets import install_example, package_dataset
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, load_settings
 from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, build_trainer_inputs
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
+from tests.api.test_data import MERGE_REFUSAL, TWO_SETS
 from tests.datasets.factory import (
     LIMIT,
     local_entry,
@@ -89,6 +90,18 @@ async def test_unsupported_setup_is_refused_saying_what_works(
         422,
         {"error": {"code": "dataset_unsupported", "message": message, "hint": WHAT_WORKS}},
     )
+
+
+async def test_two_local_sets_are_refused_unless_the_request_agrees_to_merge(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    folder = write_environment(configs_dir, "env", datasets=TWO_SETS)
+    write_images(folder / "more", 2)
+    response = await client.post(UPLOADS, json={"config": "env", "consent": True})
+    assert (response.status_code, response.json()) == (422, MERGE_REFUSAL)
+    # Agreed: the dataset passes, and the request goes on to the provider (no token in this app).
+    agreed = await client.post(UPLOADS, json={"config": "env", "consent": True, "merge_local_datasets": True})
+    assert (agreed.status_code, agreed.json()) == (400, token_missing().to_body())
 
 
 async def test_missing_folder_is_dataset_missing(client: httpx.AsyncClient, configs_dir: Path) -> None:
@@ -302,6 +315,22 @@ def test_inline_json_is_uploaded(sandbox_server: tuple[httpx.Client, FastAPI], t
     }
     final = upload(http, body)
     assert (final["config"], final["files"], final["result"]["files"]) == (None, 4, 4)
+
+
+def test_two_local_sets_are_uploaded_merged_when_agreed(
+    sandbox_server: tuple[httpx.Client, FastAPI], tmp_path: Path
+) -> None:
+    http, _ = sandbox_server
+    write_images(tmp_path / "a", 2)
+    write_images(tmp_path / "b", 1)
+    body = {
+        "config_json": {"model_family": "flux", "resolution": 1024},
+        "dataloader_json": [local_entry("a", str(tmp_path / "a")), local_entry("b", str(tmp_path / "b"))],
+        "consent": True,
+        "merge_local_datasets": True,
+    }
+    final = upload(http, body)
+    assert (final["files"], final["result"]["files"], final["result"]["reused"]) == (6, 6, False)
 
 
 def test_twin_uploads_of_one_archive_send_it_once(sandbox_server: tuple[httpx.Client, FastAPI]) -> None:

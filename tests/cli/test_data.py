@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.cli import app
 from simpletuner_cloud.settings import load_settings
-from tests.datasets.factory import local_entry, write_environment
+from tests.datasets.factory import local_entry, write_environment, write_images
 from tests.support.live_server import live_server
 from tests.support.provider_sandbox import sandbox_mode_server
 
@@ -56,6 +56,53 @@ def test_package_refusal_prints_message_and_hint(configs_dir: Path, tmp_path: Pa
     assert result.exit_code == 1
     assert "cannot run this dataset setup" in result.output and "hint" in result.output
     assert not (tmp_path / "x.zip").exists()
+
+
+MERGED_WARNING = (
+    "warning: 2 local datasets are merged into one set, as agreed (one folder each in the archive)"
+)
+
+
+def two_local_sets(configs_dir: Path) -> None:
+    folder = write_environment(configs_dir, "env", datasets=[local_entry("a"), local_entry("b", "more")])
+    write_images(folder / "more", 2)
+
+
+def flat(output: str) -> str:
+    return " ".join(output.split())
+
+
+def test_package_of_two_local_sets_needs_merge(configs_dir: Path, tmp_path: Path) -> None:
+    two_local_sets(configs_dir)
+    out = tmp_path / "data.zip"
+    refused = runner.invoke(app, ["cloud", "data", "package", "env", "--out", str(out)])
+    assert refused.exit_code == 1
+    output = flat(refused.output)
+    assert (
+        "error[dataset_unsupported]: The published trainer cannot run this dataset setup: 2 local" in output
+    )
+    assert "`merge_local_datasets: true` in the API request (`--merge` on the command line)" in output
+    assert "Traceback" not in output and not out.exists()
+    merged = runner.invoke(app, ["cloud", "data", "package", "env", "--out", str(out), "--merge", "-q"])
+    assert merged.exit_code == 0, merged.output
+    assert MERGED_WARNING in flat(merged.output)
+    with zipfile.ZipFile(out) as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"a", "b"}
+        assert len(archive.namelist()) == 10
+
+
+def test_preview_of_two_local_sets_with_and_without_merge(configs_dir: Path, server_url: str) -> None:
+    two_local_sets(configs_dir)
+    command = ["cloud", "--url", server_url, "data", "preview", "env"]
+    refused = runner.invoke(app, command)
+    assert refused.exit_code == 1
+    assert "(`--merge` on the command line)" in flat(refused.output)
+    merged = runner.invoke(app, [*command, "--merge"], terminal_width=200)
+    assert merged.exit_code == 0, merged.output
+    assert MERGED_WARNING in flat(merged.output)
+    body = json.loads(runner.invoke(app, [*command, "--merge", "--json"]).output)
+    assert [(d["id"], d["images"]) for d in body["datasets"]] == [("a", 3), ("b", 2)]
+    assert body["warnings"][0].startswith("2 local datasets are merged into one set, as agreed")
 
 
 def test_preview_through_the_server(configs_dir: Path, server_url: str) -> None:
@@ -109,3 +156,14 @@ def test_upload_without_consent_says_how_to_give_it(sandbox_url: str) -> None:
     assert result.exit_code == 1
     output = result.output.replace("\n", " ")
     assert "error[consent_required]" in output and "`--consent` on the command line" in output
+
+
+def test_upload_of_two_local_sets_with_merge(configs_dir: Path, sandbox_url: str) -> None:
+    two_local_sets(configs_dir)
+    command = ["cloud", "--url", sandbox_url, "data", "upload", "env", "--consent"]
+    refused = runner.invoke(app, command)
+    assert refused.exit_code == 1
+    assert "error[dataset_unsupported]" in flat(refused.output)
+    merged = runner.invoke(app, [*command, "--merge"], terminal_width=200)
+    assert merged.exit_code == 0, merged.output
+    assert ", 10 files, sha256 " in merged.output and "reused: false" in merged.output

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from simpletuner_cloud.datasets.environments import load_environment
-from simpletuner_cloud.datasets.plan import DatasetPlan, classify, plan_datasets
+from simpletuner_cloud.datasets.plan import WHAT_WORKS, DatasetPlan, classify, plan_datasets
 from simpletuner_cloud.errors import CloudError
 from tests.datasets.factory import local_entry, write_environment, write_images
 
@@ -48,16 +48,65 @@ def test_the_dataset_resolution_wins_over_the_config(tmp_path: Path) -> None:
     assert (plan.resolution, plan.resolution_type) == (512, "pixel")
 
 
-def test_several_compatible_local_sets_are_merged_with_a_warning(tmp_path: Path) -> None:
+TWO_LOCAL_SETS = (
+    "The published trainer cannot run this dataset setup: 2 local datasets (`a`, `b`), and it trains on one "
+    "uploaded image set. What would work: use one local dataset (set `disabled: true` on the others); or "
+    "agree to merge them into one set with `merge_local_datasets: true` in the API request (`--merge` on "
+    "the command line), which loses per-set repeats, size filters, crops and caption strategy differences "
+    "(every image is captioned by its file name and centre-cropped square); or push the data to a "
+    "(private) Hugging Face dataset and use `type: huggingface` with your HF token."
+)
+
+
+def test_several_local_sets_are_refused_naming_the_opt_in(tmp_path: Path) -> None:
     write_images(tmp_path / "env" / "more", 2)
-    plan = plan_for(tmp_path, [local_entry("a"), local_entry("b", "more", repeats=3)])
-    assert [d.action for d in plan.datasets] == ["upload", "upload"]
-    assert any("merged" in w for w in plan.warnings) and any("repeats=3" in w for w in plan.warnings)
+    with pytest.raises(CloudError) as caught:
+        plan_for(tmp_path, [local_entry("a"), local_entry("b", "more"), TEXT_EMBEDS])
+    assert caught.value.to_body() == {
+        "error": {
+            "code": "dataset_unsupported",
+            "message": TWO_LOCAL_SETS,
+            "hint": "`simpletuner cloud data preview <config> --merge` shows what the merged set would hold.",
+        }
+    }
 
 
-def test_local_sets_with_different_resolutions_are_refused(tmp_path: Path) -> None:
-    error = refusal(tmp_path, [local_entry("a"), local_entry("b", resolution=512)])
-    assert "different resolutions" in error.message
+def test_several_compatible_local_sets_are_merged_when_the_user_agrees(tmp_path: Path) -> None:
+    write_images(tmp_path / "env" / "more", 2)
+    entries = [local_entry("a"), local_entry("b", "more", repeats=3, caption_strategy="textfile")]
+    plan = plan_for(tmp_path, entries, merge_local=True)
+    assert [(d.id, d.action, d.folder) for d in plan.datasets] == [
+        ("a", "upload", tmp_path / "env" / "data"),
+        ("b", "upload", tmp_path / "env" / "more"),
+    ]
+    assert plan.warnings == [
+        "2 local datasets are merged into one set, as agreed (one folder each in the archive); lost: "
+        "per-set repeats, size filters, crops and caption strategy differences (every image is captioned "
+        "by its file name and centre-cropped square).",
+        "`b`: repeats=3 is lost.",
+    ]
+
+
+def test_one_local_set_needs_no_agreement_and_ignores_it(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, [local_entry(), local_entry("off", disabled=True)], merge_local=True)
+    assert [d.id for d in plan.uploads] == ["plushie"] and plan.warnings == []
+
+
+@pytest.mark.parametrize("merge_local", [False, True])
+def test_local_sets_with_different_resolutions_are_refused_even_with_the_agreement(
+    tmp_path: Path, merge_local: bool
+) -> None:
+    with pytest.raises(CloudError) as caught:
+        plan_for(tmp_path, [local_entry("a"), local_entry("b", resolution=512)], merge_local=merge_local)
+    assert caught.value.to_body() == {
+        "error": {
+            "code": "dataset_unsupported",
+            "message": "The published trainer cannot run this dataset setup: the local datasets use "
+            "different resolutions (a: 1024, b: 512); the trainer builds one set with one resolution from "
+            "the upload, so they cannot be merged.",
+            "hint": WHAT_WORKS,
+        }
+    }
 
 
 def test_only_remote_sets_pass_through(tmp_path: Path) -> None:

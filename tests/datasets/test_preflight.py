@@ -65,12 +65,12 @@ def test_preflight_size_is_the_size_of_the_archive_built_from_it(tmp_path: Path)
     assert result.size == preflight.archive_size == (tmp_path / "out.zip").stat().st_size
 
 
-def test_several_sets_get_one_folder_each(tmp_path: Path) -> None:
+def test_several_sets_merged_as_agreed_get_one_folder_each(tmp_path: Path) -> None:
     folder = write_environment(
         tmp_path, "env", datasets=[local_entry("first set"), local_entry("second", "more")]
     )
     write_images(folder / "more", 2)
-    preflight = run_preflight(load_environment("env", tmp_path))
+    preflight = run_preflight(load_environment("env", tmp_path), merge_local=True)
     names = [f.arcname for s in preflight.selections for f in s.files]
     assert {name.split("/")[0] for name in names} == {"first_set", "second"}
 

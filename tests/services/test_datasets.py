@@ -15,9 +15,10 @@ from simpletuner_cloud.services.datasets import (
     install_example,
     load_config,
     package_dataset,
+    preview_data_consent,
 )
 from simpletuner_cloud.settings import Settings, load_settings
-from tests.datasets.factory import write_environment
+from tests.datasets.factory import local_entry, write_environment, write_images
 
 
 @pytest.fixture
@@ -68,3 +69,21 @@ def test_package_refuses_an_oversized_archive(settings: Settings, tmp_path: Path
         package_dataset(settings, "env", tmp_path / "x.zip", limit=100)
     assert caught.value.code == "upload_too_large"
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_two_local_sets_are_packaged_merged_only_when_agreed(settings: Settings, tmp_path: Path) -> None:
+    folder = write_environment(
+        settings.effective_configs_dir, "env", datasets=[local_entry("a"), local_entry("b", "more")]
+    )
+    write_images(folder / "more", 1)
+    for refused in (
+        lambda: package_dataset(settings, "env", tmp_path / "x.zip"),
+        lambda: preview_data_consent(settings, "env"),
+    ):
+        with pytest.raises(CloudError) as caught:
+            refused()
+        assert caught.value.code == "dataset_unsupported" and "--merge" in caught.value.message
+    assert not (tmp_path / "x.zip").exists()
+    preflight, archive = package_dataset(settings, "env", tmp_path / "x.zip", merge_local=True)
+    assert len(archive.manifest) == 8 and preflight.plan.warnings[0].startswith("2 local datasets are merged")
+    assert preview_data_consent(settings, "env", merge_local=True)["warnings"] == preflight.plan.warnings

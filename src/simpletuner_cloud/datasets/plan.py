@@ -16,10 +16,15 @@ Action = Literal["upload", "remote", "skip", "refuse"]
 CACHE_TYPES = frozenset({"text_embeds", "image_embeds", "conditioning_image_embeds"})
 UPLOADABLE_CAPTIONS = frozenset({"filename", "textfile"})
 WHAT_WORKS = (
-    "What works on the published trainer: one local image folder (or several with the same resolution) "
-    "captioned by file name, or `textfile` captions that equal the file names; or only remote datasets "
-    "(`huggingface`, `webshart` from a URL or the Hub). For anything else, push the data to a (private) "
-    "Hugging Face dataset and use `type: huggingface` with your HF token."
+    "What works on the published trainer: one local image folder captioned by file name, or with "
+    "`textfile` captions that equal the file names (several folders with the same resolution only if you "
+    "agree to merge them into one set: `merge_local_datasets: true`, `--merge` on the command line); or "
+    "only remote datasets (`huggingface`, `webshart` from a URL or the Hub). For anything else, push the "
+    "data to a (private) Hugging Face dataset and use `type: huggingface` with your HF token."
+)
+MERGE_LOSES = (
+    "per-set repeats, size filters, crops and caption strategy differences (every image is captioned by "
+    "its file name and centre-cropped square)"
 )
 
 
@@ -94,8 +99,10 @@ def classify(entry: dict[str, Any], allow_aws: bool = False) -> tuple[Action, st
     return "upload", "local images, sent as the `images` archive"
 
 
-def plan_datasets(config: TrainingConfig, allow_aws: bool = False) -> DatasetPlan:
-    """The one combination the trainer can honour, or `dataset_unsupported` saying what would work."""
+def plan_datasets(config: TrainingConfig, allow_aws: bool = False, merge_local: bool = False) -> DatasetPlan:
+    """The one combination the trainer can honour, or `dataset_unsupported` saying what would work.
+    Several local sets are merged into one only with `merge_local` (the user agreed to what that loses),
+    and only when they are compatible."""
     if not config.dataloader_found:
         raise CloudError(
             "The training config has no readable dataset list. " + " ".join(config.problems),
@@ -124,11 +131,11 @@ def plan_datasets(config: TrainingConfig, allow_aws: bool = False) -> DatasetPla
         )
     if remotes:
         return DatasetPlan("remote", planned)
-    return _upload_plan(config, planned, uploads)
+    return _upload_plan(config, planned, uploads, merge_local)
 
 
 def _upload_plan(
-    config: TrainingConfig, planned: list[PlannedDataset], uploads: list[PlannedDataset]
+    config: TrainingConfig, planned: list[PlannedDataset], uploads: list[PlannedDataset], merge_local: bool
 ) -> DatasetPlan:
     sizes = {
         (_setting(d.entry, config, "resolution"), _setting(d.entry, config, "resolution_type"))
@@ -137,17 +144,19 @@ def _upload_plan(
     if len(sizes) > 1:
         listed = ", ".join(f"{d.id}: {_setting(d.entry, config, 'resolution')}" for d in uploads)
         raise unsupported(
-            f"the local datasets use different resolutions ({listed}), "
-            "and the trainer merges uploads into one set with one resolution"
+            f"the local datasets use different resolutions ({listed}); the trainer builds one set with one "
+            "resolution from the upload, so they cannot be merged"
         )
+    if len(uploads) > 1 and not merge_local:
+        raise several_local(uploads)
     for dataset in uploads:
         dataset.folder = resolve_dataset_folder(config, dataset)
     resolution, resolution_type = next(iter(sizes))
     plan = DatasetPlan("upload", planned, resolution, resolution_type)
     if len(uploads) > 1:
         plan.warnings.append(
-            f"{len(uploads)} local datasets are merged into one (one folder each in the archive); per-set "
-            "repeats, crops and size filters are lost."
+            f"{len(uploads)} local datasets are merged into one set, as agreed (one folder each in the "
+            f"archive); lost: {MERGE_LOSES}."
         )
     for dataset in uploads:
         entry = dataset.entry
@@ -189,6 +198,21 @@ def resolve_dataset_folder(config: TrainingConfig, dataset: PlannedDataset) -> P
 def unsupported(why: str) -> CloudError:
     message = f"The published trainer cannot run this dataset setup: {why}."
     return CloudError(message, code="dataset_unsupported", hint=WHAT_WORKS)
+
+
+def several_local(uploads: list[PlannedDataset]) -> CloudError:
+    """Issue 5's example: the trainer builds one set from one archive, so merging is the user's call."""
+    names = ", ".join(f"`{d.id}`" for d in uploads)
+    return CloudError(
+        f"The published trainer cannot run this dataset setup: {len(uploads)} local datasets ({names}), "
+        "and it trains on one uploaded image set. What would work: use one local dataset (set "
+        "`disabled: true` on the others); or agree to merge them into one set with "
+        "`merge_local_datasets: true` in the API request (`--merge` on the command line), which loses "
+        f"{MERGE_LOSES}; or push the data to a (private) Hugging Face dataset and use "
+        "`type: huggingface` with your HF token.",
+        code="dataset_unsupported",
+        hint="`simpletuner cloud data preview <config> --merge` shows what the merged set would hold.",
+    )
 
 
 def _setting(entry: dict[str, Any], config: TrainingConfig, key: str) -> Any:

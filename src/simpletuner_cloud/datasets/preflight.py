@@ -33,11 +33,16 @@ class Preflight:
 
 
 def run_preflight(
-    config: TrainingConfig, *, limit: int | None = UPLOAD_LIMIT_BYTES, allow_aws: bool = False
+    config: TrainingConfig,
+    *,
+    limit: int | None = UPLOAD_LIMIT_BYTES,
+    allow_aws: bool = False,
+    merge_local: bool = False,
 ) -> Preflight:
     """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large` (unless
-    `limit` is None: a preview reports the size instead of refusing)."""
-    plan = plan_datasets(config, allow_aws=allow_aws)
+    `limit` is None: a preview reports the size instead of refusing). `merge_local` is the user's
+    agreement to merge several compatible local sets into one (see `plan_datasets`)."""
+    plan = plan_datasets(config, allow_aws=allow_aws, merge_local=merge_local)
     preflight = Preflight(config, plan, limit=UPLOAD_LIMIT_BYTES if limit is None else limit)
     if not plan.needs_upload:
         return preflight

@@ -74,12 +74,18 @@ def load_config(
 
 
 def preview_data_consent(
-    settings: Settings, reference: str | None = None, config_json: Any = None, dataloader_json: Any = None
+    settings: Settings,
+    reference: str | None = None,
+    config_json: Any = None,
+    dataloader_json: Any = None,
+    *,
+    merge_local: bool = False,
 ) -> dict[str, Any]:
     """What would leave this machine: per dataset the files, bytes and skipped files with reasons, and the
-    archive size against the limit. An oversized archive is reported, not raised, so it can be shown."""
+    archive size against the limit. An oversized archive is reported, not raised, so it can be shown.
+    Several local sets are refused unless `merge_local` (the user agreed to merge them)."""
     config = load_config(settings, reference, config_json, dataloader_json)
-    preflight = run_preflight(config, limit=None)
+    preflight = run_preflight(config, limit=None, merge_local=merge_local)
     return describe_preflight(preflight)
 
 
@@ -120,9 +126,10 @@ def package_dataset(
     out: Path,
     progress: Progress | None = None,
     limit: int = UPLOAD_LIMIT_BYTES,
+    merge_local: bool = False,
 ) -> tuple[Preflight, ArchiveResult]:
     """Exactly the archive a job would upload, written to `out` (blocking; the CLI runs it directly)."""
-    preflight = run_preflight(load_config(settings, reference), limit=limit)
+    preflight = run_preflight(load_config(settings, reference), limit=limit, merge_local=merge_local)
     if preflight.layout is None:
         raise remote_only()
     return preflight, build_archive(preflight.layout, out, progress)

@@ -64,13 +64,15 @@ async def start_dataset_upload(
     config_json: Any = None,
     dataloader_json: Any = None,
     consent: bool = False,
+    merge_local: bool = False,
 ) -> dict[str, Any]:
-    """Refuse now what would fail (dataset errors, size, consent, trainer inputs), then start packaging
-    and uploading in the background. Returns the task's first snapshot."""
+    """Refuse now what would fail (dataset errors, several local sets without `merge_local`, size,
+    consent, trainer inputs), then start packaging and uploading in the background. Returns the task's
+    first snapshot."""
     config = await anyio.to_thread.run_sync(
         lambda: load_config(settings, reference, config_json, dataloader_json)
     )
-    preflight = await anyio.to_thread.run_sync(lambda: run_preflight(config))
+    preflight = await anyio.to_thread.run_sync(lambda: run_preflight(config, merge_local=merge_local))
     if not preflight.needs_upload:
         raise remote_only()
     replicate = await load_replicate_settings(session, settings)

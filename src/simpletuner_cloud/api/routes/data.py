@@ -20,6 +20,12 @@ class DataConsentPreviewRequest(BaseModel):
     dataloader_json: list[dict[str, Any]] | dict[str, Any] | None = Field(
         None, description="Inline multidatabackend.json."
     )
+    merge_local_datasets: bool = Field(
+        False,
+        description="Agree to merge several compatible local datasets (same resolution) into one set, "
+        "losing per-set repeats, size filters, crops and caption strategy differences. Without it, "
+        "several local datasets are refused (`dataset_unsupported`).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConsentPreviewRequest:
@@ -70,4 +76,10 @@ class DataConsentPreviewResponse(BaseModel):
 
 @router.post("/data-consent/preview", response_model=DataConsentPreviewResponse)
 def preview_data_consent(body: DataConsentPreviewRequest, settings: SettingsDep) -> dict[str, Any]:
-    return datasets.preview_data_consent(settings, body.config, body.config_json, body.dataloader_json)
+    return datasets.preview_data_consent(
+        settings,
+        body.config,
+        body.config_json,
+        body.dataloader_json,
+        merge_local=body.merge_local_datasets,
+    )

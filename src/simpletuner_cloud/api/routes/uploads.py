@@ -79,6 +79,7 @@ async def start_upload(
         config_json=body.config_json,
         dataloader_json=body.dataloader_json,
         consent=body.consent,
+        merge_local=body.merge_local_datasets,
     )
 
 

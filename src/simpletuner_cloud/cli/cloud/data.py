@@ -29,15 +29,23 @@ def _reference(value: str) -> str:
     return str(path.resolve()) if path.exists() and not environment.is_file() else value
 
 
+MERGE_HELP = (
+    "Agree to merge several local datasets (same resolution) into one set, losing per-set repeats, size "
+    "filters, crops and caption strategy differences. Without it they are refused."
+)
+
+
 @app.command("preview")
 def preview(
     ctx: typer.Context,
     config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+    merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
 ) -> None:
     """List the datasets, the files that would be uploaded or skipped (with reasons), and the archive size."""
     url = (ctx.obj or {}).get("url")
-    result = ServerClient(url).post("/api/cloud/data-consent/preview", {"config": _reference(config)})
+    body = {"config": _reference(config), "merge_local_datasets": merge}
+    result = ServerClient(url).post("/api/cloud/data-consent/preview", body)
     if as_json:
         print_json(result)
         return
@@ -76,19 +84,23 @@ def package(
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the zip."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Also write the manifest (JSON) here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
 ) -> None:
     """Write exactly the archive a job would upload (deterministic: same files, same sha256)."""
     try:
         with _progress(quiet) as bar:
             task = bar.add_task("packaging", total=None)
-            _, result = package_dataset(
+            preflight, result = package_dataset(
                 load_settings(),
                 config,
                 out,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                merge_local=merge,
             )
     except CloudError as exc:
         fail(exc.message, exc.hint, exc.code)
+    for warning in preflight.plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     if manifest is not None:
         manifest.write_text(json.dumps(manifest_document(result), indent=2) + "\n")
     console.print(
@@ -105,11 +117,13 @@ def upload(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
 ) -> None:
     """Package the dataset and upload it to Replicate through the server (a live upload of the same
     archive is reused). The server checks data consent and the trainer version first."""
     client = ServerClient((ctx.obj or {}).get("url"))
-    started = client.post("/api/cloud/data/uploads", {"config": _reference(config), "consent": consent})
+    body = {"config": _reference(config), "consent": consent, "merge_local_datasets": merge}
+    started = client.post("/api/cloud/data/uploads", body)
     final = started
     with _progress(quiet or as_json) as bar:
         tasks = {
