@@ -93,3 +93,58 @@ def test_old_finished_tasks_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> No
         tasks.get(finished[0])
     assert [tasks.get(task_id).finished for task_id in finished[1:]] == [True, True]
     assert tasks.get(running.id) is running
+
+
+STOPPING = {"code": "server_stopping", "message": "stopped", "hint": "run the upload again"}
+
+
+async def test_stop_waits_for_an_upload_that_finishes_in_time() -> None:
+    tasks = UploadTasks()
+    task = tasks.create("env", 1, 1)
+    release = asyncio.Event()
+
+    async def work() -> None:
+        await release.wait()
+        task.succeed({"size": 1})
+
+    tasks.run(task, work())
+    stopping = asyncio.create_task(tasks.stop(3600, STOPPING))
+    await asyncio.sleep(0)
+    assert not stopping.done()  # still waiting for the upload
+    release.set()
+    assert await stopping == []
+    assert (task.state, task.error) == ("succeeded", None)
+
+
+async def test_stop_cancels_a_hanging_upload_and_fails_it() -> None:
+    tasks = UploadTasks()
+    task, done = tasks.create("env", 1, 1), tasks.create("env", 1, 1)
+    done.succeed({"size": 1})
+    cleaned: list[str] = []
+
+    async def hang() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append(task.id)
+
+    tasks.run(task, hang())
+    listener = asyncio.create_task(collect(tasks, task.id))
+    await asyncio.sleep(0)
+    assert await tasks.stop(0, STOPPING) == [task.id]
+    assert cleaned == [task.id]  # cancelled, and its clean-up ran within the grace period
+    assert (task.state, task.error, done.state) == ("failed", STOPPING, "succeeded")
+    assert [name for name, _ in await listener] == ["progress", "failed"]
+    await tasks.wait()  # nothing is left running
+
+
+async def test_stop_with_nothing_running_returns_at_once() -> None:
+    assert await UploadTasks().stop(3600, STOPPING) == []
+
+
+def test_the_first_final_state_stays() -> None:
+    task = UploadTasks().create("env", 1, 1)
+    task.fail(STOPPING)
+    task.succeed({"size": 1})  # a success that lands after the server gave up on the upload
+    task.fail({"code": "internal_error", "message": "x", "hint": "y"})
+    assert (task.state, task.error, task.result) == ("failed", STOPPING, None)

@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Literal
 
 from simpletuner_cloud.errors import CloudError
 
 State = Literal["packaging", "uploading", "succeeded", "failed"]
 KEEP_FINISHED = 50  # finished tasks kept for late listeners; older ones are forgotten
+CANCEL_GRACE = 2.0  # seconds a cancelled upload gets to remove its temporary archive
 
 
 class UploadTask:
@@ -42,11 +43,15 @@ class UploadTask:
         self._touch()
 
     def succeed(self, result: dict[str, Any]) -> None:
+        if self.finished:
+            return  # the first final state stays (say, `server_stopping` before a late success)
         self.state, self.result = "succeeded", result
         self.bytes_done = self.bytes_total = int(result["size"])
         self._touch()
 
     def fail(self, error: dict[str, Any]) -> None:
+        if self.finished:
+            return
         self.state, self.error = "failed", error
         self._touch()
 
@@ -69,7 +74,7 @@ class UploadTask:
             "events_url": f"/api/cloud/data/uploads/{self.id}/events",
         }
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         """`progress` events while running, then one `succeeded` or `failed`, then the end."""
         sent = -1
         while True:
@@ -84,11 +89,12 @@ class UploadTask:
 
 
 class UploadTasks:
-    """The registry one app holds. Background coroutines are kept referenced until they finish."""
+    """The registry one app holds (created by the app's lifespan, see `services.uploads.stop_uploads`).
+    Background coroutines are kept referenced until they finish."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, UploadTask] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], UploadTask] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def create(self, config: str | None, archive_bytes: int, files: int) -> UploadTask:
@@ -99,8 +105,11 @@ class UploadTasks:
 
     def run(self, task: UploadTask, work: Coroutine[Any, Any, None]) -> None:
         running = asyncio.create_task(work, name=f"dataset-upload-{task.id}")
-        self._running.add(running)
-        running.add_done_callback(self._running.discard)
+        self._running[running] = task
+        running.add_done_callback(self._done)
+
+    def _done(self, running: asyncio.Task[None]) -> None:
+        self._running.pop(running, None)
 
     def get(self, task_id: str) -> UploadTask:
         task = self._tasks.get(task_id)
@@ -119,9 +128,27 @@ class UploadTasks:
             yield
 
     async def wait(self) -> None:
-        """Until every background upload has finished (tests; a graceful shutdown)."""
+        """Until every background upload has finished (tests)."""
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def stop(
+        self, drain_seconds: float, error: dict[str, Any], grace_seconds: float = CANCEL_GRACE
+    ) -> list[str]:
+        """Wait up to `drain_seconds` for the running uploads, then fail the rest with `error` (so their
+        listeners get a final event now) and cancel them, allowing `grace_seconds` for their clean-up
+        (the temporary archive). Returns the ids of the uploads that were stopped."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=drain_seconds)
+        stopped = []
+        for running, task in list(self._running.items()):
+            if not task.finished:
+                task.fail(error)
+                stopped.append(task.id)
+            running.cancel()
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_seconds)
+        return stopped
 
     def _forget_old(self) -> None:
         finished = [task for task in self._tasks.values() if task.finished]

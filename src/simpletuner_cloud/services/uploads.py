@@ -1,12 +1,15 @@
 """Dataset uploads through the server. Before a byte leaves: preflight, data consent and the chosen
 trainer version's inputs. Then a background task packages the archive in a worker thread and streams it
 to Replicate's `/v1/files` once per sha256 (a live upload of the same bytes is reused), publishing byte
-progress that the API relays as Server-Sent Events. `delete_dataset_upload` is the clean-up after a job."""
+progress that the API relays as Server-Sent Events. `delete_dataset_upload` is the clean-up after a job;
+`stop_uploads` and `remove_leftover_archives` are the server's shutdown and start-up halves."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import stat
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +45,15 @@ from simpletuner_cloud.trainer.schema import check_trainer_inputs
 log = logging.getLogger(__name__)
 REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
 PENDING_ARCHIVE_URL = "https://api.replicate.com/v1/files/pending"  # stands in for `images` when checking
+DRAIN_SECONDS = 10.0  # seconds a shutdown waits for running uploads before stopping them
+# Imported with the app, before it serves: archives last modified before this are leftovers.
+PROCESS_STARTED = time.time()
+SERVER_STOPPING = {
+    "code": "server_stopping",
+    "message": "The server stopped before this dataset upload finished.",
+    "hint": "Run the upload again once the server is back; if the archive already reached Replicate, it is "
+    "reused rather than sent again.",
+}
 
 
 @dataclass(frozen=True)
@@ -117,9 +129,11 @@ async def _package_and_upload(
     replicate: ReplicateSettings,
 ) -> None:
     loop = asyncio.get_running_loop()
-    path = settings.cloud_dir / "uploads" / f"{task.id}.zip"
+    path = uploads_dir(settings) / f"{task.id}.zip"
 
     def packaging(done: int, total: int) -> None:  # called on the packaging thread
+        if task.finished:  # stopped by `stop_uploads`: end the thread too, not only the coroutine
+            raise CloudError(SERVER_STOPPING["message"], code="server_stopping", hint=SERVER_STOPPING["hint"])
         loop.call_soon_threadsafe(task.progress, "packaging", done, total)
 
     try:
@@ -215,3 +229,47 @@ async def delete_dataset_upload(database: Database, http: httpx.AsyncClient, upl
         marked = await mark_upload_deleted(session, upload_id)
         await session.commit()
         return marked
+
+
+def uploads_dir(settings: Settings) -> Path:
+    """Where archives wait while they are uploaded (deleted after each upload, whatever the outcome)."""
+    return settings.cloud_dir / "uploads"
+
+
+async def stop_uploads(tasks: UploadTasks, drain_seconds: float = DRAIN_SECONDS) -> None:
+    """The server's shutdown: wait up to `drain_seconds` for running uploads, then cancel the rest and
+    mark them failed (`server_stopping`), so any listener gets a final event saying to run it again."""
+    stopped = await tasks.stop(drain_seconds, SERVER_STOPPING)
+    if stopped:
+        log.warning("stopped %d dataset upload(s) still running at shutdown", len(stopped))
+
+
+def remove_leftover_archives(settings: Settings, before: float | None = None) -> int:
+    """The server's start-up: delete the archives (`*.zip`, `*.partial`) a crashed or killed server left
+    in the uploads folder, those last modified before `before` (default: this process's start). At
+    start-up no upload of ours runs, so that is all of them; the cutoff spares an archive that a second
+    server sharing this state root is writing. Returns how many were removed."""
+    cutoff = PROCESS_STARTED if before is None else before
+    removed = failed = 0
+    try:
+        entries = list(uploads_dir(settings).iterdir())
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.name.endswith((".zip", ".partial")):
+            continue
+        try:
+            info = entry.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= cutoff:
+                continue
+            entry.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        except OSError:
+            failed += 1
+    if removed:
+        log.info("removed %d leftover dataset archive(s) from an earlier run", removed)
+    if failed:
+        log.warning("could not remove %d leftover dataset archive(s) in the uploads folder", failed)
+    return removed
