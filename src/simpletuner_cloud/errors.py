@@ -23,6 +23,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "provider_unavailable": 502,
     "provider_error": 502,
     "provider_invalid_input": 422,
+    "server_stopping": 503,
     "rate_limited": 429,
     "invalid_signature": 401,
     "webhook_forbidden": 403,

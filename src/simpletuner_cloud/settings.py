@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     status_page_url: str = "https://www.replicatestatus.com"
 
     worker_interval: float = 5.0  # seconds between reconcile passes; tests set 0
+    shutdown_drain_seconds: float = 10.0  # how long a shutdown waits for running uploads
     log_level: str = "INFO"
 
     @field_validator("home", "configs_dir", mode="after")

@@ -15,6 +15,8 @@ from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
 from simpletuner_cloud.api.security import require_management_access
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.services.upload_tasks import UploadTasks
+from simpletuner_cloud.services.uploads import remove_leftover_archives, stop_uploads
 from simpletuner_cloud.services.worker import Worker
 from simpletuner_cloud.settings import SANDBOX_BANNER, SANDBOX_HEADER, Settings, load_settings
 from simpletuner_cloud.store.database import Database
@@ -36,12 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ensure_admin_token(settings)
         await database.migrate()
+        remove_leftover_archives(settings)  # an upload cut off by a crash left its archive behind
         if sandbox_app is not None:
             await sandbox_app.state.sandbox.start()
         worker.start()
         try:
             yield
         finally:
+            await stop_uploads(app.state.upload_tasks, drain_seconds=settings.shutdown_drain_seconds)
             await worker.stop()
             if sandbox_app is not None:
                 await sandbox_app.state.sandbox.stop()
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
+    app.state.upload_tasks = UploadTasks()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     if settings.sandbox:

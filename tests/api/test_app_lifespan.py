@@ -1,0 +1,35 @@
+"""What the app's lifespan does around the requests: clean up after a crash, drain on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.services.upload_tasks import UploadTasks
+from simpletuner_cloud.services.uploads import uploads_dir
+from simpletuner_cloud.settings import load_settings
+
+
+async def test_start_removes_archives_left_by_a_crash() -> None:
+    settings = load_settings()
+    leftover = uploads_dir(settings) / "dsu_crashed.zip.partial"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half an archive")
+    an_hour_ago = time.time() - 3600
+    os.utime(leftover, (an_hour_ago, an_hour_ago))  # written by a server that has since died
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert not leftover.exists()
+        assert isinstance(app.state.upload_tasks, UploadTasks)
+
+
+async def test_shutdown_stops_running_uploads() -> None:
+    app = create_app(load_settings(shutdown_drain_seconds=0.01))
+    async with app.router.lifespan_context(app):
+        tasks: UploadTasks = app.state.upload_tasks
+        task = tasks.create("env", archive_bytes=10, files=1)
+        tasks.run(task, asyncio.sleep(3600))
+    assert task.state == "failed"
+    assert task.error is not None and task.error["code"] == "server_stopping"
