@@ -164,3 +164,29 @@ def test_dataset_upload_with_consent_progress_and_reuse(page: Any, sandboxed: st
     upload.click()
     expect(result).to_contain_text(re.compile(r"^Reused [\d,]+ bytes"))
     expect(result).to_contain_text("reused: true")
+
+
+def test_several_local_datasets_need_the_merge_box(page: Any, sandboxed: str) -> None:
+    from tests.datasets.factory import local_entry, write_environment, write_images
+
+    folder = write_environment(
+        load_settings().effective_configs_dir,
+        "two-sets",
+        datasets=[local_entry("a", "data"), local_entry("b", "more")],
+    )
+    write_images(folder / "more", 2)
+    open_tab(page, sandboxed)
+    row = page.locator("#configs tbody tr", has_text="two-sets")
+    row.get_by_role("button", name="Preview upload").click()
+    preview = page.locator("#preview")
+    expect(preview).to_contain_text("(dataset_unsupported)")
+    expect(page.get_by_role("button", name="Upload to Replicate")).to_have_count(0)
+    page.locator("#merge-local").check()
+    row.get_by_role("button", name="Preview upload").click()
+    expect(page.locator("#preview-summary")).to_contain_text("allowed.")
+    expect(preview).to_contain_text("merged")
+    page.locator("#upload-consent").check()
+    page.get_by_role("button", name="Upload to Replicate").click()
+    expect(page.locator("#upload-result")).to_contain_text(
+        "(10 files)"
+    )  # 3 + 2 images, each with its caption

@@ -1,6 +1,10 @@
 // Datasets: the environments in the configs folder, and what each would upload.
 import { api, bytes, el, errorLines, fillTable, show } from "./api.js";
 
+function merging() {
+  return document.getElementById("merge-local").checked;
+}
+
 export async function loadConfigs() {
   const tbody = document.querySelector("#configs tbody");
   const result = await api("GET", "/api/cloud/configs");
@@ -21,7 +25,7 @@ export async function loadConfigs() {
 export async function preview(name) {
   const out = document.getElementById("preview");
   show(out, "muted", [{ text: `Reading ${name}…` }]);
-  const result = await api("POST", "/api/cloud/data-consent/preview", { config: name });
+  const result = await api("POST", "/api/cloud/data-consent/preview", { config: name, merge_local_datasets: merging() });
   if (!result.ok) return show(out, "bad", errorLines(result));
   const p = result.body;
   const table = el("table");
@@ -72,7 +76,7 @@ function uploadForm(name) {
 }
 
 async function upload(name, consent, bar, status) {
-  const started = await api("POST", "/api/cloud/data/uploads", { config: name, consent });
+  const started = await api("POST", "/api/cloud/data/uploads", { config: name, consent, merge_local_datasets: merging() });
   if (!started.ok) return show(status, "bad", errorLines(started));
   bar.hidden = false;
   await new Promise((resolve) => {
