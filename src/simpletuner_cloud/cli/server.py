@@ -35,7 +35,7 @@ def run(
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"
     base = f"http://{shown_host}:{settings.port}"
-    typer.echo(f"simpletuner server on {base}")
+    typer.echo(f"simpletuner server on {base} (web UI: {base}/cloud, API reference: {base}/docs)")
     if settings.sandbox:
         typer.echo(f"{SANDBOX_BANNER} (Replicate emulator at {base}/sandbox/v1)")
     # The login link is for the person at this console; it is printed, never logged.
