@@ -44,5 +44,6 @@ def test_server_starts_answers_and_prints_login_link(tmp_path: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/login?token={token}" in output
+    assert f"web UI: http://127.0.0.1:{port}/cloud" in output
     # uvicorn re-raises SIGTERM after a graceful shutdown; what matters is that the lifespan finished.
     assert "Application shutdown complete" in output
