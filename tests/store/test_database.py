@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,22 @@ async def test_ping(db: Database) -> None:
 async def test_ping_false_when_unreachable(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "folder" / "jobs.db"  # never created: migrate() not called
     database = Database(f"sqlite+aiosqlite:///{missing}")
+    before = set(threading.enumerate())
     try:
         assert await database.ping() is False
     finally:
         await database.dispose()
+        _join_aiosqlite_workers(before)
+
+
+def _join_aiosqlite_workers(before: set[threading.Thread]) -> None:
+    """aiosqlite stops a connection that failed to open without waiting for its worker thread, which
+    then hands a result to this test's event loop. Wait for that thread while the loop is open: on a
+    loaded machine it can otherwise run after the loop closed and fail in the next test."""
+    for thread in set(threading.enumerate()) - before:
+        if "_connection_worker_thread" in thread.name:
+            thread.join(timeout=30)
+            assert not thread.is_alive(), f"{thread.name} did not stop"
 
 
 async def test_two_processes_migrating_at_once(unmigrated_db: Database) -> None:
