@@ -3,14 +3,15 @@ sandbox, routers and error handlers. Nothing here reads the environment; `Settin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 
 from simpletuner_cloud import __version__
 from simpletuner_cloud.api.body_limits import BodyLimitMiddleware
 from simpletuner_cloud.api.errors import install_error_handlers
+from simpletuner_cloud.api.headers import ResponseHeadersMiddleware
 from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
 from simpletuner_cloud.api.security import require_management_access
 from simpletuner_cloud.security.admin_token import ensure_admin_token
@@ -18,7 +19,7 @@ from simpletuner_cloud.security.redaction import configure_logging
 from simpletuner_cloud.services.upload_tasks import UploadTasks
 from simpletuner_cloud.services.uploads import remove_leftover_archives, stop_uploads
 from simpletuner_cloud.services.worker import Worker
-from simpletuner_cloud.settings import SANDBOX_BANNER, SANDBOX_HEADER, Settings, load_settings
+from simpletuner_cloud.settings import Settings, load_settings
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.web import pages
 
@@ -64,8 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.upload_tasks = UploadTasks()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
-    if settings.sandbox:
-        _announce_sandbox(app)
+    app.add_middleware(ResponseHeadersMiddleware, sandbox=settings.sandbox)
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     for router in MANAGEMENT_ROUTERS:
@@ -75,18 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if sandbox_app is not None:
         app.mount("/sandbox", sandbox_app)
     return app
-
-
-def _announce_sandbox(app: FastAPI) -> None:
-    """Every answer says it came from a sandboxed server, so the CLI can show the banner on any command."""
-
-    @app.middleware("http")
-    async def sandbox_header(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers[SANDBOX_HEADER] = SANDBOX_BANNER
-        return response
 
 
 def _build_sandbox(settings: Settings) -> FastAPI:
