@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, inspect, text
 
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import Database
-from simpletuner_cloud.store.database import MIGRATIONS_DIR, normalize_url
+from simpletuner_cloud.store.database import MIGRATIONS_DIR, _switch_to_wal, normalize_url
 from simpletuner_cloud.store.tables import Base
 
 from .conftest import drop_schema, postgres_url, unique_schema
@@ -77,6 +78,37 @@ async def test_sqlite_pragmas_on_every_connection(tmp_path: Path) -> None:
             assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one() >= 1000
     finally:
         await database.dispose()
+
+
+class _Cursor:
+    """Answers the WAL switch with the given errors first, as a connection racing another one's."""
+
+    def __init__(self, *errors: sqlite3.OperationalError) -> None:
+        self.errors = list(errors)
+        self.statements: list[str] = []
+
+    def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def _sqlite_error(code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database is locked" if code == sqlite3.SQLITE_BUSY else "error")
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_the_wal_switch_waits_out_a_concurrent_switch() -> None:
+    """SQLite answers BUSY at once (no busy timeout) while another connection switches a new
+    database to WAL; the switch is retried. Other errors are not."""
+    racing = _Cursor(_sqlite_error(sqlite3.SQLITE_BUSY), _sqlite_error(sqlite3.SQLITE_BUSY))
+    _switch_to_wal(racing)
+    assert racing.statements == ["PRAGMA journal_mode=WAL"] * 3
+    broken = _Cursor(_sqlite_error(sqlite3.SQLITE_IOERR))
+    with pytest.raises(sqlite3.OperationalError):
+        _switch_to_wal(broken)
+    assert broken.statements == ["PRAGMA journal_mode=WAL"]
 
 
 async def test_migrate_is_idempotent_and_matches_metadata(db: Database) -> None:

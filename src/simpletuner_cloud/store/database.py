@@ -6,6 +6,8 @@ the same Alembic revisions, applied programmatically (no alembic.ini at runtime)
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -127,8 +129,27 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     try:
         # The busy timeout first: switching to WAL needs a lock another starting process may hold.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting out a concurrent switch. While another connection switches a
+    new database to WAL, SQLite answers SQLITE_BUSY at once, without the busy timeout (the statement
+    holds a read lock, so waiting could deadlock). Retry with short pauses, up to the busy timeout;
+    once the other switch is done the pragma finds WAL set. Only concurrent first starts get here."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # any extended BUSY code
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # a connect hook is synchronous; this is a rare first-start race
+        pause = min(pause * 2, 0.1)
