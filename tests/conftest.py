@@ -7,6 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The property tests check behaviour, not speed: Hypothesis's 200 ms per-example deadline and its
+# too-slow health check would turn a stall on a loaded CI machine into a failure.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 _LEAKY_VARS = (
     "REPLICATE_API_TOKEN",

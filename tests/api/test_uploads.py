@@ -31,6 +31,7 @@ from tests.datasets.factory import (
     write_oversized_environment,
 )
 from tests.support.provider_sandbox import sandbox_mode_server
+from tests.support.waiting import eventually_sync
 
 UPLOADS = "/api/cloud/data/uploads"
 SETTINGS = "/api/cloud/providers/replicate"
@@ -283,10 +284,12 @@ def test_upload_with_progress_reuse_and_the_trainer_reads_it(
     prediction = sandbox_api(
         http, "POST", "/v1/predictions", json={"version": version["id"], "input": inputs}
     )
-    for _ in range(2000):
-        prediction = sandbox_api(http, "GET", f"/v1/predictions/{prediction['id']}")
-        if prediction["status"] in ("succeeded", "failed", "canceled"):
-            break
+
+    def finished() -> dict[str, Any] | None:
+        polled: dict[str, Any] = sandbox_api(http, "GET", f"/v1/predictions/{prediction['id']}")
+        return polled if polled["status"] in ("succeeded", "failed", "canceled") else None
+
+    prediction = eventually_sync(finished, what="the sandbox trainer finishing")
     assert prediction["status"] == "succeeded", prediction.get("error")
     assert "Num batches = 12" in prediction["logs"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from simpletuner_cloud.cli import sandbox as sandbox_cli
 from simpletuner_cloud.sandbox.faults import Faults
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
 from tests.support.live_server import free_port
+from tests.support.waiting import eventually_sync
 
 runner = CliRunner()
 UNAUTHENTICATED = {
@@ -142,13 +142,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, list[str]]]:
             if line.startswith("token:") or len(printed) > 10:
                 break
         base = f"http://127.0.0.1:{port}"
-        for _ in range(1000):  # the banner comes before uvicorn binds the port
+
+        def serving() -> bool:  # the banner comes before uvicorn binds the port
             try:
-                httpx.get(f"{base}/status/api/v2/status.json", trust_env=False, timeout=1)
-                break
+                httpx.get(f"{base}/status/api/v2/status.json", trust_env=False, timeout=5)
             except httpx.TransportError:
                 assert child.poll() is None, "simpletuner sandbox exited"
-                time.sleep(0.01)
+                return False
+            return True
+
+        eventually_sync(serving, what="`simpletuner sandbox` serving")
         yield base, token, printed
     finally:
         child.terminate()

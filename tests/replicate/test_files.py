@@ -4,7 +4,6 @@ archive we built."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
 from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, build_trainer_inputs
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 from tests.support.live_server import free_port, live_server
+from tests.support.waiting import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "simpletuner_cloud" / "examples" / "flux-lora"
 
@@ -150,12 +150,11 @@ async def test_the_sandbox_trainer_reads_the_uploaded_archive(
 
 
 async def wait_for(http: httpx.AsyncClient, prediction_id: str) -> dict[str, Any]:
-    for _ in range(1000):
+    async def finished() -> dict[str, Any] | None:
         body: dict[str, Any] = (await http.get(f"/v1/predictions/{prediction_id}")).json()
-        if body["status"] in ("succeeded", "failed", "canceled"):
-            return body
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"prediction {prediction_id} did not finish")
+        return body if body["status"] in ("succeeded", "failed", "canceled") else None
+
+    return await eventually(finished, what=f"prediction {prediction_id} finishing")
 
 
 async def test_delete_is_idempotent_through_the_provider_client(sandbox_url: str, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ app started and stopped around each test, an authenticated in-process client, an
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import zipfile
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
 from tests.sandbox.openapi_spec import check_every_response
+from tests.support.waiting import eventually
 
 BASE = "http://sandbox.test"
 TOKEN = DEFAULT_SANDBOX_TOKEN
@@ -140,9 +140,11 @@ async def wait_until(
     path: str,
     statuses: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted"),
 ) -> dict[str, Any]:
-    for _ in range(500):
-        body: dict[str, Any] = (await api.get(path)).json()
-        if body["status"] in statuses:
-            return body
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{path} never reached {statuses}: {body['status']}")
+    last: dict[str, Any] = {}
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal last
+        last = (await api.get(path)).json()
+        return last if last["status"] in statuses else None
+
+    return await eventually(reached, what=lambda: f"{path} reaching {statuses} (last: {last.get('status')})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     query: str
+    at: float = field(default_factory=time.time)  # wall-clock arrival, like the sandbox's timestamps
 
     @property
     def json(self) -> dict[str, Any]:

@@ -12,10 +12,12 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from simpletuner_cloud.replicate.webhooks import InvalidSignature, verify_webhook
+from simpletuner_cloud.sandbox.clock import parse_iso
 from tests.sandbox.conftest import SECRET, TRAINER, create, latest_version, trainer_input, wait_until
 from tests.sandbox.receiver import Receiver, webhook_receiver
 from tests.sandbox.test_api_basics import UNAUTHENTICATED
-from tests.sandbox.test_webhook_delivery import events_of, run_job, settle
+from tests.sandbox.test_webhook_delivery import delivery_log, events_of, run_job, settle
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -136,10 +138,11 @@ async def test_after_create_passes_real_errors_through(api: httpx.AsyncClient) -
 
 
 async def test_latency(api: httpx.AsyncClient) -> None:
-    await set_faults(api, latency={"seconds": 5, "count": 1, "route": "/v1/account"})
+    await set_faults(api, latency={"seconds": 60, "count": 1, "route": "/v1/account"})
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(api.get("/v1/account"), timeout=0.2)
-    assert (await asyncio.wait_for(api.get("/v1/account"), timeout=2)).status_code == 200
+    # The next call is not held: it answers long before the 60 s it would otherwise take.
+    assert (await asyncio.wait_for(api.get("/v1/account"), timeout=30)).status_code == 200
 
 
 async def test_starting_delay_keeps_jobs_starting(api: httpx.AsyncClient) -> None:
@@ -204,23 +207,27 @@ async def test_webhook_duplicate(api: httpx.AsyncClient, receiver: Receiver) -> 
 
 async def test_webhook_delay(api: httpx.AsyncClient, receiver: Receiver) -> None:
     await set_faults(api, webhooks={"delay": 0.5})
-    await run_job(api, receiver, webhook_events_filter=["completed"])
-    assert receiver.received == []  # the job is done, the delivery is still waiting
+    done = await run_job(api, receiver, webhook_events_filter=["completed"])
     await settle(receiver, 1)
+    completed_at = parse_iso(done["completed_at"])
+    assert completed_at is not None
+    # Sent no earlier than the delay after the job ended (load can only make it later). A small
+    # margin covers the timestamp's rounding and the wall clock against the loop's monotonic one.
+    assert receiver.received[0].at - completed_at >= 0.49
 
 
 async def test_webhook_reorder(api: httpx.AsyncClient, receiver: Receiver) -> None:
     await set_faults(api, webhooks={"reorder": True})
     await run_job(api, receiver, webhook_events_filter=["start", "logs", "completed"])
-    for _ in range(300):  # the held last `logs` follows `completed`
-        if "succeeded" in events_of(receiver) and events_of(receiver)[-1] != "succeeded":
-            break
-        await asyncio.sleep(0.01)
+    await eventually(  # the held last `logs` follows `completed`
+        lambda: "succeeded" in events_of(receiver) and events_of(receiver)[-1] != "succeeded",
+        what=lambda: f"a `logs` delivery after `completed` (got {events_of(receiver)})",
+    )
     statuses = events_of(receiver)
     assert statuses[-2:] == ["succeeded", "processing"]  # `completed` overtook the last `logs`
     last, completed = receiver.received[-1].json, receiver.received[-2].json
     assert completed["logs"].startswith(last["logs"]) and len(completed["logs"]) > len(last["logs"])
-    sent = [entry["event"] for entry in (await api.get("/_sandbox/webhooks")).json()]
+    sent = [entry["event"] for entry in await delivery_log(api, len(receiver.received))]
     assert sent[0] == "start" and sent[-2:] == ["completed", "logs"]
 
 

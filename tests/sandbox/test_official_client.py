@@ -4,7 +4,6 @@ standalone and mounted under a host app at /sandbox."""
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ import replicate
 from simpletuner_cloud.sandbox import create_sandbox_app
 from tests.sandbox.conftest import SECRET, TOKEN, TRAINER, fast_config, images_zip, trainer_config
 from tests.support.live_server import free_port, live_server
+from tests.support.waiting import eventually_sync
 
 
 @pytest.fixture
@@ -57,12 +57,12 @@ def mounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def _wait(client: replicate.Client, prediction_id: str, kind: str = "predictions") -> Any:
     getter = client.predictions.get if kind == "predictions" else client.trainings.get
-    for _ in range(500):
+
+    def finished() -> Any:
         job = getter(prediction_id)
-        if job.status in ("succeeded", "failed", "canceled"):
-            return job
-        time.sleep(0.01)
-    raise AssertionError("job did not finish")
+        return job if job.status in ("succeeded", "failed", "canceled") else None
+
+    return eventually_sync(finished, what=f"{kind} {prediction_id} finishing")
 
 
 def _full_flow(base: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -27,6 +28,7 @@ from tests.sandbox.conftest import (
     trainer_input,
     wait_until,
 )
+from tests.support.waiting import eventually
 
 INVALID_VERSION = {
     "title": "Invalid version or not permitted",
@@ -316,11 +318,12 @@ async def test_retention_removes_data(app: FastAPI, api: httpx.AsyncClient) -> N
 async def test_retention_sweeps_in_the_background(tmp_path: Path) -> None:
     async with running(fast_config(tmp_path, retention_seconds=0.0)) as (_, api):
         created = await create(api, await trainer_input(api))
-        for _ in range(200):
-            body = (await api.get(f"/v1/predictions/{created['id']}")).json()
-            if body["data_removed"]:
-                break
-            await asyncio.sleep(0.02)
+
+        async def removed() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await api.get(f"/v1/predictions/{created['id']}")).json()
+            return body if body["data_removed"] else None
+
+        body = await eventually(removed, what="the background sweep removing the data")
     assert body["data_removed"] is True and body["output"] is None and body["status"] == "succeeded"
     assert body["logs"] == "" and body["input"] == {}
 

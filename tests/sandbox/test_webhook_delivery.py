@@ -19,6 +19,9 @@ from simpletuner_cloud.replicate.webhooks import verify_webhook
 from tests.sandbox.conftest import SECRET, create, fast_config, running, trainer_input, wait_until
 from tests.sandbox.openapi_spec import assert_job_body
 from tests.sandbox.receiver import Receiver, webhook_receiver
+from tests.support.waiting import eventually
+
+TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 
 
 @pytest.fixture
@@ -28,11 +31,18 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def settle(receiver: Receiver, count: int) -> None:
-    for _ in range(300):
-        if len(receiver.received) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"expected {count} deliveries, got {len(receiver.received)}")
+    await eventually(
+        lambda: len(receiver.received) >= count,
+        what=lambda: f"{count} deliveries (got {len(receiver.received)})",
+    )
+
+
+async def settle_completed(receiver: Receiver) -> None:
+    """Until the `completed` delivery arrived: one worker sends in order, so every earlier one has too."""
+    await eventually(
+        lambda: any(item.json["status"] in TERMINAL for item in receiver.received),
+        what=lambda: f"the `completed` delivery (got {events_of(receiver)})",
+    )
 
 
 async def run_job(api: httpx.AsyncClient, receiver: Receiver, **body: object) -> dict[str, Any]:
@@ -41,14 +51,25 @@ async def run_job(api: httpx.AsyncClient, receiver: Receiver, **body: object) ->
     return await wait_until(api, f"/v1/predictions/{created['id']}")
 
 
+async def delivery_log(api: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
+    """The sandbox's log of delivery attempts once it holds `count` of them. An attempt is logged
+    when its answer is back, a moment after the receiver recorded the request."""
+
+    async def logged() -> list[dict[str, Any]]:
+        log: list[dict[str, Any]] = (await api.get("/_sandbox/webhooks")).json()
+        return log if len(log) >= count else []
+
+    return await eventually(logged, what=f"{count} logged delivery attempts")
+
+
 def events_of(receiver: Receiver) -> list[str]:
     return [item.json["status"] for item in receiver.received]
 
 
 async def test_every_delivery_verifies(api: httpx.AsyncClient, receiver: Receiver) -> None:
     done = await run_job(api, receiver)
-    await settle(receiver, 3)
-    await asyncio.sleep(0.1)
+    await settle_completed(receiver)
+    await asyncio.sleep(0.1)  # room for a stray delivery after `completed`, which must not come
     secret = (await api.get("/v1/webhooks/default/secret")).json()["key"]
     assert secret == SECRET
     ids = [item.headers["webhook-id"] for item in receiver.received]
@@ -107,7 +128,7 @@ async def test_completed_is_retried_with_same_id_and_fresh_timestamp(
     assert len({a.headers["webhook-signature"] for a in attempts}) == 3
     for attempt in attempts:
         verify_webhook(SECRET, attempt.headers, attempt.body, now=int(attempt.headers["webhook-timestamp"]))
-    log = (await api.get("/_sandbox/webhooks")).json()
+    log = await delivery_log(api, 3)
     assert [entry["outcome"] for entry in log] == ["500", "503", "200"]
 
 
@@ -123,7 +144,7 @@ async def test_redirects_are_not_followed(api: httpx.AsyncClient, receiver: Rece
     receiver.script["completed"] = [307]
     await run_job(api, receiver, webhook_events_filter=["completed"])
     await settle(receiver, 2)  # the 307 counts as a failure and the retry succeeds
-    log = (await api.get("/_sandbox/webhooks")).json()
+    log = await delivery_log(api, 2)
     assert [entry["outcome"] for entry in log] == ["307", "200"]
 
 
@@ -134,10 +155,6 @@ async def test_unreachable_receiver_does_not_break_the_job(api: httpx.AsyncClien
     )
     done = await wait_until(api, f"/v1/predictions/{created['id']}")
     assert done["status"] == "succeeded"
-    for _ in range(100):
-        log = (await api.get("/_sandbox/webhooks")).json()
-        if len(log) == 4:
-            break
-        await asyncio.sleep(0.02)
+    log = await delivery_log(api, 4)
     assert [entry["attempt"] for entry in log] == [1, 2, 3, 4]
     assert all(entry["outcome"].startswith("error:") for entry in log)

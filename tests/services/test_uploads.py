@@ -37,6 +37,7 @@ from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, Settings, load_set
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.uploads import get_upload
 from tests.support.live_server import free_port, live_server
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -163,8 +164,8 @@ async def test_stop_uploads_awaits_an_upload_that_finishes_in_time(monkeypatch: 
     monkeypatch.setattr(uploads, "upload_dataset", slow_upload)
     task = start_upload(tasks, settings)
     stopping = asyncio.create_task(stop_uploads(tasks, drain_seconds=3600))
-    while task.state != "uploading":
-        await asyncio.sleep(0)  # the packaging thread reports back through the loop
+    # The packaging thread reports back through the loop.
+    await eventually(lambda: task.state == "uploading", what="the upload reaching `uploading`")
     assert not stopping.done()
     release.set()
     await stopping

@@ -28,7 +28,7 @@ def live_server(app: Any, host: str = "127.0.0.1", port: int | None = None, **co
     )
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30  # a bound for a loaded machine; the wait ends once it serves
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"uvicorn did not start on {host}:{port}")

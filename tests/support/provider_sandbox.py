@@ -171,9 +171,9 @@ class RunningProxy:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def carried(self, path_fragment: str, timeout: float = 3.0) -> bool:
+    def carried(self, path_fragment: str, timeout: float = 30.0) -> bool:
         """True once the proxy's access log shows a request whose path contains the fragment (the
-        log line is written after the response, so give it a moment)."""
+        log line is written after the response, so give it a moment; on a loaded machine, several)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if path_fragment in self.log():

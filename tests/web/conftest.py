@@ -9,6 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
+
+# `expect` retries until its condition holds; its 5 s default is short for steps that wait on the
+# server's background work (an upload, a sandbox round trip) on a loaded machine.
+expect.set_options(timeout=20_000)
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
