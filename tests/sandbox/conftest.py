@@ -36,7 +36,7 @@ def fast_config(tmp_path: Path, **overrides: Any) -> SandboxConfig:
         "retention_sweep_seconds": 0.05,
         "webhook_throttle_seconds": 0.05,
         "webhook_retry_delays": (0.02, 0.05, 0.1),
-        "webhook_timeout_seconds": 2.0,
+        "webhook_timeout_seconds": 10.0,  # only bounds a slow answer; a loaded receiver may take seconds
         "webhook_secret": SECRET,
         "data_dir": tmp_path / "sandbox-data",
         "status_page_timeout_seconds": 1.0,
