@@ -259,7 +259,8 @@ def test_upload_with_progress_reuse_and_the_trainer_reads_it(
     assert (started.status_code, started.json()) == (
         202,
         {"id": task_id, "config": "flux-lora-example", "state": "packaging", "bytes_done": 0,
-         "bytes_total": packaged.size, "archive_bytes": packaged.size, "files": 24, "result": None,
+         "bytes_total": packaged.size, "archive_bytes": packaged.size, "files": 24, "warnings": [],
+         "result": None,
          "error": None, "events_url": f"{UPLOADS}/{task_id}/events"},
     )  # fmt: skip
     events = follow(http, started.json()["events_url"])
@@ -332,8 +333,12 @@ def test_two_local_sets_are_uploaded_merged_when_agreed(
         "consent": True,
         "merge_local_datasets": True,
     }
-    final = upload(http, body)
+    started = http.post(UPLOADS, json=body)
+    assert started.status_code == 202
+    assert started.json()["warnings"][0].startswith("2 local datasets are merged into one set, as agreed")
+    final = follow(http, started.json()["events_url"])[-1][1]
     assert (final["files"], final["result"]["files"], final["result"]["reused"]) == (6, 6, False)
+    assert final["warnings"] == started.json()["warnings"]
 
 
 def test_twin_uploads_of_one_archive_send_it_once(sandbox_server: tuple[httpx.Client, FastAPI]) -> None:

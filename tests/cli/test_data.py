@@ -167,3 +167,4 @@ def test_upload_of_two_local_sets_with_merge(configs_dir: Path, sandbox_url: str
     merged = runner.invoke(app, [*command, "--merge"], terminal_width=200)
     assert merged.exit_code == 0, merged.output
     assert ", 10 files, sha256 " in merged.output and "reused: false" in merged.output
+    assert MERGED_WARNING in flat(merged.output)  # the upload says what the merge loses, too

@@ -19,8 +19,16 @@ CANCEL_GRACE = 2.0  # seconds a cancelled upload gets to remove its temporary ar
 
 
 class UploadTask:
-    def __init__(self, task_id: str, config: str | None, archive_bytes: int, files: int) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        config: str | None,
+        archive_bytes: int,
+        files: int,
+        warnings: list[str] | None = None,
+    ) -> None:
         self.id = task_id
+        self.warnings = list(warnings or [])
         self.config = config
         self.archive_bytes = archive_bytes
         self.files = files
@@ -69,6 +77,7 @@ class UploadTask:
             "bytes_total": self.bytes_total,
             "archive_bytes": self.archive_bytes,
             "files": self.files,
+            "warnings": self.warnings,
             "result": self.result,
             "error": self.error,
             "events_url": f"/api/cloud/data/uploads/{self.id}/events",
@@ -97,9 +106,11 @@ class UploadTasks:
         self._running: dict[asyncio.Task[None], UploadTask] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def create(self, config: str | None, archive_bytes: int, files: int) -> UploadTask:
+    def create(
+        self, config: str | None, archive_bytes: int, files: int, warnings: list[str] | None = None
+    ) -> UploadTask:
         self._forget_old()
-        task = UploadTask(f"dsu_{secrets.token_hex(10)}", config, archive_bytes, files)
+        task = UploadTask(f"dsu_{secrets.token_hex(10)}", config, archive_bytes, files, warnings)
         self._tasks[task.id] = task
         return task
 

@@ -91,7 +91,12 @@ async def start_dataset_upload(
     check_consent(replicate.data_consent, consent, needs_upload=True)
     async with runtime.client(settings, replicate) as client:
         await check_trainer_version(client, settings, replicate, preflight)
-    task = tasks.create(config.name, preflight.archive_size, sum(len(s.files) for s in preflight.selections))
+    task = tasks.create(
+        config.name,
+        preflight.archive_size,
+        sum(len(s.files) for s in preflight.selections),
+        warnings=list(preflight.plan.warnings),  # e.g. what a merge of several datasets loses
+    )
     tasks.run(task, _package_and_upload(task, tasks, preflight, settings, database, runtime, replicate))
     return task.snapshot()
 

@@ -55,6 +55,7 @@ class DatasetUploadResponse(BaseModel):
     bytes_total: int
     archive_bytes: int
     files: int
+    warnings: list[str]
     result: UploadResultResponse | None
     error: ErrorDetailResponse | None
     events_url: str

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from simpletuner_cloud.cli.api_client import ServerClient
@@ -124,6 +125,8 @@ def upload(
     client = ServerClient((ctx.obj or {}).get("url"))
     body = {"config": _reference(config), "consent": consent, "merge_local_datasets": merge}
     started = client.post("/api/cloud/data/uploads", body)
+    for warning in started.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     final = started
     with _progress(quiet or as_json) as bar:
         tasks = {
