@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from simpletuner_cloud.errors import CloudError
+
 MIB = 1024 * 1024
 # (path prefix, limit in bytes or None for "enforced downstream"), most specific first.
 LIMITS: tuple[tuple[str, int | None], ...] = (
@@ -27,12 +29,12 @@ def limit_for(path: str) -> int | None:
 
 
 def _too_large_body(limit: int) -> bytes:
-    error = {
-        "code": "payload_too_large",
-        "message": f"The request body is larger than this endpoint accepts ({limit:,} bytes).",
-        "hint": "Send a smaller body; datasets are uploaded by the server, not through this endpoint.",
-    }
-    return json.dumps({"error": error}).encode()
+    error = CloudError(
+        f"The request body is larger than this endpoint accepts ({limit:,} bytes).",
+        code="payload_too_large",
+        hint="Send a smaller body; datasets are uploaded by the server, not through this endpoint.",
+    )
+    return json.dumps(error.to_body()).encode()
 
 
 class BodyLimitMiddleware:

@@ -45,15 +45,20 @@ from simpletuner_cloud.trainer.schema import check_trainer_inputs
 log = logging.getLogger(__name__)
 REUSE_MARGIN = timedelta(hours=2)  # a reused upload must outlive queueing and the trainer's download
 PENDING_ARCHIVE_URL = "https://api.replicate.com/v1/files/pending"  # stands in for `images` when checking
-DRAIN_SECONDS = 10.0  # seconds a shutdown waits for running uploads before stopping them
 # Imported with the app, before it serves: archives last modified before this are leftovers.
 PROCESS_STARTED = time.time()
-SERVER_STOPPING = {
-    "code": "server_stopping",
-    "message": "The server stopped before this dataset upload finished.",
-    "hint": "Run the upload again once the server is back; if the archive already reached Replicate, it is "
-    "reused rather than sent again.",
-}
+
+
+def server_stopping() -> CloudError:
+    return CloudError(
+        "The server stopped before this dataset upload finished.",
+        code="server_stopping",
+        hint="Run the upload again once the server is back; if the archive already reached Replicate, it "
+        "is reused rather than sent again.",
+    )
+
+
+SERVER_STOPPING = server_stopping().to_body()["error"]  # the state a stopped upload is left in
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,12 @@ async def start_dataset_upload(
     """Refuse now what would fail (dataset errors, several local sets without `merge_local`, size,
     consent, trainer inputs), then start packaging and uploading in the background. Returns the task's
     first snapshot."""
-    config = await anyio.to_thread.run_sync(
-        lambda: load_config(settings, reference, config_json, dataloader_json)
+    preflight = await anyio.to_thread.run_sync(  # reading configs and walking folders: one thread hop
+        lambda: run_preflight(
+            load_config(settings, reference, config_json, dataloader_json), merge_local=merge_local
+        )
     )
-    preflight = await anyio.to_thread.run_sync(lambda: run_preflight(config, merge_local=merge_local))
+    config = preflight.config
     if not preflight.needs_upload:
         raise remote_only()
     replicate = await load_replicate_settings(session, settings)
@@ -138,7 +145,7 @@ async def _package_and_upload(
 
     def packaging(done: int, total: int) -> None:  # called on the packaging thread
         if task.finished:  # stopped by `stop_uploads`: end the thread too, not only the coroutine
-            raise CloudError(SERVER_STOPPING["message"], code="server_stopping", hint=SERVER_STOPPING["hint"])
+            raise server_stopping()
         loop.call_soon_threadsafe(task.progress, "packaging", done, total)
 
     try:
@@ -163,10 +170,12 @@ async def _package_and_upload(
         task.fail(exc.to_body()["error"])
     except Exception:
         log.exception("dataset upload %s failed", task.id)
-        task.fail(
-            {"code": "internal_error", "message": "The upload failed unexpectedly; nothing was kept.",
-             "hint": "See the server log for details and report it if it happens again."}
-        )  # fmt: skip
+        unexpected = CloudError(
+            "The upload failed unexpectedly; nothing was kept.",
+            code="internal_error",
+            hint="See the server log for details and report it if it happens again.",
+        )
+        task.fail(unexpected.to_body()["error"])
     finally:
         path.unlink(missing_ok=True)
 
@@ -241,7 +250,7 @@ def uploads_dir(settings: Settings) -> Path:
     return settings.cloud_dir / "uploads"
 
 
-async def stop_uploads(tasks: UploadTasks, drain_seconds: float = DRAIN_SECONDS) -> None:
+async def stop_uploads(tasks: UploadTasks, drain_seconds: float) -> None:
     """The server's shutdown: wait up to `drain_seconds` for running uploads, then cancel the rest and
     mark them failed (`server_stopping`), so any listener gets a final event saying to run it again."""
     stopped = await tasks.stop(drain_seconds, SERVER_STOPPING)
