@@ -16,6 +16,7 @@ from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
 from simpletuner_cloud.api.security import require_management_access
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.upload_tasks import UploadTasks
 from simpletuner_cloud.services.uploads import remove_leftover_archives, stop_uploads
 from simpletuner_cloud.services.worker import Worker
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
     app.state.upload_tasks = UploadTasks()
+    app.state.provider_runtime = ProviderRuntime()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ResponseHeadersMiddleware, sandbox=settings.sandbox)

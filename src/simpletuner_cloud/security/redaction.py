@@ -35,16 +35,28 @@ def redact(text: str) -> str:
     return text
 
 
+_REDACTED_MARK = "_simpletuner_redacted"
+
+
+def _redact_message(record: logging.LogRecord) -> None:
+    """Render the message once, mask it, and drop the args so no handler re-renders the secret.
+    Marked, so the record factory and every handler's filter do this once per record, not each."""
+    if getattr(record, _REDACTED_MARK, False):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string must not break logging
+        message = str(record.msg)
+    record.msg = redact(message)
+    record.args = None
+    setattr(record, _REDACTED_MARK, True)
+
+
 class RedactingFilter(logging.Filter):
-    """Renders the message once, masks it, and drops the args so no handler re-renders the secret."""
+    """Masks the message (unless the record factory already did) and any traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not break logging
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
+        _redact_message(record)
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
@@ -63,12 +75,7 @@ def _install_record_factory() -> None:
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = previous(*args, **kwargs)  # type: ignore[arg-type]
-        try:
-            message = record.getMessage()
-        except Exception:
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
+        _redact_message(record)
         return record
 
     logging.setLogRecordFactory(factory)

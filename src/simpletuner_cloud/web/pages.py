@@ -36,8 +36,6 @@ async def cloud_tab(request: Request) -> HTMLResponse:
         html,
         headers={
             "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
+            "Cache-Control": "no-store",  # X-Frame-Options and Referrer-Policy: api/headers.py
         },
     )

@@ -37,11 +37,9 @@ router = APIRouter(prefix="/providers", tags=["providers"])
 
 
 def get_provider_runtime(request: Request) -> provider.ProviderRuntime:
-    """One runtime per app (breaker state and status cache outlive requests); tests may set their own."""
-    runtime = getattr(request.app.state, "provider_runtime", None)
-    if runtime is None:
-        runtime = request.app.state.provider_runtime = provider.ProviderRuntime()
-    return runtime  # type: ignore[no-any-return]
+    """One runtime per app, made by `create_app` (breaker state and status cache outlive requests);
+    tests may set their own."""
+    return request.app.state.provider_runtime  # type: ignore[no-any-return]
 
 
 RuntimeDep = Annotated[provider.ProviderRuntime, Depends(get_provider_runtime)]

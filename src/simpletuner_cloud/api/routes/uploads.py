@@ -20,11 +20,8 @@ router = APIRouter(prefix="/data/uploads", tags=["data"])
 
 
 def get_upload_tasks(request: Request) -> UploadTasks:
-    """One registry per app, created on first use."""
-    tasks = getattr(request.app.state, "upload_tasks", None)
-    if tasks is None:
-        tasks = request.app.state.upload_tasks = UploadTasks()
-    return tasks  # type: ignore[no-any-return]
+    """The app's one registry (created by `create_app`, drained by its lifespan)."""
+    return request.app.state.upload_tasks  # type: ignore[no-any-return]
 
 
 UploadTasksDep = Annotated[UploadTasks, Depends(get_upload_tasks)]
