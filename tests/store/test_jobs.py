@@ -22,7 +22,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 async def new_job(db: Database, **kwargs: Any) -> JobRow:
     async with db.session() as session:
-        job = await repo.create_job(
+        job, _ = await repo.create_job(
             session, config_name="portrait", hardware="l40s", model="simpletuner/advanced-trainer", **kwargs
         )
         await session.commit()
@@ -67,10 +67,35 @@ async def test_lookups_by_every_key(db: Database) -> None:
         assert caught.value.code == "job_not_found"
 
 
-async def test_duplicate_idempotency_key_is_an_integrity_error(db: Database) -> None:
-    await new_job(db, idempotency_key="same")
-    with pytest.raises(IntegrityError):
-        await new_job(db, idempotency_key="same")
+async def test_duplicate_idempotency_key_returns_the_first_job(db: Database) -> None:
+    first = await new_job(db, idempotency_key="same", request_hash="h1")
+    async with db.session() as session:
+        again, created = await repo.create_job(
+            session,
+            config_name="other",
+            hardware="a100",
+            model="m/m",
+            idempotency_key="same",
+            request_hash="h2",
+        )
+        # ON CONFLICT DO NOTHING keeps the transaction usable (an IntegrityError aborts it on PostgreSQL)
+        assert await repo.count_jobs(session) == 1
+        await session.commit()
+    assert not created and again.id == first.id and again.request_hash == "h1"
+
+
+async def test_concurrent_creates_with_one_key_make_one_job(db: Database) -> None:
+    async def create(n: int) -> tuple[str, bool]:
+        async with db.session() as session:
+            job, created = await repo.create_job(
+                session, config_name=f"c{n}", hardware="l40s", model="m/m", idempotency_key="race"
+            )
+            await session.commit()
+            return job.id, created
+
+    results = await asyncio.gather(*(create(n) for n in range(5)))
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False, False, False, False, True]
 
 
 async def test_list_jobs_newest_first_with_cursor_and_status(db: Database) -> None:
@@ -130,9 +155,9 @@ async def test_same_active_status_updates_fields_without_an_event(db: Database) 
     job = await new_job(db)
     await move(db, job.id, JobStatus.RUNNING)
     progress = {"step": 40, "total": 100, "stage": "training", "loss": 0.125}
-    row, changed = await move(db, job.id, JobStatus.RUNNING, progress=progress, logs_offset=2048)
+    row, changed = await move(db, job.id, JobStatus.RUNNING, progress=progress)
     assert not changed
-    assert row.progress == progress and row.logs_offset == 2048
+    assert row.progress == progress
     async with db.session() as session:
         assert len(await repo.list_events(session, job.id)) == 2
 
@@ -251,3 +276,94 @@ async def test_concurrent_claims_one_winner(db: Database) -> None:
 
     results = await asyncio.gather(*(claim(f"w{n}") for n in range(4)))
     assert sorted(results) == [False, False, False, True]
+
+
+async def test_logs_offset_only_moves_forward_and_chunks_are_kept(db: Database) -> None:
+    job = await new_job(db)
+    async with db.session() as session:
+        assert await repo.append_logs(session, job.id, "a" * 100) == "a" * 100
+        assert await repo.append_logs(session, job.id, "a" * 50) == ""  # an older, shorter snapshot
+        assert await repo.append_logs(session, job.id, "a" * 100 + "bc") == "bc"
+        await session.commit()
+        loaded = await repo.require_job(session, job.id)
+        assert loaded.logs_offset == 102
+        assert await repo.read_logs(session, job.id) == "a" * 100 + "bc"
+        assert await repo.read_logs(session, job.id, after=99) == "abc"
+        assert await repo.read_log_chunk(session, job.id, 100) == "bc"
+        kinds = [(e.kind, e.data) for e in await repo.list_events(session, job.id) if e.kind == "logs"]
+    assert kinds == [("logs", {"offset": 0, "length": 100}), ("logs", {"offset": 100, "length": 2})]
+
+
+async def test_concurrent_log_appends_store_each_character_once(db: Database) -> None:
+    job = await new_job(db)
+    text = "line\n" * 40
+
+    async def append(upto: int) -> None:
+        async with db.session() as session:
+            await repo.append_logs(session, job.id, text[:upto])
+            await session.commit()
+
+    await asyncio.gather(*(append(n) for n in (50, 100, 150, 200, 100, 200)))
+    async with db.session() as session:
+        assert await repo.read_logs(session, job.id) == text
+
+
+async def test_prediction_id_is_recorded_even_after_a_cancel(db: Database) -> None:
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.CANCELED)
+    async with db.session() as session:
+        assert await repo.record_prediction_id(session, job.id, "late-pred")
+        assert await repo.record_prediction_id(session, job.id, "late-pred")  # the same id again: fine
+        assert not await repo.record_prediction_id(session, job.id, "another")  # never replaced
+        await session.commit()
+        assert (await repo.require_job(session, job.id)).prediction_id == "late-pred"
+
+
+async def test_fenced_writes_need_a_live_lease(db: Database) -> None:
+    job = await new_job(db)
+    async with db.session() as session:
+        assert await repo.claim_job(session, job.id, "worker-a", 0.05)
+        await session.commit()
+    await asyncio.sleep(0.1)  # the lease runs out
+    async with db.session() as session:
+        assert await repo.claim_job(session, job.id, "worker-b", 30)
+        await session.commit()
+    async with db.session() as session:
+        with pytest.raises(repo.LeaseLost):
+            await repo.apply_status(session, job.id, JobStatus.PACKAGING, fence="worker-a")
+        assert not await repo.set_fields(session, job.id, fence="worker-a", error="stale writer")
+        row, changed = await repo.apply_status(session, job.id, JobStatus.PACKAGING, fence="worker-b")
+        assert changed and row.status == "packaging"
+        assert await repo.set_fields(session, job.id, fence="worker-b", error_hint="fresh")
+        await session.commit()
+        assert (await repo.require_job(session, job.id)).error is None
+
+
+async def test_claim_due_jobs_takes_due_and_unclean_jobs_once(db: Database) -> None:
+    due = await new_job(db)
+    later = await new_job(db)
+    finished = await new_job(db)
+    await move(db, finished.id, JobStatus.SUCCEEDED)
+    async with db.session() as session:
+        await repo.set_fields(session, later.id, next_poll_at=datetime.now(UTC) + timedelta(hours=1))
+        await session.commit()
+    async with db.session() as session:
+        claimed = {j.id for j in await repo.claim_due_jobs(session, "w1")}
+        await session.commit()
+    async with db.session() as session:
+        again = await repo.claim_due_jobs(session, "w2")
+        await session.commit()
+    assert claimed == {due.id, finished.id}
+    assert again == []  # w1's leases are still alive
+
+
+async def test_list_filters_and_total(db: Database) -> None:
+    first = await new_job(db, job_id="job_000000000000000001aaaaaaaa")
+    await new_job(db, job_id="job_000000000000000002aaaaaaaa")
+    await move(db, first.id, JobStatus.FAILED)
+    async with db.session() as session:
+        assert await repo.count_jobs(session) == 2
+        assert await repo.count_jobs(session, status="failed") == 1
+        assert [j.id for j in await repo.list_jobs(session, text="001")] == [first.id]
+        assert await repo.list_jobs(session, text="%") == []  # wildcards are literal
+        assert await repo.count_jobs(session, hardware="a100") == 0

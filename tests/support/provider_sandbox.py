@@ -114,7 +114,7 @@ async def record_job(
 ) -> str:
     """A job as the jobs layer leaves it, through the store's own functions: created, maybe started,
     maybe finished with a recorded cost."""
-    job = await create_job(
+    job, _ = await create_job(
         session, config_name="flux-lora", hardware=hardware, model="simpletuner/advanced-trainer"
     )
     if started is not None:

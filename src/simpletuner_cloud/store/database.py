@@ -1,10 +1,12 @@
 """The database handle: one async engine, a session factory, and migrations at start-up.
 
 SQLite (WAL) is the single-user default; PostgreSQL serves teams running several replicas. Both run
-the same Alembic revisions, applied programmatically (no alembic.ini at runtime)."""
+the same Alembic revisions, applied programmatically (no alembic.ini at runtime). SQLite's files hold
+settings and job rows, so they are 0600 in a 0700 folder, whatever the umask."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import time
@@ -19,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from simpletuner_cloud.security.files import create_private_file, make_private_dir, tighten_sqlite_files
 from simpletuner_cloud.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -51,7 +54,10 @@ class Database:
             connect_args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args)
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
+            path = self.sqlite_path
+            if path is not None:
+                event.listen(self.engine.sync_engine, "do_connect", functools.partial(_before_connect, path))
+            event.listen(self.engine.sync_engine, "connect", functools.partial(_configure_sqlite, path))
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -94,13 +100,17 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
-    def _make_sqlite_folder(self) -> None:
-        database = self.url.database
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a file-backed SQLite URL (None for memory and `file:` URIs)."""
+        database = self.url.database if self.dialect == "sqlite" else None
         if not database or database == ":memory:" or database.startswith("file:"):
-            return
-        folder = Path(database).expanduser().parent
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return None
+        return Path(database).expanduser()
+
+    def _make_sqlite_folder(self) -> None:
+        if self.sqlite_path is not None:
+            make_private_dir(self.sqlite_path.parent)
 
 
 def dialect_insert(session: AsyncSession, entity: Any) -> Any:
@@ -124,7 +134,15 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _before_connect(path: Path, *_args: Any) -> None:
+    """Before SQLite opens the file: create it 0600 ourselves (SQLite would use 0644 minus the umask),
+    so the WAL and shared-memory files SQLite makes later copy that mode. Only in a folder that exists:
+    an unreachable path must still fail to connect, not be created here."""
+    if path.parent.is_dir():
+        create_private_file(path)
+
+
+def _configure_sqlite(path: Path | None, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # The busy timeout first: switching to WAL needs a lock another starting process may hold.
@@ -134,6 +152,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+    if path is not None:  # the WAL switch created -wal and -shm: check what they got
+        tighten_sqlite_files(path)
 
 
 def _switch_to_wal(cursor: Any) -> None:

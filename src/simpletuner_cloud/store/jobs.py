@@ -2,8 +2,10 @@
 
 Every status change goes through `apply_status`: the state machine of `domain.jobs` decides, and a
 compare-and-set UPDATE (`WHERE id = :id AND status = :expected`) makes sure that of two writers
-(webhook and poller, or two server replicas) exactly one applies a move. Functions flush; callers
-commit."""
+(webhook and poller, or two server replicas) exactly one applies a move. The worker's own writes are
+also *fenced*: they name the lease token and only land while that lease is alive (`fence=`), so a
+worker that lost its lease (paused, partitioned) cannot overwrite the new holder. Leases are counted in
+the database's time on PostgreSQL (replicas' clocks may differ). Functions flush; callers commit."""
 
 from __future__ import annotations
 
@@ -12,12 +14,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, is_stale, transition
 from simpletuner_cloud.errors import NotFound
-from simpletuner_cloud.store.tables import JobEventRow, JobRow, new_client_ref, new_job_id, utcnow
+from simpletuner_cloud.store.database import dialect_insert
+from simpletuner_cloud.store.tables import (
+    JobEventRow,
+    JobLogRow,
+    JobMetricRow,
+    JobRow,
+    new_client_ref,
+    new_job_id,
+    utcnow,
+)
 
 # Columns `apply_status` may set alongside a status; identity, status and lease columns are excluded.
 APPLICABLE_FIELDS = frozenset(
@@ -34,12 +45,26 @@ APPLICABLE_FIELDS = frozenset(
         "error",
         "output",
         "progress",
-        "logs_offset",
         "upload_id",
         "spec",
+        "error_hint",
+        "next_poll_at",
+        "create_sent_at",
+        "warnings",
+        "notice",
     }
-)
-_CAS_ATTEMPTS = 5  # a lost race re-reads and decides again; the state machine bounds the retries
+)  # logs_offset only moves forward through `append_logs`; prediction_id only once (`record_prediction_id`)
+_CAS_ATTEMPTS = 5
+# A job stays on one worker for this long per claim; the holder renews it while a long step runs.
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+class LeaseLost(Exception):
+    """The worker's lease on a job expired and may belong to another worker now: stop touching it."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"lease on {job_id} lost")
+        self.job_id = job_id  # a lost race re-reads and decides again; the state machine bounds the retries
 
 
 async def create_job(
@@ -57,34 +82,51 @@ async def create_job(
     estimated_cost_usd: Decimal | None = None,
     reserved_cost_usd: Decimal | None = None,
     upload_id: str | None = None,
+    delivery: str = "none",
+    warnings: list[str] | None = None,
     at: datetime | None = None,
-) -> JobRow:
-    """Insert a `created` job and its first timeline event. A duplicate idempotency key raises
-    `sqlalchemy.exc.IntegrityError` at flush: roll back, then load the job by its key."""
+) -> tuple[JobRow, bool]:
+    """Insert a `created` job and its first timeline event; returns (job, created).
+
+    A job with the same idempotency key wins over this one (`INSERT ... ON CONFLICT DO NOTHING`, so the
+    caller's transaction stays usable on PostgreSQL): then the existing job is returned with False."""
     now = at or utcnow()
-    job = JobRow(
-        id=job_id or new_job_id(),
-        client_ref=client_ref or new_client_ref(),
-        status=JobStatus.CREATED.value,
-        config_name=config_name,
-        hardware=hardware,
-        model=model,
-        version=version,
-        spec=spec or {},
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        estimated_cost_usd=estimated_cost_usd,
-        reserved_cost_usd=reserved_cost_usd,
-        upload_id=upload_id,
-        created_at=now,
-        updated_at=now,
-        logs_offset=0,
-    )
-    session.add(job)
-    await session.flush()  # the row first: events reference it and rows have no ORM relationship
-    session.add(JobEventRow(job_id=job.id, at=now, kind="status", to_status=JobStatus.CREATED.value))
+    new_id = job_id or new_job_id()
+    values: dict[str, Any] = {
+        "id": new_id,
+        "client_ref": client_ref or new_client_ref(),
+        "status": JobStatus.CREATED.value,
+        "config_name": config_name,
+        "hardware": hardware,
+        "model": model,
+        "version": version,
+        "spec": spec or {},
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "estimated_cost_usd": estimated_cost_usd,
+        "reserved_cost_usd": reserved_cost_usd,
+        "upload_id": upload_id,
+        "created_at": now,
+        "updated_at": now,
+        "next_poll_at": now,
+        "logs_offset": 0,
+        "create_attempts": 0,
+        "delivery": delivery,
+        "warnings": warnings or None,
+    }
+    insert = dialect_insert(session, JobRow).values(**values)
+    if idempotency_key is not None:
+        insert = insert.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    inserted = (await session.execute(insert.returning(JobRow.id))).scalar_one_or_none()
+    if inserted is None:
+        existing = await get_job_by_idempotency_key(session, idempotency_key or "")
+        assert existing is not None, "the conflicting job is committed, so it is visible"
+        return existing, False
+    session.add(JobEventRow(job_id=new_id, at=now, kind="status", to_status=JobStatus.CREATED.value))
     await session.flush()
-    return job
+    job = await _one(session, JobRow.id == new_id, fresh=True)
+    assert job is not None
+    return job, True
 
 
 async def get_job(session: AsyncSession, job_id: str) -> JobRow | None:
@@ -116,18 +158,49 @@ async def list_jobs(
     session: AsyncSession,
     *,
     status: JobStatus | str | Collection[JobStatus | str] | None = None,
+    hardware: str | None = None,
+    text: str | None = None,
     limit: int = 50,
     before: str | None = None,
 ) -> list[JobRow]:
     """Newest first. `before` is the id of the last job of the previous page (ids sort by time)."""
-    query = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
-    if isinstance(status, str):
-        query = query.where(JobRow.status == JobStatus(status).value)
-    elif status is not None:
-        query = query.where(JobRow.status.in_([JobStatus(s).value for s in status]))
+    query = select(JobRow).where(*_filters(status, hardware, text)).order_by(JobRow.id.desc()).limit(limit)
     if before is not None:
         query = query.where(JobRow.id < before)
     return list((await session.scalars(query)).all())
+
+
+async def count_jobs(
+    session: AsyncSession,
+    *,
+    status: JobStatus | str | Collection[JobStatus | str] | None = None,
+    hardware: str | None = None,
+    text: str | None = None,
+) -> int:
+    query = select(func.count()).select_from(JobRow).where(*_filters(status, hardware, text))
+    return int((await session.execute(query)).scalar_one())
+
+
+def _filters(
+    status: JobStatus | str | Collection[JobStatus | str] | None, hardware: str | None, text: str | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if isinstance(status, str):
+        conditions.append(JobRow.status == JobStatus(status).value)
+    elif status is not None:
+        conditions.append(JobRow.status.in_([JobStatus(s).value for s in status]))
+    if hardware:
+        conditions.append(JobRow.hardware == hardware)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            or_(
+                JobRow.id.ilike(pattern, escape="\\"),
+                JobRow.config_name.ilike(pattern, escape="\\"),
+                JobRow.prediction_id.ilike(pattern, escape="\\"),
+            )
+        )
+    return conditions
 
 
 async def list_active_jobs(session: AsyncSession) -> list[JobRow]:
@@ -145,9 +218,13 @@ async def apply_status(
     message: str | None = None,
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
+    fence: str | None = None,
     **fields: Any,
 ) -> tuple[JobRow, bool]:
     """Move a job to `target` and set `fields` with it; returns (job, status_changed).
+
+    With `fence` (a lease token) the write lands only while that lease is alive; otherwise it raises
+    `LeaseLost` and changes nothing.
 
     A stale target (duplicate or late event) changes nothing and returns False. A real conflict (a
     finished job told to finish differently) raises `InvalidTransition`. The same non-terminal
@@ -174,13 +251,15 @@ async def apply_status(
             values.setdefault("started_at", now)
         if target in TERMINAL_STATUSES and job.completed_at is None:
             values.setdefault("completed_at", now)
+        conditions = [JobRow.id == job_id, JobRow.status == current.value]
+        if fence is not None:
+            conditions.append(_lease_alive(session, fence))
         guarded = (
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status == current.value)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
         )
         if (await session.execute(guarded)).rowcount != 1:  # type: ignore[attr-defined]
+            if fence is not None and not await holds_lease(session, job_id, fence):
+                raise LeaseLost(job_id)
             continue  # another writer moved it first: decide again on what it wrote
         changed = target is not current
         if changed:
@@ -244,14 +323,14 @@ async def claim_job(
 ) -> bool:
     """Lease a job to one worker. Succeeds when unlocked, when the lease expired, or to renew the
     caller's own lease; False when another holder's lease is still running."""
-    now = now or utcnow()
+    current = _now(session, now)
     claim = (
         update(JobRow)
         .where(
             JobRow.id == job_id,
-            or_(JobRow.lock_token.is_(None), JobRow.locked_until < now, JobRow.lock_token == lock_token),
+            or_(JobRow.lock_token.is_(None), JobRow.locked_until < current, JobRow.lock_token == lock_token),
         )
-        .values(lock_token=lock_token, locked_until=now + timedelta(seconds=lease_seconds))
+        .values(lock_token=lock_token, locked_until=_until(session, lease_seconds, now))
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(claim)).rowcount == 1  # type: ignore[attr-defined]
@@ -266,6 +345,165 @@ async def release_job(session: AsyncSession, job_id: str, lock_token: str) -> bo
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(release)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def record_prediction_id(session: AsyncSession, job_id: str, prediction_id: str) -> bool:
+    """Remember the prediction a job created, whatever its status: an id that arrives after a cancel
+    must still be recorded, or a billed prediction would have no local record. Only once: True when
+    this call set it (or it was already this id)."""
+    setting = (
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.prediction_id.is_(None))
+        .values(prediction_id=prediction_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if (await session.execute(setting)).rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    job = await _one(session, JobRow.id == job_id, fresh=True)
+    return job is not None and job.prediction_id == prediction_id
+
+
+async def set_fields(session: AsyncSession, job_id: str, *, fence: str | None = None, **values: Any) -> bool:
+    """Set plain fields (no status move). With `fence`, only while that lease is alive."""
+    conditions = [JobRow.id == job_id]
+    if fence is not None:
+        conditions.append(_lease_alive(session, fence))
+    values.setdefault("updated_at", utcnow())
+    statement = (
+        update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def append_logs(session: AsyncSession, job_id: str, logs: str) -> str:
+    """Store what `logs` (Replicate's cumulative text) adds past the stored offset; returns the new
+    text ("" when nothing is new). Compare-and-set on `logs_offset`, so the offset only grows and two
+    writers never store the same chunk: a shorter or equal text changes nothing."""
+    for _ in range(_CAS_ATTEMPTS):
+        job = await _one(session, JobRow.id == job_id, fresh=True)
+        if job is None:
+            raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        offset = job.logs_offset
+        if len(logs) <= offset:
+            return ""
+        chunk = logs[offset:]
+        moved = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.logs_offset == offset)
+            .values(logs_offset=len(logs))
+            .execution_options(synchronize_session=False)
+        )
+        if (await session.execute(moved)).rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        session.add(JobLogRow(job_id=job_id, offset=offset, text=chunk))
+        await session.flush()
+        await add_event(session, job_id, "logs", data={"offset": offset, "length": len(chunk)})
+        return chunk
+    raise RuntimeError(f"job {job_id}: logs kept changing under append_logs")
+
+
+async def read_logs(session: AsyncSession, job_id: str, after: int = 0) -> str:
+    """The stored logs from character `after` on."""
+    query = (
+        select(JobLogRow.offset, JobLogRow.text)
+        .where(JobLogRow.job_id == job_id, JobLogRow.offset + func.length(JobLogRow.text) > after)
+        .order_by(JobLogRow.offset)
+    )
+    parts = []
+    for offset, text in (await session.execute(query)).all():
+        parts.append(text[max(0, after - offset) :])
+    return "".join(parts)
+
+
+async def read_log_chunk(session: AsyncSession, job_id: str, offset: int) -> str | None:
+    query = select(JobLogRow.text).where(JobLogRow.job_id == job_id, JobLogRow.offset == offset)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_metrics(
+    session: AsyncSession, job_id: str, points: list[tuple[int, float | None, float | None]]
+) -> None:
+    """Upsert (step, loss, lr) readings; the latest reading of a step wins."""
+    for step, loss, learning_rate in points:
+        insert = dialect_insert(session, JobMetricRow).values(
+            job_id=job_id, step=step, loss=loss, learning_rate=learning_rate, at=utcnow()
+        )
+        await session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["job_id", "step"], set_={"loss": loss, "learning_rate": learning_rate}
+            )
+        )
+
+
+async def list_metrics(session: AsyncSession, job_id: str) -> list[JobMetricRow]:
+    query = select(JobMetricRow).where(JobMetricRow.job_id == job_id).order_by(JobMetricRow.step)
+    return list((await session.scalars(query)).all())
+
+
+async def claim_due_jobs(
+    session: AsyncSession,
+    holder: str,
+    *,
+    limit: int = 20,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> list[JobRow]:
+    """Lease up to `limit` jobs that need the worker now: active ones whose `next_poll_at` has come, and
+    finished ones whose clean-up has not run. On PostgreSQL the candidates are locked with
+    `FOR UPDATE SKIP LOCKED`, so replicas claiming at once get disjoint batches. Commit right after."""
+    current = _now(session, now)
+    due = or_(
+        and_(
+            JobRow.status.in_([s.value for s in ACTIVE_STATUSES]),
+            or_(JobRow.next_poll_at.is_(None), JobRow.next_poll_at <= current),
+        ),
+        and_(JobRow.status.in_([s.value for s in TERMINAL_STATUSES]), JobRow.cleaned_at.is_(None)),
+    )
+    free = or_(JobRow.lock_token.is_(None), JobRow.locked_until < current, JobRow.lock_token == holder)
+    query = select(JobRow.id).where(due, free).order_by(JobRow.next_poll_at, JobRow.id).limit(limit)
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list((await session.scalars(query)).all())
+    if not ids:
+        return []
+    until = _until(session, lease_seconds, now)
+    await session.execute(
+        update(JobRow)
+        .where(JobRow.id.in_(ids), free)
+        .values(lock_token=holder, locked_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    query_claimed = select(JobRow).where(JobRow.id.in_(ids), JobRow.lock_token == holder)
+    return list((await session.scalars(query_claimed.execution_options(populate_existing=True))).all())
+
+
+async def holds_lease(session: AsyncSession, job_id: str, holder: str) -> bool:
+    query = select(JobRow.id).where(JobRow.id == job_id, _lease_alive(session, holder))
+    return (await session.execute(query)).scalar_one_or_none() is not None
+
+
+def _now(session: AsyncSession, now: datetime | None) -> Any:
+    """The database's clock on PostgreSQL (one clock for every replica), ours on SQLite (one machine)."""
+    if now is not None:
+        return now
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        return func.now()
+    return utcnow()
+
+
+def _until(session: AsyncSession, seconds: float, now: datetime | None) -> Any:
+    if now is not None:
+        return now + timedelta(seconds=seconds)
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, literal(float(seconds)))
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _lease_alive(session: AsyncSession, holder: str) -> ColumnElement[bool]:
+    return and_(JobRow.lock_token == holder, JobRow.locked_until > _now(session, None))
 
 
 async def _one(session: AsyncSession, criterion: Any, *, fresh: bool = False) -> JobRow | None:

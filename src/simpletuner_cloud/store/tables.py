@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -149,6 +151,52 @@ class JobRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     lock_token: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None]
+    # Added by revision 0002: the worker's schedule and the submit flow's durable steps.
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_webhook_at: Mapped[datetime | None]
+    create_sent_at: Mapped[datetime | None]  # set before a create is sent; with no id it is "maybe created"
+    create_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested_at: Mapped[datetime | None]
+    cleaned_at: Mapped[datetime | None]  # the after-the-end clean-up ran (dataset file deleted, secrets gone)
+    delivery: Mapped[str] = mapped_column(String(16), default="none")
+    error_hint: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[Any | None]
+    notice: Mapped[dict[str, Any] | None]  # the doctor's word on a job stuck in queued
+
+
+class JobLogRow(Base):
+    """The job's logs kept in full (Replicate removes them an hour after the end), as appended chunks:
+    `offset` is where the chunk starts in the cumulative text, unique per job, so no chunk is stored twice."""
+
+    __tablename__ = "job_logs"
+    __table_args__ = (UniqueConstraint("job_id", "offset"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class JobMetricRow(Base):
+    """One training step's loss and learning rate, for the chart; the latest reading of a step wins."""
+
+    __tablename__ = "job_metrics"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loss: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UploadLockRow(Base):
+    """Who is uploading an archive with this sha256 right now, across every server on the database."""
+
+    __tablename__ = "upload_locks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    locked_until: Mapped[datetime]
 
 
 class JobEventRow(Base):
