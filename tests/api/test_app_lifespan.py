@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
+from pathlib import Path
 
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.services.upload_tasks import UploadTasks
@@ -33,3 +35,30 @@ async def test_shutdown_stops_running_uploads() -> None:
         tasks.run(task, asyncio.sleep(3600))
     assert task.state == "failed"
     assert task.error is not None and task.error["code"] == "server_stopping"
+
+
+async def test_start_makes_an_older_installations_state_private(state_root: Path) -> None:
+    """Folders an older version left 0755 and a database left 0644 (its WAL once held a proxy password
+    in clear text) are owner-only once the server has started, and the files it makes are too."""
+    cloud = state_root / "cloud"
+    (cloud / "uploads").mkdir(parents=True)
+    for folder in (state_root, cloud, cloud / "uploads"):
+        folder.chmod(0o755)
+    for name in ("jobs.db-wal", "admin_token"):
+        (cloud / name).write_bytes(b"")
+        (cloud / name).chmod(0o644)
+    app = create_app(load_settings())
+    async with app.router.lifespan_context(app):
+        found = {
+            str(p.relative_to(state_root)): stat.S_IMODE(p.stat().st_mode) for p in state_root.rglob("*")
+        }
+    assert found | {".": stat.S_IMODE(state_root.stat().st_mode)} == {
+        ".": 0o700,
+        "cloud": 0o700,
+        "cloud/uploads": 0o700,
+        "cloud/admin_token": 0o600,
+        "cloud/jobs.db": 0o600,
+        "cloud/jobs.db-shm": 0o600,
+        "cloud/jobs.db-wal": 0o600,
+        "cloud_outputs": 0o700,
+    }

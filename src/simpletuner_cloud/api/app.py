@@ -15,6 +15,7 @@ from simpletuner_cloud.api.headers import ResponseHeadersMiddleware
 from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
 from simpletuner_cloud.api.security import require_management_access
 from simpletuner_cloud.security.admin_token import ensure_admin_token
+from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.upload_tasks import UploadTasks
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secure_state_root(settings)  # 0700 folders, 0600 files, also an older install's 0755/0644
         ensure_admin_token(settings)
         await database.migrate()
         remove_leftover_archives(settings)  # an upload cut off by a crash left its archive behind

@@ -25,6 +25,7 @@ from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.replicate import files
 from simpletuner_cloud.replicate.client import ReplicateClient
+from simpletuner_cloud.security.files import make_private_dir
 from simpletuner_cloud.services.consent import check_consent
 from simpletuner_cloud.services.datasets import build_dataset_archive, load_config, remote_only
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
@@ -149,7 +150,7 @@ async def _package_and_upload(
         loop.call_soon_threadsafe(task.progress, "packaging", done, total)
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)  # 0700: the archive holds the user's images
         archive = await build_dataset_archive(preflight, path, packaging)
         task.progress("uploading", 0, archive.size)
         async with tasks.lock(archive.sha256), runtime.client(settings, replicate) as client:
