@@ -82,6 +82,107 @@ async def test_one_config_parsed_with_secrets_redacted(client: httpx.AsyncClient
     }
 
 
+REPLICATE = "r8_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t"
+HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+AWS_ID = "AKIA" + "IOSFODNN7EXAMPLE"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
+
+
+async def test_token_shaped_values_and_the_lycoris_block_are_redacted_under_any_key(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    aws = {"id": "s3", "type": "aws", "aws_bucket_name": "b", "keys": [AWS_ID, "ok"], "MySecret": AWS_SECRET}
+    options = {"lora_type": "lycoris", "notes": f"ask for {REPLICATE}", "base": {"hub": HF}}
+    folder = write_environment(configs_dir, "env", datasets=[aws], options=options)
+    lycoris = {"algo": "lokr", "factor": 16, "api_token": "plain-secret", "comment": HF}
+    (folder / "lycoris_config.json").write_text(json.dumps(lycoris))
+    body = (await client.get("/api/cloud/configs/env")).json()
+    assert body["config"] | {"lora_type": "lycoris"} == {
+        **{k.lstrip("-"): v for k, v in json.loads((folder / "config.json").read_text()).items()},
+        "notes": "<redacted>",
+        "base": {"hub": "<redacted>"},
+    }
+    assert body["datasets"] == [{**aws, "keys": ["<redacted>", "ok"], "MySecret": "<redacted>"}]
+    assert body["lycoris"] == {
+        "algo": "lokr",
+        "factor": 16,
+        "api_token": "<redacted>",
+        "comment": "<redacted>",
+    }
+
+
+def lycoris_problems(configs_dir: Path, value: str) -> list[str]:
+    from simpletuner_cloud.datasets.environments import load_environment
+
+    write_environment(configs_dir, "env", options={"lora_type": "lycoris", "lycoris_config": value})
+    config = load_environment("env", configs_dir)
+    assert config.lycoris is None
+    return [p.replace(value, "<value>") for p in config.problems]
+
+
+async def test_a_lycoris_file_outside_the_environment_is_never_read_nor_told_apart(
+    client: httpx.AsyncClient, configs_dir: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"algo": "lokr", "stolen": "content"}))
+    (configs_dir / "env").mkdir(parents=True)
+    (configs_dir / "env" / "link.json").symlink_to(outside)  # a link inside that leads out
+    missing = lycoris_problems(configs_dir, str(tmp_path / "missing.json"))
+    assert missing == [
+        "lora_type is lycoris but the LyCORIS config file was not found: lycoris_config `<value>` must be a "
+        f"readable file inside the environment's folder ({configs_dir / 'env'})."
+    ]
+    for value in ("/etc/passwd", "/etc/shadow", str(outside), "link.json", "../../outside.json"):
+        assert lycoris_problems(configs_dir, value) == missing, value
+        body = (await client.get("/api/cloud/configs/env")).json()
+        assert (
+            body["lycoris"] is None and "content" not in json.dumps(body) and "root:" not in json.dumps(body)
+        )
+
+
+async def test_lycoris_config_resolves_against_the_environment_not_the_working_dir(
+    client: httpx.AsyncClient, configs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lycoris.json").write_text('{"algo": "from the server cwd"}')
+    folder = write_environment(
+        configs_dir, "env", options={"lora_type": "lycoris", "lycoris_config": "lycoris.json"}
+    )
+    assert (await client.get("/api/cloud/configs/env")).json()["lycoris"] is None
+    (folder / "lycoris.json").write_text('{"algo": "lokr"}')
+    assert (await client.get("/api/cloud/configs/env")).json()["lycoris"] == {"algo": "lokr"}
+    # the WebUI's spelling, relative to SimpleTuner's root: `config/<env>/...`
+    write_environment(
+        configs_dir, "env", options={"lora_type": "lycoris", "lycoris_config": "config/env/lycoris.json"}
+    )
+    assert (await client.get("/api/cloud/configs/env")).json()["lycoris"] == {"algo": "lokr"}
+
+
+async def test_a_dataset_list_outside_the_configs_folder_is_never_read_nor_told_apart(
+    client: httpx.AsyncClient, configs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps([local_entry("stolen")]))
+    answers = []
+    for value in ("/etc/passwd", str(outside), "outside.json", str(tmp_path / "missing.json")):
+        folder = write_environment(configs_dir, "env", options={"data_backend_config": value})
+        (folder / "multidatabackend.json").unlink()
+        body = (await client.get("/api/cloud/configs/env")).json()
+        assert (body["datasets"], body["dataloader_path"]) == ([], None)
+        answers.append([p.replace(value, "<value>") for p in body["problems"]])
+    assert (
+        answers
+        == [
+            [
+                "data_backend_config `<value>` was not found (it is read from the configs folder or the "
+                "environment's folder)."
+            ]
+        ]
+        * 4
+    )
+
+
 async def test_problems_are_listed_with_the_parsed_config(
     client: httpx.AsyncClient, configs_dir: Path
 ) -> None:
@@ -99,7 +200,10 @@ async def test_problems_are_listed_with_the_parsed_config(
             "config": options,
             "datasets": [],
             "lycoris": None,
-            "problems": ["data_backend_config `nowhere/datasets.json` was not found."],
+            "problems": [
+                "data_backend_config `nowhere/datasets.json` was not found (it is read from the configs "
+                "folder or the environment's folder)."
+            ],
         },
     )
 

@@ -6,7 +6,13 @@ import logging
 
 import pytest
 
-from simpletuner_cloud.security.redaction import MASK, RedactingFilter, install_redaction, redact
+from simpletuner_cloud.security.redaction import (
+    MASK,
+    RedactingFilter,
+    install_redaction,
+    redact,
+    secret_value,
+)
 
 REPLICATE = "r8_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t"
 HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"
@@ -36,6 +42,40 @@ def test_redact_masks_secret(text: str, secret: str) -> None:
 
 def test_redact_leaves_ordinary_text() -> None:
     assert redact("job job_abc moved to running at step 3/10") == "job job_abc moved to running at step 3/10"
+
+
+def test_an_aws_access_key_id_is_masked_and_a_test_name_is_not_an_admin_token() -> None:
+    assert redact("key AKIAIOSFODNN7EXAMPLE used") == f"key {MASK} used"
+    name = "/tmp/test_start_makes_an_older_installations_state_private/state"
+    assert redact(name) == name
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("note", f"ask {REPLICATE}"),
+        ("base", HF),
+        ("anything", "AKIAIOSFODNN7EXAMPLE"),
+        ("myAwsSecretKey", AWS_SECRET),
+        ("SECRET", f" {AWS_SECRET} "),
+        ("webhook", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+    ],
+)
+def test_secret_values_are_recognised_under_any_key(key: str, value: str) -> None:
+    assert secret_value(key, value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("validation_prompt", "a photo of sks plushie on a wooden desk"),
+        ("pretrained_model_name_or_path", "black-forest-labs/FLUX.1-dev"),
+        ("cache_dir_vae", AWS_SECRET),  # 40 characters, but not under a secret's key
+        ("secret_sauce", "short"),
+    ],
+)
+def test_ordinary_values_are_not_secrets(key: str, value: str) -> None:
+    assert not secret_value(key, value)
 
 
 def test_logged_args_and_tracebacks_are_masked(caplog: pytest.LogCaptureFixture) -> None:

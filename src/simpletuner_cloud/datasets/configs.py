@@ -84,21 +84,35 @@ def read_json(path: Path) -> Any:
         raise config_error(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
 
 
-def resolve_config_relative(value: str, search_dirs: list[Path]) -> Path | None:
+def resolve_config_relative(
+    value: str, search_dirs: list[Path], inside: list[Path] | None = None
+) -> Path | None:
     """SimpleTuner's rule (trainer-contract §3.4): absolute as-is; else each search dir, also with a
-    leading `config/` stripped. Returns the first candidate that exists."""
+    leading `config/` stripped. Returns the first candidate that exists. With `inside`, only a readable
+    file whose real path (links followed) lies in one of those folders counts: anything else is
+    answered as missing, so an answer never tells whether a file outside them exists."""
     path = Path(os.path.expanduser(value))
-    if path.is_absolute():
-        return path if path.exists() else None
     variants = [path]
-    if path.parts and path.parts[0] == "config" and len(path.parts) > 1:
+    if not path.is_absolute() and path.parts and path.parts[0] == "config" and len(path.parts) > 1:
         variants.append(Path(*path.parts[1:]))
-    for base in search_dirs:
-        for variant in variants:
-            candidate = base / variant
+    candidates = [path] if path.is_absolute() else [base / v for base in search_dirs for v in variants]
+    for candidate in candidates:
+        if inside is None:
             if candidate.exists():
                 return candidate
+        elif _readable_file_inside(candidate, inside):
+            return candidate
     return None
+
+
+def _readable_file_inside(candidate: Path, folders: list[Path]) -> bool:
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    if not any(real.is_relative_to(folder.resolve()) for folder in folders):
+        return False  # checked before touching the file: outside is never opened
+    return real.is_file() and os.access(real, os.R_OK)
 
 
 def load_config_file(
@@ -107,9 +121,6 @@ def load_config_file(
     """Read one `config.json` and the dataset list it names (or the one beside it)."""
     options = normalise_options(read_json(config_path), where=str(config_path))
     env_dir = config_path.parent
-    # configs dir first (WebUI paths are `<name>/multidatabackend.json`), then the environment folder
-    # and its parent (an environment copied elsewhere), then the working directory.
-    search_dirs = list(dict.fromkeys([configs_dir, env_dir, env_dir.parent, Path.cwd()]))
     config = TrainingConfig(
         options=options,
         datasets=[],
@@ -122,13 +133,21 @@ def load_config_file(
         search_dirs=list(dict.fromkeys([env_dir, configs_dir, configs_dir.parent, Path.cwd()])),
     )
     backend_value = options.get("data_backend_config")
+    # configs dir first (WebUI paths are `<name>/multidatabackend.json`), then the environment folder
+    # and its parent (an environment copied elsewhere). These are also the only folders the API reads
+    # and quotes from: never the server's working dir or the rest of the disk.
+    readable = list(dict.fromkeys([configs_dir, env_dir, env_dir.parent]))
     if isinstance(backend_value, str) and backend_value.strip():
-        dataloader = resolve_config_relative(backend_value.strip(), search_dirs)
-        if dataloader is None and (env_dir / Path(backend_value.strip()).name).is_file():
+        dataloader = resolve_config_relative(backend_value.strip(), readable, inside=readable)
+        beside = env_dir / Path(backend_value.strip()).name
+        if dataloader is None and _readable_file_inside(beside, [env_dir]):
             # a renamed or copied environment: `<old name>/multidatabackend.json` sits beside config.json
-            dataloader = env_dir / Path(backend_value.strip()).name
+            dataloader = beside
         if dataloader is None:
-            config.problems.append(f"data_backend_config `{backend_value}` was not found.")
+            config.problems.append(
+                f"data_backend_config `{backend_value}` was not found (it is read from the configs folder "
+                "or the environment's folder)."
+            )
     else:
         beside = env_dir / "multidatabackend.json"
         dataloader = beside if beside.exists() else None
@@ -143,7 +162,7 @@ def load_config_file(
             config.dataloader_found = False
     else:
         config.dataloader_found = False
-    _load_lycoris(config, search_dirs)
+    _load_lycoris(config, configs_dir)
     config.problems.extend(describe_problems(config))
     return config
 
@@ -163,17 +182,31 @@ def load_inline(config_json: Any, dataloader_json: Any, lycoris_json: Any = None
     return config
 
 
-def _load_lycoris(config: TrainingConfig, search_dirs: list[Path]) -> None:
-    if config.options.get("lora_type") != "lycoris":
+def _load_lycoris(config: TrainingConfig, configs_dir: Path) -> None:
+    """The LyCORIS JSON: `lycoris_config` resolved against the environment's folder (also the WebUI's
+    `config/<name>/...` form), else `lycoris_config.json` beside config.json. Only a file inside the
+    environment's folder is read; missing, unreadable and outside get the same problem."""
+    if config.options.get("lora_type") != "lycoris" or config.base_dir is None:
         return
+    env_dir = config.base_dir
     value = config.options.get("lycoris_config")
-    found = resolve_config_relative(value, search_dirs) if isinstance(value, str) and value else None
-    if found is None and config.base_dir is not None and (config.base_dir / "lycoris_config.json").exists():
-        found = config.base_dir / "lycoris_config.json"
+    named = value.strip() if isinstance(value, str) else ""
+    found = resolve_config_relative(named, [env_dir, configs_dir], inside=[env_dir]) if named else None
+    beside = env_dir / "lycoris_config.json"
+    if found is None and _readable_file_inside(beside, [env_dir]):
+        found = beside
+    wanted = f"lycoris_config `{named}`" if named else "lycoris_config.json beside config.json"
     if found is None:
-        config.problems.append("lora_type is lycoris but the LyCORIS config file was not found.")
+        config.problems.append(
+            f"lora_type is lycoris but the LyCORIS config file was not found: {wanted} must be a readable "
+            f"file inside the environment's folder ({env_dir})."
+        )
         return
-    data = read_json(found)
+    try:
+        data = read_json(found)
+    except CloudError as exc:
+        config.problems.append(exc.message)
+        return
     if not isinstance(data, dict):
         config.problems.append(f"{found} must hold a JSON object.")
         return

@@ -1,5 +1,6 @@
 """Logging that can never print a token: a filter that masks Replicate (`r8_...`) and Hugging Face
-(`hf_...`) tokens, admin tokens, AWS secrets and Authorization headers in every record."""
+(`hf_...`) tokens, admin tokens, AWS keys and Authorization headers in every record. `secret_value`
+applies the same token shapes to one value of a document (a config shown by the API)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + MASK),
     (re.compile(r"r8_[A-Za-z0-9_-]{8,}"), MASK),
     (re.compile(r"hf_[A-Za-z0-9]{8,}"), MASK),
-    (re.compile(r"st_[A-Za-z0-9_-]{16,}"), MASK),
+    (re.compile(r"(?<![A-Za-z0-9])st_[A-Za-z0-9_-]{16,}"), MASK),  # not `test_start_...`
     (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), MASK),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),  # AWS access key ids
     # AWS-style keys in key=value / JSON form
     (re.compile(r"(?i)((?:aws_)?secret(?:_access)?_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
     (re.compile(r"(?i)(s3_secret_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
@@ -33,6 +35,23 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+# Token shapes that give a value away whatever key holds it (the key-based log patterns above need the
+# `key=value` text around them, which a parsed document does not have).
+_TOKEN_SHAPES = re.compile(
+    r"r8_[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{8,}|(?<![A-Za-z0-9])st_[A-Za-z0-9_-]{16,}"
+    r"|whsec_[A-Za-z0-9+/=]{8,}|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+)
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+=]{40}")  # the shape of an AWS secret access key
+
+
+def secret_value(key: str, value: str) -> bool:
+    """Whether a document's string value gives a credential away: a token shape anywhere in it, or an
+    AWS-secret-shaped value (40 base64 characters) under a key that mentions a secret."""
+    if _TOKEN_SHAPES.search(value):
+        return True
+    return "secret" in key.lower() and _AWS_SECRET.fullmatch(value.strip()) is not None
 
 
 _REDACTED_MARK = "_simpletuner_redacted"

@@ -17,6 +17,7 @@ from simpletuner_cloud.datasets.environments import list_environments, load_envi
 from simpletuner_cloud.datasets.preflight import UPLOAD_LIMIT_BYTES, Preflight, run_preflight, too_large
 from simpletuner_cloud.datasets.selection import REASONS
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.security.redaction import secret_value
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.trainer.inputs import SECRET_OPTION
 
@@ -38,7 +39,7 @@ def get_config(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def describe_config(config: TrainingConfig) -> dict[str, Any]:
-    """The parsed config for display; values under secret-looking keys are replaced."""
+    """The parsed config for display; secrets replaced everywhere, the LyCORIS block included."""
     return {
         "name": config.name,
         "source": config.source,
@@ -46,21 +47,28 @@ def describe_config(config: TrainingConfig) -> dict[str, Any]:
         "dataloader_path": str(config.dataloader_path) if config.dataloader_path else None,
         "config": redact_secrets(config.options),
         "datasets": [redact_secrets(entry) for entry in config.datasets],
-        "lycoris": config.lycoris,
+        "lycoris": redact_secrets(config.lycoris),
         "problems": config.problems,
     }
 
 
-def redact_secrets(value: Any) -> Any:
+REDACTED = "<redacted>"
+
+
+def redact_secrets(value: Any, key: str = "") -> Any:
+    """Values under secret-looking keys (`hf_token`, `aws_secret_access_key`), and token-shaped strings
+    under any key (`r8_...`, `hf_...`, `AKIA...`, an AWS secret under a key mentioning a secret)."""
     if isinstance(value, dict):
         return {
-            key: "<redacted>"
-            if SECRET_OPTION.search(str(key)) and item not in (None, "")
-            else redact_secrets(item)
-            for key, item in value.items()
+            name: REDACTED
+            if SECRET_OPTION.search(str(name)) and item not in (None, "")
+            else redact_secrets(item, str(name))
+            for name, item in value.items()
         }
     if isinstance(value, list):
-        return [redact_secrets(item) for item in value]
+        return [redact_secrets(item, key) for item in value]
+    if isinstance(value, str) and secret_value(key, value):
+        return REDACTED
     return value
 
 
