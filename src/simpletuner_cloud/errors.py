@@ -19,7 +19,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "token_missing": 400,
     "token_invalid_format": 422,
-    "token_invalid": 401,
+    "token_invalid": 422,  # Replicate refused the token; 401 is only for this server's own login
     "provider_unavailable": 502,
     "provider_error": 502,
     "provider_invalid_input": 422,
@@ -44,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "job_not_found": 404,
     "server_not_running": 503,
     "internal_error": 500,
+    "provider_timeout": 504,
 }
 
 

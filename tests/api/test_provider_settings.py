@@ -3,7 +3,9 @@ field, and the seed's curl example run verbatim with the real curl binary agains
 
 from __future__ import annotations
 
+import stat
 import subprocess
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from fastapi import FastAPI
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.services.provider_settings import load_replicate_settings
 from simpletuner_cloud.settings import load_settings
+from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
 from tests.support.live_server import free_port, live_server
 
 # The seed's example (REPLICATE.pt-BR.md, "Exemplo de configuracao de allowlist de IP"), verbatim.
@@ -35,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "proxy_url": None,
     "data_consent": "ask",
     "derived": {"trainer_model": "simpletuner/advanced-trainer", "webhook_url": None},
+    "warnings": [],
 }
 URL = "/api/cloud/providers/replicate"
 
@@ -177,3 +181,143 @@ def test_seed_curl_example_verbatim() -> None:
             "webhook_url": "https://training.example.com/api/webhooks/replicate",
         },
     }
+
+
+# Each of these was saved with 200 and then turned other routes into 500s (validate, system-status,
+# billing), or bloated every answer; each is refused at PUT, naming the field, and nothing is saved.
+BREAKING_VALUES: list[tuple[str, str, str]] = [
+    ('{"proxy_url": "http://a\\r\\nb:3128"}', "proxy_url", "must not contain spaces, line breaks"),
+    ('{"proxy_url": "http://proxy:3128/\\nx"}', "proxy_url", "must not contain spaces, line breaks"),
+    ('{"proxy_url": "http://pro xy:3128"}', "proxy_url", "must not contain spaces"),
+    ('{"proxy_url": "http://proxy:99999"}', "proxy_url", "invalid port"),
+    ('{"proxy_url": "socks5://u:p@[::1]:x"}', "proxy_url", "invalid port"),
+    ('{"proxy_url": "http://proxy:3128/path"}', "proxy_url", "with no path or query"),
+    ('{"public_url": "https://a\\r\\nb.example.com"}', "public_url", "line breaks"),
+    ('{"public_url": "https://example.com:0"}', "public_url", "invalid port"),
+    ('{"cost_limit": {"enabled": true, "amount": 1e308}}', "cost_limit.amount", "less than or equal to"),
+    ('{"cost_limit": {"enabled": true, "amount": 1e400}}', "cost_limit.amount", "finite number"),
+    ('{"cost_limit": {"enabled": true, "amount": NaN}}', "cost_limit.amount", "finite number"),
+    ('{"cost_limit": {"enabled": true, "amount": -5}}', "cost_limit.amount", "greater than 0"),
+    ('{"cost_limit": {"amount": "a lot"}}', "cost_limit.amount", "valid decimal"),
+    ('{"http_timeout": NaN}', "http_timeout", "finite number"),
+    ('{"model": "a/' + "b" * 70_000 + '"}', "model", "at most 200 characters long"),
+    ('{"model": "advanced-trainer"}', "model", "must be owner/name"),
+    ('{"hardware": "' + "h" * 70_000 + '"}', "hardware", "at most 64 characters"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "words"), BREAKING_VALUES, ids=lambda v: str(v)[:40])
+async def test_values_that_broke_other_routes_are_refused_at_put(
+    client: httpx.AsyncClient, body: str, field: str, words: str
+) -> None:
+    response = await client.put(URL, content=body, headers={"Content-Type": "application/json"})
+    status, message, fields = _error(response)
+    assert (status, fields[0]) == (422, field), response.text[:300]
+    assert message.startswith(f"Invalid value for `{field}`: ") and words in message, message
+    assert "Value error" not in response.text
+    assert len(response.content) < 2_000  # a huge value is never echoed back
+    assert (await client.get(URL)).json() == DEFAULTS
+
+
+async def test_money_is_a_decimal_number_or_string(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """Sent as a number or a decimal string, kept exact (stored as a decimal string), answered as a
+    JSON number like every amount of money in the API."""
+    answer = await client.put(URL, json={"cost_limit": {"enabled": True, "amount": "12.345678"}})
+    assert answer.json()["cost_limit"] == {"enabled": True, "amount": 12.345678, "period": "monthly",
+                                           "action": "warn"}  # fmt: skip
+    billing = (await client.get(f"{URL}/billing")).json()["cost_limit"]
+    assert (billing["amount"], billing["remaining"], billing["state"]) == (12.345678, 12.345678, "ok")
+    async with app.state.database.session() as session:
+        stored = await get_provider_settings(session, "replicate")
+        loaded = await load_replicate_settings(session, app.state.settings)
+    assert stored["cost_limit"]["amount"] == "12.345678"
+    assert loaded.cost_limit.amount == Decimal("12.345678")
+    too_precise = await client.put(URL, json={"cost_limit": {"amount": "0.0000001"}})
+    assert _error(too_precise)[2] == ["cost_limit.amount"]
+
+
+async def test_stored_bad_values_are_ignored_with_a_warning_not_a_crash(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Values saved before the checks existed: every reader still answers, the settings answer says
+    what was ignored, and saving anything rewrites the row without them."""
+    async with app.state.database.session() as session:
+        await save_provider_settings(
+            session,
+            "replicate",
+            {
+                "proxy_url": "http://a\r\nb:3128",
+                "cost_limit": {"enabled": True, "amount": 1e308, "period": "weekly"},
+                "model": "a/" + "b" * 70_000,
+                "hardware": "a100",
+            },
+        )
+        await session.commit()
+    for path in ("/api/cloud/system-status", f"{URL}/billing", "/api/cloud/providers"):
+        assert (await client.get(path)).status_code == 200, path
+    assert (await client.get(f"{URL}/validate")).json()["error"]["code"] == "token_missing"
+    answer = (await client.get(URL)).json()
+    assert answer == {
+        **DEFAULTS,
+        "hardware": "a100",
+        "cost_limit": {"enabled": False, "amount": None, "period": "monthly", "action": "warn"},
+        "derived": {"trainer_model": "simpletuner/advanced-trainer-a100", "webhook_url": None},
+        "warnings": [
+            "The saved value of `model` was ignored (must be at most 200 characters long (owner/name)); "
+            "the default is used until you save a new one.",
+            "The saved value of `cost_limit.amount` was ignored (Input should be less than or equal to "
+            "1000000); the default is used until you save a new one.",
+            "The saved value of `proxy_url` was ignored (must not contain spaces, line breaks, control or "
+            "non-ASCII characters); the default is used until you save a new one.",
+            "The saved value of `cost_limit` was ignored (an enabled cost limit needs an `amount` in USD); "
+            "the default is used until you save a new one.",
+        ],
+    }
+    saved = (await client.put(URL, json={"data_consent": "allow"})).json()
+    assert (saved["warnings"], saved["model"], saved["proxy_url"]) == ([], None, None)
+
+
+async def test_the_proxy_password_lives_in_the_secret_store(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """The row keeps the URL without the password and a reference; the password is in a 0600 file in a
+    0700 folder, and in no byte of the database, its WAL or shared-memory file."""
+    password = "pw-Zq81xK7vT"
+    answer = await client.put(URL, json={"proxy_url": f"http://bob:{password}@proxy.internal:3128"})
+    assert answer.json()["proxy_url"] == "http://bob:***@proxy.internal:3128"
+    async with app.state.database.session() as session:
+        row = await get_provider_settings(session, "replicate")
+        loaded = await load_replicate_settings(session, app.state.settings)
+    assert row["proxy_url"] == "http://bob@proxy.internal:3128"
+    assert loaded.proxy_url == f"http://bob:{password}@proxy.internal:3128"  # what the client is built with
+    secrets_dir = app.state.settings.cloud_dir / "secrets"
+    (secret_file,) = secrets_dir.iterdir()
+    assert secret_file.name == row["proxy_password_ref"]
+    assert secret_file.read_text() == password
+    assert (stat.S_IMODE(secrets_dir.stat().st_mode), stat.S_IMODE(secret_file.stat().st_mode)) == (
+        0o700,
+        0o600,
+    )
+    database = app.state.settings.database_path
+    files = list(database.parent.glob(database.name + "*"))
+    assert database in files
+    for path in files:
+        assert password.encode() not in path.read_bytes(), path.name
+
+    changed = await client.put(URL, json={"proxy_url": "http://bob:other-pw@proxy.internal:3128"})
+    assert changed.status_code == 200
+    assert [p.read_text() for p in secrets_dir.iterdir()] == ["other-pw"]  # the old file is gone
+    await client.put(URL, json={"proxy_url": None})
+    assert list(secrets_dir.iterdir()) == []
+
+
+async def test_a_missing_proxy_password_is_a_warning(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await client.put(URL, json={"proxy_url": "http://bob:pw@proxy.internal:3128"})
+    for path in (app.state.settings.cloud_dir / "secrets").iterdir():
+        path.unlink()
+    answer = (await client.get(URL)).json()
+    assert (answer["proxy_url"], answer["warnings"]) == (
+        "http://bob@proxy.internal:3128",
+        [
+            "The saved proxy password is missing from the secret store; the proxy is used without one "
+            "until you save `proxy_url` again."
+        ],
+    )

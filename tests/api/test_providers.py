@@ -4,8 +4,10 @@ REPLICATE_API_TOKEN and SIMPLETUNER_REPLICATE_BASE_URL, exactly as a user points
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -16,9 +18,17 @@ from fastapi import FastAPI
 
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.replicate.errors import TOKEN_INVALID_HINT, TOKEN_MISSING_HINT
+from simpletuner_cloud.replicate.factory import ENV_TOKEN_HINT, NO_PREFIX, UNUSABLE_TOKEN
 from simpletuner_cloud.replicate.retries import RetryPolicy
-from simpletuner_cloud.services.provider import ENV_WINS_NOTE, ProviderRuntime
+from simpletuner_cloud.services.provider import (
+    ENV_WINS_NOTE,
+    ProviderRuntime,
+    provider_timeout,
+    validate_deadline,
+)
+from simpletuner_cloud.services.provider_settings import ReplicateSettings
 from simpletuner_cloud.settings import load_settings
+from tests.api.conftest import remote_client
 from tests.support.provider_sandbox import (
     MASKED_SANDBOX_TOKEN,
     RunningSandbox,
@@ -150,7 +160,7 @@ async def test_validate_with_a_rejected_token(
 ) -> None:
     monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
     response = await client.get("/api/cloud/providers/replicate/validate")
-    assert response.status_code == 401
+    assert response.status_code == 422  # not 401: that is this server's own login failing
     assert response.json() == {
         "error": {
             "code": "token_invalid",
@@ -229,24 +239,30 @@ async def test_save_token_trims_validates_masks_and_writes_0600(
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "problem"),
     [
-        "sk-notreplicate\n",
-        "R8_" + "a" * 37,
-        "r8_two words" + "a" * 28,
-        "r8_line\nbreak" + "a" * 26,
-        "r8_é" + "a" * 36,  # not ASCII: could never go in a header (was an unhandled 500)
-        " \n ",
+        ("sk-notreplicate\n", NO_PREFIX),
+        ("R8_" + "a" * 37, NO_PREFIX),
+        ("r8_two words" + "a" * 28, UNUSABLE_TOKEN),
+        ("r8_line\nbreak" + "a" * 26, UNUSABLE_TOKEN),
+        ("r8_é" + "a" * 36, UNUSABLE_TOKEN),  # not ASCII: could never go in a header (was a 500)
+        (" \n ", NO_PREFIX),
+        # A megabyte "token" was sent to Replicate as a header before the length cap.
+        ("r8_" + "a" * 1_000_000, "Token is 1000003 characters long; Replicate tokens are 40, and at "
+         "most 128 are accepted."),
     ],
-)
-async def test_save_token_refuses_a_bad_format(client: httpx.AsyncClient, app: FastAPI, raw: str) -> None:
+)  # fmt: skip
+async def test_save_token_refuses_a_bad_format(
+    client: httpx.AsyncClient, app: FastAPI, raw: str, problem: str
+) -> None:
     response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": raw})
     assert response.status_code == 422
     assert response.json() == {
         "error": {
             "code": "token_invalid_format",
-            "message": "That does not look like a Replicate API token (they start with r8_).",
+            "message": f"That does not look like a Replicate API token. {problem}",
             "hint": TOKEN_INVALID_HINT,
+            "details": {"source": None, "fields": [{"field": "api_token", "message": problem}]},
         }
     }
     assert not app.state.settings.replicate_token_path.exists()
@@ -268,25 +284,48 @@ async def test_saving_replaces_the_old_token_file_atomically(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-async def test_an_unusable_env_token_is_invalid_not_a_crash(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("r8_pasted\nacross two lines" + "a" * 14, UNUSABLE_TOKEN),
+        ("sk-" + "a" * 37, NO_PREFIX),
+        ("r8_" + "a" * 200, "Token is 203 characters long; Replicate tokens are 40, and at most 128 are "
+         "accepted."),
+    ],
+)  # fmt: skip
+async def test_a_malformed_env_token_is_refused_at_once_everywhere(
+    client: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
+    problem: str,
 ) -> None:
-    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_pasted\nacross two lines" + "a" * 14)
+    """Checked locally like a saved token: the seed's message at once, not a 3 s network error; and
+    Replicate is never asked (the sandbox would count the failure it was told to inject)."""
+    monkeypatch.setenv("REPLICATE_API_TOKEN", token)
+    sandbox.faults(server_errors={"count": 1, "status": 503})
     response = await client.get("/api/cloud/providers/replicate/validate")
-    assert response.status_code == 401
+    assert response.status_code == 422
     assert response.json() == {
         "error": {
-            "code": "token_invalid",
-            "message": "Invalid token",
-            "hint": TOKEN_INVALID_HINT,
-            "details": {"reason": "the token contains spaces, line breaks or non-ASCII characters"},
+            "code": "token_invalid_format",
+            "message": f"Invalid token in REPLICATE_API_TOKEN. {problem}",
+            "hint": ENV_TOKEN_HINT,
+            "details": {"source": "env"},
         }
     }
+    listed = (await client.get("/api/cloud/providers")).json()
+    assert listed == expected_provider(
+        token_check="invalid",
+        ready=False,
+        not_ready_reason=f"Invalid token in REPLICATE_API_TOKEN. {problem}",
+    )
+    assert sandbox.faults()["server_errors"]["count"] == 1  # no request reached "Replicate"
 
 
 async def test_save_token_refused_by_replicate_is_not_saved(client: httpx.AsyncClient, app: FastAPI) -> None:
     response = await client.put("/api/cloud/providers/replicate/token", json={"api_token": WRONG_TOKEN})
-    assert response.status_code == 401
+    assert response.status_code == 422
     assert response.json()["error"]["message"] == "Invalid token"
     assert not app.state.settings.replicate_token_path.exists()
     assert WRONG_TOKEN not in response.text
@@ -390,7 +429,7 @@ async def test_the_token_never_leaks(
         await client.put("/api/cloud/providers/replicate/token", json={"api_token": "bad " + WRONG_TOKEN})
     )
     answers.append(await client.delete("/api/cloud/providers/replicate/token"))
-    assert [a.status_code for a in answers] == [200, 200, 200, 200, 200, 200, 502, 401, 422, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 200, 200, 502, 422, 422, 200]
     for secret in (sandbox.token, WRONG_TOKEN, sandbox.token[3:], WRONG_TOKEN[3:]):
         for answer in answers:
             assert secret not in answer.text
@@ -458,7 +497,59 @@ async def test_the_http_timeout_setting_bounds_each_call(
         response = await client.get("/api/cloud/providers/replicate/validate")
     finally:
         sandbox.faults(latency={"seconds": 0})
-    assert response.status_code == 502
-    error = response.json()["error"]
-    assert (error["code"], error["details"]["network_error"]) == ("provider_unavailable", "ReadTimeout")
-    assert error["message"].startswith("Replicate did not answer in time (ReadTimeout) at 127.0.0.1.")
+    assert response.status_code == 504
+    assert response.json()["error"] == provider_timeout(0.1).to_body()["error"]
+
+
+@contextmanager
+def hung_replicate() -> Iterator[str]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+async def test_validate_when_replicate_hangs_says_it_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a hung Replicate kept Validate waiting 30 s x 4 attempts, then said "unavailable"."""
+    monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
+    with hung_replicate() as url:
+        app = create_app(load_settings(replicate_base_url=url))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
+                await client.put("/api/cloud/providers/replicate", json={"http_timeout": 0.5})
+                response = await client.get("/api/cloud/providers/replicate/validate")
+    assert response.status_code == 504
+    assert response.json() == {
+        "error": {
+            "code": "provider_timeout",
+            "message": "Replicate did not answer within 0.5 s.",
+            "hint": "Replicate may be slow or unreachable from here: check https://replicate.statuspage.io/, "
+            "your network and the proxy (`proxy_url` in the provider settings), then retry. `http_timeout` "
+            "sets how long to wait (validation waits at most 10 s).",
+            "details": {"timeout_seconds": 0.5},  # the configured timeout, not the 30 s default
+        }
+    }
+
+
+def test_validation_waits_at_most_ten_seconds_whatever_http_timeout_says() -> None:
+    assert validate_deadline(ReplicateSettings()) == 10.0  # http_timeout defaults to 30 s per call
+    assert validate_deadline(ReplicateSettings(http_timeout=2)) == 2.0
+
+
+async def test_a_rejected_replicate_token_is_not_a_failed_login(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI shows its login warning on 401: Replicate refusing the token must not look like that."""
+    monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
+    rejected = await client.get("/api/cloud/providers/replicate/validate")
+    async with remote_client(app) as remote:
+        login = await remote.get(
+            "/api/cloud/providers/replicate/validate", headers={"Authorization": "Bearer wrong"}
+        )
+    assert (rejected.status_code, rejected.json()["error"]["code"]) == (422, "token_invalid")
+    assert (login.status_code, login.json()["error"]["code"]) == (401, "unauthorized")

@@ -101,7 +101,8 @@ async def test_401_is_token_invalid_and_never_carries_the_token() -> None:
         with pytest.raises(CloudError) as caught:
             await client.account()
     error = caught.value
-    assert (error.code, error.message, error.status) == ("token_invalid", "Invalid token", 401)
+    # a rejected Replicate token is 422: 401 is only this server's own login failing
+    assert (error.code, error.message, error.status) == ("token_invalid", "Invalid token", 422)
     assert error.hint.startswith("Tokens start with r8_.")
     assert error.details["provider_request_id"] == "req-1"
     assert error.details["detail"] == body["detail"]

@@ -332,8 +332,11 @@ async def test_an_unusable_token_is_invalid_before_any_request() -> None:
         with pytest.raises(CloudError) as caught:
             build_replicate_client(load_settings(), environ={"REPLICATE_API_TOKEN": token})
         error = caught.value
-        assert (error.code, error.message) == ("token_invalid", "Invalid token")
-        assert error.details == {"reason": UNUSABLE_TOKEN}
+        assert (error.code, error.message) == (
+            "token_invalid_format",
+            f"Invalid token in REPLICATE_API_TOKEN. {UNUSABLE_TOKEN}",
+        )
+        assert error.details == {"source": "env"}
         assert token.strip() not in repr(error.to_body())
 
 

@@ -73,6 +73,7 @@ async def test_update_is_stored_as_plain_json(database: Database) -> None:
         stored = await get_provider_settings(session, "replicate")
         with pytest.raises(CloudError) as caught:
             await update_replicate_settings(session, settings, {"cost_limit": {"amount": None}})
-    assert stored["cost_limit"] == {"enabled": True, "amount": 5.0, "period": "monthly", "action": "warn"}
+    # money is stored exact, as a decimal string
+    assert stored["cost_limit"] == {"enabled": True, "amount": "5", "period": "monthly", "action": "warn"}
     assert caught.value.code == "validation_error"
     assert caught.value.details["fields"][0]["field"] == "cost_limit"

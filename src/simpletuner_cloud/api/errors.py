@@ -34,6 +34,15 @@ def error_response(status: int, code: str, message: str, hint: str = "", **extra
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def sentence(message: str) -> str:
+    """pydantic prefixes what our validators raise (`Value error, must be ...`); the answer reads as
+    `Invalid value for `x`: must be ...`, so the prefix goes."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
 def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -50,7 +59,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {
                 # a JSON syntax error's location is a character offset, not a field
                 "field": "body" if err.get("type") == "json_invalid" else _field_name(err.get("loc", ())),
-                "message": str(err.get("msg", "invalid")),
+                "message": sentence(str(err.get("msg", "invalid"))),
             }
             for err in exc.errors()
         ]

@@ -9,16 +9,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.replicate.client import ReplicateClient, Timeouts
-from simpletuner_cloud.replicate.errors import token_invalid, token_missing
+from simpletuner_cloud.replicate.errors import TOKEN_INVALID_HINT, token_missing
 from simpletuner_cloud.replicate.proxies import ProxyConfig, proxy_config
 from simpletuner_cloud.security.files import read_secret_file
 from simpletuner_cloud.settings import Settings
 
 TOKEN_ENV = "REPLICATE_API_TOKEN"  # noqa: S105 (a variable name)
 TokenSource = Literal["env", "saved", "sandbox"]
-UNUSABLE_TOKEN = "the token contains spaces, line breaks or non-ASCII characters"  # noqa: S105
 MIN_SECRET_TO_SHOW_TAIL = 16  # Replicate's tokens have 37 secret characters after `r8_`
+# Replicate's tokens are 40 characters; a longer value is a paste gone wrong, and it would be sent
+# as a header with every request.
+MAX_TOKEN_LENGTH = 128
+TOKEN_PREFIX = "r8_"  # noqa: S105 (public)
+NO_PREFIX = "Token must start with r8_."
+UNUSABLE_TOKEN = "Token must not contain spaces, line breaks or non-ASCII characters."  # noqa: S105
+ENV_TOKEN_HINT = (
+    f'Fix or unset {TOKEN_ENV} and restart simpletuner server (export {TOKEN_ENV}="r8_..."); '
+    "copy the whole token from https://replicate.com/account/api-tokens."
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +40,53 @@ class ResolvedToken:
     def masked(self) -> str | None:
         return mask_token(self.value) if self.value else None
 
+    @property
+    def problem(self) -> str | None:
+        """Why this token cannot be a Replicate token, checked here before any request."""
+        return token_format_problem(self.value, needs_prefix=self.source != "sandbox") if self.value else None
+
     def __repr__(self) -> str:  # dataclass repr would print the token
         return f"ResolvedToken(source={self.source!r}, masked={self.masked!r})"
+
+
+def token_format_problem(token: str, *, needs_prefix: bool = True) -> str | None:
+    """The seed's rule (tokens start with `r8_`), plus what a header can carry and a length cap.
+    The sandbox's own token may have any shape a header can carry."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return (
+            f"Token is {len(token)} characters long; Replicate tokens are 40, and at most "
+            f"{MAX_TOKEN_LENGTH} are accepted."
+        )
+    if needs_prefix and not token.startswith(TOKEN_PREFIX):
+        return NO_PREFIX
+    if not header_safe(token):
+        return UNUSABLE_TOKEN
+    return None
+
+
+def token_format_error(problem: str, source: TokenSource | None = None) -> CloudError:
+    """`token_invalid_format` (422) naming where the bad token came from."""
+    if source == "env":
+        message, hint = f"Invalid token in {TOKEN_ENV}. {problem}", ENV_TOKEN_HINT
+    elif source == "saved":
+        message = f"Invalid token in the saved token file. {problem}"
+        hint = "Save the token again: `simpletuner cloud provider token set`. " + TOKEN_INVALID_HINT
+    else:
+        message, hint = f"That does not look like a Replicate API token. {problem}", TOKEN_INVALID_HINT
+    details: dict[str, Any] = {"source": source}
+    if source is None:  # a token sent in a request body: name the field, as validation errors do
+        details["fields"] = [{"field": "api_token", "message": problem}]
+    return CloudError(message, code="token_invalid_format", hint=hint, details=details)
+
+
+def require_usable_token(resolved: ResolvedToken) -> str:
+    """The token's value, or `token_missing` / `token_invalid_format` before any network call."""
+    if not resolved.value:
+        raise token_missing()
+    problem = resolved.problem
+    if problem is not None:
+        raise token_format_error(problem, resolved.source)
+    return resolved.value
 
 
 def mask_token(token: str) -> str:
@@ -100,13 +155,10 @@ def build_replicate_client(
 ) -> ReplicateClient:
     """A client for the configured Replicate (or the sandbox). `token` overrides the resolved one
     (to validate a token before saving it). `seams` pass through to `ReplicateClient`: transport,
-    retry_policy, breaker, sleep, rng. Raises `token_missing` when there is no token at all."""
+    retry_policy, breaker, sleep, rng. Raises `token_missing` when there is no token at all and
+    `token_invalid_format` when it cannot be a Replicate token."""
     resolved = resolve_token(settings, environ) if token is None else ResolvedToken(token, None)
-    if not resolved.value:
-        raise token_missing()
-    if not header_safe(resolved.value):  # else httpx fails deep inside with the token in hand
-        raise token_invalid({"reason": UNUSABLE_TOKEN})
-    value = resolved.value
+    value = require_usable_token(resolved)  # else httpx fails deep inside with the token in hand
     return ReplicateClient(
         base_url=replicate_base_url(settings),
         token=value,

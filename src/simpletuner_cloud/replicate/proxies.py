@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
@@ -85,6 +85,15 @@ def _matches(host: str, entry: str) -> bool:
         return False
 
 
+def _netloc(parts: SplitResult, password: str | None) -> str:
+    """Rebuild `user[:password]@host[:port]` from raw (still percent-encoded) parts."""
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    if not at:
+        return hostport
+    return f"{user}:{password}@{hostport}" if password is not None else f"{user}@{hostport}"
+
+
 def mask_proxy_url(url: str | None) -> str | None:
     """Proxy credentials are secrets: `http://user:pass@host` shows as `http://user:***@host`."""
     if not url:
@@ -92,8 +101,27 @@ def mask_proxy_url(url: str | None) -> str | None:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=_netloc(parts, "***")))
+
+
+def split_proxy_password(url: str | None) -> tuple[str | None, str | None]:
+    """`http://bob:pw@proxy:3128` -> (`http://bob@proxy:3128`, `pw`): the password goes to the secret
+    store, the rest may be stored and shown. The password stays percent-encoded as written."""
+    if not url:
+        return url, None
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" not in userinfo:
+        return url, None
+    return urlunsplit(parts._replace(netloc=_netloc(parts, None))), userinfo.partition(":")[2]
+
+
+def with_proxy_password(url: str, password: str) -> str:
+    """The inverse of `split_proxy_password` (a URL without a user name gets none)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=_netloc(parts, password)))
 
 
 class ProxyRoutingTransport(httpx.AsyncBaseTransport):

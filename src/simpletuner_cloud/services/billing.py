@@ -77,7 +77,7 @@ async def billing_summary(
         "spend": {PERIOD_NOUNS[period]: usd(total) for period, total in totals.items()},
         "spend_note": "Jobs started by this tool only; running jobs count their cost so far.",
         "cost_limit": {
-            **replicate.cost_limit.model_dump(mode="json"),
+            **replicate.cost_limit.answer(),
             "state": status.state,
             "spent": usd(status.spent),
             "remaining": usd(status.remaining) if status.remaining is not None else None,

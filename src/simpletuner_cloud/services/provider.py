@@ -12,11 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.replicate.client import ReplicateClient
 from simpletuner_cloud.replicate.errors import (
-    TOKEN_INVALID_HINT,
     TOKEN_INVALID_MESSAGE,
     TOKEN_MISSING_MESSAGE,
 )
-from simpletuner_cloud.replicate.factory import header_safe, mask_token, resolve_token
+from simpletuner_cloud.replicate.factory import (
+    mask_token,
+    require_usable_token,
+    resolve_token,
+    token_format_error,
+    token_format_problem,
+)
 from simpletuner_cloud.replicate.status_page import SystemStatus
 from simpletuner_cloud.security.files import delete_secret_file, write_secret_file
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
@@ -29,6 +34,10 @@ from simpletuner_cloud.services.provider_settings import (
 from simpletuner_cloud.settings import SANDBOX_BANNER, Settings
 
 ENV_WINS_NOTE = "REPLICATE_API_TOKEN is set in the environment and takes precedence over the saved token."
+# Validate and token saves wait at most this long in all (retries included), or less when
+# `http_timeout` is shorter: a person clicking Validate should not wait two minutes for a hung Replicate.
+VALIDATE_DEADLINE = 10.0
+TIMEOUT_ERRORS = frozenset({"ReadTimeout", "WriteTimeout", "ConnectTimeout", "PoolTimeout"})
 PIN_MISSING = (
     "The pinned version {pin} is not a version of {model} (or this account may not use it), so jobs "
     "cannot start with it: pin one of the versions listed, or set `version` to null for the latest."
@@ -67,13 +76,35 @@ async def _with_status_page(
     return error
 
 
+def provider_timeout(seconds: float) -> CloudError:
+    return CloudError(
+        f"Replicate did not answer within {seconds:g} s.",
+        code="provider_timeout",
+        hint="Replicate may be slow or unreachable from here: check https://replicate.statuspage.io/, "
+        "your network and the proxy (`proxy_url` in the provider settings), then retry. `http_timeout` "
+        f"sets how long to wait (validation waits at most {VALIDATE_DEADLINE:g} s).",
+        details={"timeout_seconds": seconds},
+    )
+
+
+def validate_deadline(replicate: ReplicateSettings) -> float:
+    return min(replicate.http_timeout, VALIDATE_DEADLINE)
+
+
 async def _account(
     settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, token: str | None = None
 ) -> dict[str, Any]:
+    """Who the token belongs to, within `validate_deadline` in all."""
+    deadline = validate_deadline(replicate)
     try:
-        async with runtime.client(settings, replicate, token) as client:
-            account = await client.account()
+        async with asyncio.timeout(deadline):
+            async with runtime.client(settings, replicate, token) as client:
+                account = await client.account()
+    except TimeoutError:
+        raise provider_timeout(deadline) from None
     except CloudError as error:
+        if error.code == "provider_unavailable" and error.details.get("network_error") in TIMEOUT_ERRORS:
+            raise provider_timeout(deadline) from None
         if token and error.code == "token_invalid":
             runtime.remember_check(token, "invalid")
         raise await _with_status_page(error, settings, runtime, replicate) from None
@@ -87,7 +118,8 @@ async def validate_token(
 ) -> dict[str, Any]:
     replicate = await load_replicate_settings(session, settings)
     token = resolve_token(settings, runtime.environ)
-    account = await _account(settings, runtime, replicate, token.value)  # token_missing / token_invalid
+    value = require_usable_token(token)  # token_missing / token_invalid_format, before any request
+    account = await _account(settings, runtime, replicate, value)  # token_invalid / provider_timeout
     return {
         "valid": True,
         "account": account,
@@ -99,12 +131,9 @@ async def validate_token(
 
 def check_token_format(raw: str) -> str:
     token = raw.strip()  # a token pasted from a terminal often carries a newline or spaces
-    if not token.startswith("r8_") or not header_safe(token):
-        raise CloudError(
-            "That does not look like a Replicate API token (they start with r8_).",
-            code="token_invalid_format",
-            hint=TOKEN_INVALID_HINT,
-        )
+    problem = token_format_problem(token)
+    if problem is not None:
+        raise token_format_error(problem)
     return token
 
 
@@ -228,9 +257,14 @@ async def list_providers(
     for webhooks is advised, not required."""
     replicate = await load_replicate_settings(session, settings)
     token = resolve_token(settings, runtime.environ)
-    check = await _token_check(settings, runtime, replicate, token.value) if token.value else None
+    check: TokenCheck | None = None
+    reason: str | None = TOKEN_MISSING_MESSAGE
+    if token.value and token.problem:  # known at once: no need to ask Replicate
+        check, reason = "invalid", token_format_error(token.problem, token.source).message
+    elif token.value:
+        check = await _token_check(settings, runtime, replicate, token.value)
+        reason = TOKEN_INVALID_MESSAGE if check == "invalid" else None
     hook = webhook_url(settings, replicate)
-    reason = TOKEN_MISSING_MESSAGE if check is None else TOKEN_INVALID_MESSAGE if check == "invalid" else None
     entry: dict[str, Any] = {
         "id": "replicate",
         "name": "Replicate",

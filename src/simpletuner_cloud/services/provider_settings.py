@@ -4,18 +4,14 @@ partial updates. Others read it for webhooks (allowlist, trusted proxies, signat
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
-from decimal import Decimal
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,75 +23,38 @@ from simpletuner_cloud.domain.budget import CostLimit
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.errors import ValidationFailed
 from simpletuner_cloud.replicate.factory import default_public_url
-from simpletuner_cloud.replicate.proxies import mask_proxy_url
+from simpletuner_cloud.replicate.proxies import mask_proxy_url, split_proxy_password, with_proxy_password
+from simpletuner_cloud.security.secrets import SecretStore
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.provider_fields import (
+    WEBHOOK_PATH,
+    Action,
+    Consent,
+    HardwareId,
+    IpOrNetwork,
+    ModelRef,
+    Period,
+    ProxyUrl,
+    PublicUrl,
+    UsdAmount,
+    VersionId,
+    shown,
+)
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
 
 log = logging.getLogger(__name__)
 PROVIDER = "replicate"
-WEBHOOK_PATH = "/api/webhooks/replicate"
-_MODEL_REF = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
-_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
-
-
-def ip_or_network(value: str) -> str:
-    """An IPv4/IPv6 address or CIDR, normalised (`34.82.1.2/16` -> `34.82.0.0/16`)."""
-    text = value.strip()
-    try:
-        return (
-            str(ipaddress.ip_network(text, strict=False)) if "/" in text else str(ipaddress.ip_address(text))
-        )
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4/IPv6 address or CIDR range") from None
-
-
-def public_base_url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as https://training.example.com")
-    if parts.username or parts.password:  # it would be shown in answers and sent with every job
-        raise ValueError("must not contain a user name or password")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(
-            f"must have no path or query: the webhook path {WEBHOOK_PATH} is added automatically"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def proxy_address(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-        raise ValueError("must be an http://, https:// or socks5:// proxy URL")
-    return value.strip()
-
-
-def model_ref(value: str) -> str:
-    if not _MODEL_REF.match(value.strip()):
-        raise ValueError("must be owner/name, e.g. simpletuner/advanced-trainer")
-    return value.strip()
-
-
-def version_id(value: str) -> str:
-    if not _VERSION_ID.match(value.strip().lower()):
-        raise ValueError("must be a 64-character hex version id (or null to use the latest)")
-    return value.strip().lower()
-
-
-IpOrNetwork = Annotated[str, AfterValidator(ip_or_network)]
-PublicUrl = Annotated[str, AfterValidator(public_base_url)]
-ProxyUrl = Annotated[str, AfterValidator(proxy_address)]
-ModelRef = Annotated[str, AfterValidator(model_ref)]
-VersionId = Annotated[str, AfterValidator(version_id)]
-Period = Literal["daily", "weekly", "monthly"]
-Action = Literal["warn", "block"]
-Consent = Literal["ask", "allow", "deny"]
+# The row names the proxy password's file in the secret store; the password itself is never in it.
+PROXY_PASSWORD_KEY = "proxy_password_ref"  # noqa: S105 (a key name)
+PROXY_PASSWORD_PREFIX = "replicate.proxy-password"  # noqa: S105 (a file name prefix)
+MAX_LIST_ITEMS = 256
 
 
 class CostLimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
-    amount: float | None = Field(default=None, gt=0, description="USD per period")
+    amount: UsdAmount | None = None
     period: Period = "monthly"
     action: Action = "warn"
 
@@ -106,30 +65,36 @@ class CostLimitSettings(BaseModel):
         return self
 
     def domain(self) -> CostLimit:
-        amount = Decimal(str(self.amount)) if self.amount is not None else None
-        return CostLimit(amount=amount, period=self.period, action=self.action, enabled=self.enabled)
+        return CostLimit(amount=self.amount, period=self.period, action=self.action, enabled=self.enabled)
+
+    def answer(self) -> dict[str, Any]:
+        """Answers keep money as JSON numbers (what the UI and scripts read); stored, it is exact."""
+        shown_amount = float(self.amount) if self.amount is not None else None
+        return {"enabled": self.enabled, "amount": shown_amount, "period": self.period, "action": self.action}
 
 
 class ReplicateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: ModelRef | None = None  # null: the trainer model of the chosen hardware profile
     version: VersionId | None = None  # a pin; null: the latest version
-    hardware: str = "l40s"
+    hardware: HardwareId = "l40s"
     public_url: PublicUrl | None = None
-    webhook_allowed_ips: list[IpOrNetwork] = Field(default_factory=list)
-    trusted_proxies: list[IpOrNetwork] = Field(default_factory=list)
+    webhook_allowed_ips: list[IpOrNetwork] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    trusted_proxies: list[IpOrNetwork] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     require_signature: bool = True
     cost_limit: CostLimitSettings = Field(default_factory=CostLimitSettings)
-    http_timeout: float = Field(default=30.0, gt=0, le=600)
+    http_timeout: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
     proxy_url: ProxyUrl | None = None
     data_consent: Consent = "ask"
+    # What `load_replicate_settings` had to ignore in the saved settings (shown as warnings).
+    _ignored: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("hardware")
     @classmethod
     def _known_hardware(cls, value: str, info: ValidationInfo) -> str:
         ids = (info.context or {}).get("hardware_ids") or load_hardware_catalogue().ids
         if value not in ids:
-            raise ValueError(f"unknown hardware {value!r}; choose one of {', '.join(ids)}")
+            raise ValueError(f"unknown hardware {shown(value)}; choose one of {', '.join(ids)}")
         return value
 
     def trainer_model(self, catalogue: HardwareCatalogue) -> str:
@@ -137,9 +102,11 @@ class ReplicateSettings(BaseModel):
 
     def public_answer(self) -> dict[str, Any]:
         """What the API shows: everything but the proxy password."""
-        shown = self.model_dump(mode="json")
-        shown["proxy_url"] = mask_proxy_url(self.proxy_url)
-        return shown
+        shown_settings = self.model_dump(mode="json")
+        shown_settings["proxy_url"] = mask_proxy_url(self.proxy_url)
+        shown_settings["cost_limit"] = self.cost_limit.answer()
+        shown_settings["warnings"] = list(self._ignored)
+        return shown_settings
 
 
 def effective_public_url(settings: Settings, replicate: ReplicateSettings) -> str | None:
@@ -166,26 +133,72 @@ def _context(settings: Settings) -> dict[str, Any]:
     return {"hardware_ids": load_hardware_catalogue(settings).ids}
 
 
+def _stored_input(stored: dict[str, Any], secrets: SecretStore) -> tuple[dict[str, Any], list[str]]:
+    """The saved row as model input: the proxy password put back from the secret store."""
+    values = dict(stored)
+    reference = values.pop(PROXY_PASSWORD_KEY, None)
+    notes: list[str] = []
+    if reference is not None and isinstance(values.get("proxy_url"), str):
+        password = secrets.get(reference)
+        if password is None:
+            notes.append(
+                "The saved proxy password is missing from the secret store; the proxy is used without "
+                "one until you save `proxy_url` again."
+            )
+        else:
+            values["proxy_url"] = with_proxy_password(values["proxy_url"], password)
+    return values, notes
+
+
 async def load_replicate_settings(session: AsyncSession, settings: Settings) -> ReplicateSettings:
-    """The saved settings; a value that no longer validates (say, hardware dropped from the price
-    file) falls back to its default instead of making every page fail."""
-    stored = await get_provider_settings(session, PROVIDER)
+    """The saved settings. A saved value that no longer validates (hardware dropped from the price file,
+    or a value saved before a check existed) falls back to its default, with a warning in the log and in
+    the settings answer, instead of making every page that reads the settings fail."""
+    stored, notes = _stored_input(await get_provider_settings(session, PROVIDER), SecretStore.of(settings))
     context = _context(settings)
-    for _ in range(len(stored) + 1):
+    while True:
         try:
-            return ReplicateSettings.model_validate(stored, context=context)
+            loaded = ReplicateSettings.model_validate(stored, context=context)
         except ValidationError as exc:
-            bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
-            log.warning("ignoring invalid saved Replicate settings: %s", ", ".join(sorted(bad)))
-            stored = {k: v for k, v in stored.items() if k not in bad}
-    return ReplicateSettings()
+            stored = _without_bad_values(stored, exc, notes)
+            continue
+        loaded._ignored = list(dict.fromkeys(notes))
+        return loaded
+
+
+def _without_bad_values(stored: dict[str, Any], exc: ValidationError, notes: list[str]) -> dict[str, Any]:
+    """Drop each value an error names: a key of an object (`cost_limit.amount`) alone where it can be,
+    else the whole top-level key; an error naming no field drops everything. Always shrinks `stored`."""
+    kept = {k: (dict(v) if isinstance(v, dict) else v) for k, v in stored.items()}
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        if loc and loc[0] not in kept:
+            continue  # a second error in a value already dropped
+        if not loc:
+            log.warning("ignoring all saved Replicate settings: %s", sentence(error["msg"]))
+            notes.append(f"The saved settings were ignored ({sentence(error['msg'])}).")
+            return {}
+        top = kept[loc[0]]
+        if len(loc) > 1 and isinstance(top, dict) and loc[1] in top:
+            del top[loc[1]]
+        else:
+            kept.pop(loc[0])
+        field = ".".join(loc[:2])
+        log.warning("ignoring the invalid saved Replicate setting %s: %s", field, sentence(error["msg"]))
+        notes.append(
+            f"The saved value of `{field}` was ignored ({sentence(error['msg'])}); the default is used "
+            "until you save a new one."
+        )
+    return kept if kept != stored else {}
 
 
 async def update_replicate_settings(
     session: AsyncSession, settings: Settings, changes: dict[str, Any]
 ) -> ReplicateSettings:
     """Merge `changes` (only the keys the caller sent; null resets a key to its default, and
-    `cost_limit` merges key by key) into the saved settings, validate the whole, save, commit."""
+    `cost_limit` merges key by key) into the saved settings, validate the whole, save, commit. The
+    proxy password goes to the secret store under a new reference; the old one is deleted once the
+    row naming the new one is committed."""
     current = await load_replicate_settings(session, settings)
     merged = current.model_dump(mode="json")
     for key, value in changes.items():
@@ -201,16 +214,35 @@ async def update_replicate_settings(
         updated = ReplicateSettings.model_validate(merged, context=_context(settings))
     except ValidationError as exc:
         raise settings_error(exc) from None
-    await save_provider_settings(session, PROVIDER, updated.model_dump(mode="json"))
+    secrets = SecretStore.of(settings)
+    old_reference = (await get_provider_settings(session, PROVIDER)).get(PROXY_PASSWORD_KEY)
+    row = updated.model_dump(mode="json")
+    row["proxy_url"], password = split_proxy_password(updated.proxy_url)
+    new_reference: str | None = None
+    if password is not None:
+        if isinstance(old_reference, str) and secrets.get(old_reference) == password:
+            new_reference = old_reference  # unchanged: keep the file
+        else:
+            new_reference = secrets.new_reference(PROXY_PASSWORD_PREFIX)
+            secrets.put(new_reference, password)
+        row[PROXY_PASSWORD_KEY] = new_reference
+    await save_provider_settings(session, PROVIDER, row)
     await session.commit()
+    if old_reference is not None and old_reference != new_reference:
+        secrets.delete(old_reference)
     return updated
+
+
+def sentence(message: str) -> str:
+    """pydantic's message for a `ValueError` raised by our validators, without its prefix."""
+    return message.removeprefix("Value error, ")
 
 
 def settings_error(exc: ValidationError) -> ValidationFailed:
     fields = [
         {
             "field": ".".join(str(p) for p in error["loc"]) or "body",
-            "message": error["msg"].removeprefix("Value error, "),
+            "message": sentence(error["msg"]),
         }
         for error in exc.errors()
     ]

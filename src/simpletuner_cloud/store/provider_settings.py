@@ -1,5 +1,6 @@
 """Per-provider settings (a JSON object per provider, e.g. `replicate`). Secrets never live here:
-the Replicate token has its own 0600 file."""
+the Replicate token has its own 0600 file, and credentials inside settings (the proxy password) live in
+the secret store (`security/secrets.py`), named here by reference only."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from simpletuner_cloud.store.tables import ProviderSettingsRow, utcnow
 
 
 async def get_provider_settings(session: AsyncSession, provider: str) -> dict[str, Any]:
-    """The saved settings, or `{}` when none were saved."""
+    """The saved settings, or `{}` when none were saved (or the row holds something else than an
+    object, which the caller then treats as nothing saved)."""
     query = select(ProviderSettingsRow.settings).where(ProviderSettingsRow.provider == provider)
     saved = (await session.execute(query)).scalar_one_or_none()
-    return dict(saved) if saved else {}
+    return dict(saved) if isinstance(saved, dict) else {}
 
 
 async def save_provider_settings(

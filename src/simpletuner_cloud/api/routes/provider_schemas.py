@@ -144,9 +144,10 @@ class ReplicateSettingsResponse(BaseModel):
     require_signature: bool
     cost_limit: CostLimitSettingsResponse
     http_timeout: float
-    proxy_url: str | None
+    proxy_url: str | None  # the password, if any, masked: http://user:***@proxy:3128
     data_consent: str
     derived: DerivedSettings
+    warnings: list[str]  # saved values that no longer validate and were ignored
 
 
 class SystemStatusResponse(BaseModel):

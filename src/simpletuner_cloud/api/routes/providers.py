@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from simpletuner_cloud.api.deps import SessionDep, SettingsDep
 from simpletuner_cloud.api.routes.provider_schemas import (
@@ -19,15 +19,20 @@ from simpletuner_cloud.api.routes.provider_schemas import (
     VersionsResponse,
 )
 from simpletuner_cloud.services import billing, provider
-from simpletuner_cloud.services.provider_settings import (
+from simpletuner_cloud.services.provider_fields import (
     Action,
     Consent,
+    HardwareId,
     IpOrNetwork,
     ModelRef,
     Period,
     ProxyUrl,
     PublicUrl,
+    UsdAmount,
     VersionId,
+)
+from simpletuner_cloud.services.provider_settings import (
+    MAX_LIST_ITEMS,
     load_replicate_settings,
     settings_answer,
     update_replicate_settings,
@@ -53,7 +58,7 @@ class TokenRequest(BaseModel):
 class CostLimitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool | None = None
-    amount: float | None = None
+    amount: UsdAmount | None = None
     period: Period | None = None
     action: Action | None = None
 
@@ -64,16 +69,18 @@ class ReplicateSettingsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: ModelRef | None = None
     version: VersionId | None = None
-    hardware: str | None = None
+    hardware: HardwareId | None = None
     public_url: PublicUrl | None = None
-    webhook_allowed_ips: list[IpOrNetwork] | None = None
-    trusted_proxies: list[IpOrNetwork] | None = None
+    webhook_allowed_ips: list[IpOrNetwork] | None = Field(None, max_length=MAX_LIST_ITEMS)
+    trusted_proxies: list[IpOrNetwork] | None = Field(None, max_length=MAX_LIST_ITEMS)
     require_signature: bool | None = None
     cost_limit: CostLimitRequest | None = None
     http_timeout: float | None = None
     proxy_url: ProxyUrl | None = None
     data_consent: Consent | None = None
-    derived: dict[str, Any] | None = None  # read-only part of GET's answer; ignored, so GET -> PUT works
+    # read-only parts of GET's answer; ignored, so GET -> PUT works
+    derived: dict[str, Any] | None = None
+    warnings: list[Any] | None = None
 
 
 @router.get("", response_model=ProvidersResponse)
@@ -90,7 +97,7 @@ async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> 
 async def put_replicate_settings(
     body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    changes = body.model_dump(exclude_unset=True, exclude={"derived"})
+    changes = body.model_dump(exclude_unset=True, exclude={"derived", "warnings"})
     return settings_answer(settings, await update_replicate_settings(session, settings, changes))
 
 
