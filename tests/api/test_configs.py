@@ -254,3 +254,61 @@ async def test_a_name_that_is_not_an_environment_name_is_refused(client: httpx.A
             }
         },
     )
+
+
+async def test_an_environment_with_an_object_as_dataset_id_is_one_broken_entry(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    """Before, the whole list answered 500; now the broken environment shows its problem and the
+    others are listed as usual."""
+    write_environment(configs_dir, "broken", datasets=[local_entry(dataset_id={"x": 1})])  # type: ignore[arg-type]
+    write_environment(configs_dir, "good")
+    response = await client.get("/api/cloud/configs")
+    assert response.status_code == 200
+    assert response.json()["configs"] == [
+        {"name": "broken", "path": str(configs_dir / "broken"), "model_family": "flux",
+         "model_type": "lora", "description": None, "datasets": 1,
+         "problems": ["Dataset #1 has an id that is not text (a JSON object)."]},
+        {"name": "good", "path": str(configs_dir / "good"), "model_family": "flux",
+         "model_type": "lora", "description": None, "datasets": 1, "problems": []},
+    ]  # fmt: skip
+
+
+async def test_configs_nested_too_deeply_are_refused(client: httpx.AsyncClient, configs_dir: Path) -> None:
+    """100,000 nested `[` was a RecursionError (500); a few hundred could not be serialised (500)."""
+    for name, depth in (("abyss", 100_000), ("deep", 400)):
+        write_environment(configs_dir, name)
+        (configs_dir / name / "config.json").write_text("[" * depth + "]" * depth)
+    write_environment(configs_dir, "nested-option", options={"deep": [[[[{"a": [1]}]]]]})
+    options = json.loads((configs_dir / "nested-option" / "config.json").read_text())
+    options["deep"] = json.loads("[" * 40 + "]" * 40)
+    (configs_dir / "nested-option" / "config.json").write_text(json.dumps(options))
+    listed = await client.get("/api/cloud/configs")
+    assert listed.status_code == 200
+    problems = {c["name"]: c["problems"] for c in listed.json()["configs"]}
+    for name in ("abyss", "deep", "nested-option"):
+        path = configs_dir / name / "config.json"
+        assert problems[name] == [f"{path} nests lists or objects more than 32 levels deep."]
+        response = await client.get(f"/api/cloud/configs/{name}")
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "config_invalid")
+
+
+async def test_a_huge_environment_name_is_not_an_environment(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/cloud/configs/" + "a" * 10_000)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": {
+            "code": "config_invalid",
+            "message": f"`{'a' * 80}...` is not an environment name.",
+            "hint": "Environment names use letters, digits, `.`, `_` and `-`.",
+        }
+    }
+
+
+async def test_a_broken_metadata_file_does_not_break_the_list(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    write_environment(configs_dir, "env")
+    (configs_dir / "env" / ".metadata.json").write_text('{"description": {"not": "text"}}')
+    body = (await client.get("/api/cloud/configs")).json()
+    assert body["configs"][0]["description"] is None

@@ -266,3 +266,58 @@ async def test_local_sets_of_different_resolutions_are_refused_even_when_the_req
         422,
         {"error": {"code": "dataset_unsupported", "message": message, "hint": WHAT_WORKS}},
     )
+
+
+async def test_a_10000_character_config_name_is_a_field_error(client: httpx.AsyncClient) -> None:
+    """Before: `File name too long` from the file system, answered as a 500."""
+    response = await preview(client, {"config": "a" * 10_000})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (
+        "validation_error",
+        "Invalid value for `config`: String should have at most 4096 characters",
+    )
+    long_component = await preview(client, {"config": "a" * 4000})
+    assert (long_component.status_code, long_component.json()["error"]["code"]) == (404, "config_missing")
+
+
+@pytest.mark.parametrize(
+    ("datasets", "message"),
+    [
+        ([local_entry(resolution={"a": 1})],
+         "Dataset `plushie` has a `resolution` that is not a positive number (a JSON object)."),
+        ([local_entry(resolution=[1]), local_entry("two", resolution=[1])],
+         "Dataset `plushie` has a `resolution` that is not a positive number (a list)."),
+        ([local_entry(resolution=-1)], "Dataset `plushie` has a `resolution` that is not a positive number "
+         "(a number)."),
+        ([local_entry(resolution_type=["pixel"])],
+         "Dataset `plushie` has a `resolution_type` that is not text (a list)."),
+        ([local_entry(dataset_id={"x": 1})], "Dataset #1 has an id that is not text (a JSON object)."),  # type: ignore[arg-type]
+    ],
+)  # fmt: skip
+async def test_dataset_shapes_that_were_500s_are_config_errors(
+    client: httpx.AsyncClient, configs_dir: Path, datasets: list[dict[str, Any]], message: str
+) -> None:
+    write_environment(configs_dir, "env", datasets=datasets)
+    (configs_dir / "env" / "two").mkdir()
+    response = await preview(client, {"config": "env", "merge_local_datasets": True})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "config_invalid"
+    assert response.json()["error"]["message"] == message
+
+
+async def test_a_numeric_string_resolution_is_still_a_resolution(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    write_environment(configs_dir, "env", datasets=[local_entry(resolution="1024")])
+    response = await preview(client, {"config": "env"})
+    assert response.status_code == 200, response.text
+
+
+async def test_inline_configs_nested_too_deeply_are_refused(client: httpx.AsyncClient) -> None:
+    body = '{"config_json": {"deep": ' + "[" * 500 + "]" * 500 + '}, "dataloader_json": []}'
+    response = await client.post(PREVIEW, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert (
+        response.json()["error"]["message"] == "config_json nests lists or objects more than 32 levels deep."
+    )

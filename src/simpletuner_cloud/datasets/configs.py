@@ -8,11 +8,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from simpletuner_cloud.errors import CloudError
 
 ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# Real configs nest 3 or 4 levels; far deeper input can only be an accident or an attack, and answers
+# that show a config could not even be serialised (pydantic stops at a few hundred levels).
+MAX_CONFIG_DEPTH = 32
 JSON_ONLY_HINT = "Only JSON configs are read (config.json + multidatabackend.json); TOML and .env are not."
 
 
@@ -36,6 +39,15 @@ class TrainingConfig:
     def model_family(self) -> str | None:
         value = self.options.get("model_family")
         return str(value) if value is not None else None
+
+
+def path_is(path: Path, kind: Literal["file", "dir", "any"] = "any") -> bool:
+    """`exists()`/`is_file()`/`is_dir()` where a path the system refuses to look up (a name longer
+    than the file system allows raises ENAMETOOLONG on Python 3.11) simply is not there."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir() if kind == "dir" else path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def config_error(message: str, hint: str = JSON_ONLY_HINT) -> CloudError:
@@ -79,9 +91,32 @@ def read_json(path: Path) -> Any:
     except OSError as exc:
         raise config_error(f"{path} cannot be read: {exc.strerror}.") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise config_error(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+    except RecursionError:
+        raise too_deep_error(str(path)) from None
+    if too_deep(data):
+        raise too_deep_error(str(path))
+    return data
+
+
+def too_deep_error(where: str) -> CloudError:
+    return config_error(f"{where} nests lists or objects more than {MAX_CONFIG_DEPTH} levels deep.")
+
+
+def too_deep(value: Any, limit: int = MAX_CONFIG_DEPTH) -> bool:
+    """Whether JSON data nests lists/objects more than `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def resolve_config_relative(
@@ -98,7 +133,7 @@ def resolve_config_relative(
     candidates = [path] if path.is_absolute() else [base / v for base in search_dirs for v in variants]
     for candidate in candidates:
         if inside is None:
-            if candidate.exists():
+            if path_is(candidate):
                 return candidate
         elif _readable_file_inside(candidate, inside):
             return candidate
@@ -150,7 +185,7 @@ def load_config_file(
             )
     else:
         beside = env_dir / "multidatabackend.json"
-        dataloader = beside if beside.exists() else None
+        dataloader = beside if path_is(beside) else None
         if dataloader is None:
             config.problems.append("No data_backend_config, and no multidatabackend.json beside config.json.")
     if dataloader is not None:
@@ -169,6 +204,10 @@ def load_config_file(
 
 def load_inline(config_json: Any, dataloader_json: Any, lycoris_json: Any = None) -> TrainingConfig:
     """Inline JSON from the API: relative dataset paths resolve against the working directory."""
+    for where, value in (("config_json", config_json), ("dataloader_json", dataloader_json),
+                         ("lycoris_json", lycoris_json)):  # fmt: skip
+        if too_deep(value):
+            raise too_deep_error(where)
     options = normalise_options(config_json, where="config_json")
     datasets = normalise_datasets(dataloader_json, where="dataloader_json")
     config = TrainingConfig(options=options, datasets=datasets, search_dirs=[Path.cwd()], base_dir=Path.cwd())
@@ -225,8 +264,18 @@ def describe_problems(config: TrainingConfig) -> list[str]:
         dataset_id = entry.get("id")
         if not dataset_id:
             problems.append(f"Dataset #{index + 1} has no id.")
+        elif not isinstance(dataset_id, str):
+            problems.append(f"Dataset #{index + 1} has an id that is not text (a {json_type(dataset_id)}).")
         elif dataset_id in seen:
             problems.append(f"Dataset id `{dataset_id}` is used twice.")
         else:
             seen.add(str(dataset_id))
     return problems
+
+
+def json_type(value: Any) -> str:
+    """How a JSON value's kind is named in messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "JSON object", list: "list", str: "string", int: "number", float: "number"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), "null")

@@ -3,12 +3,13 @@ a remote backend, skip, or refuse) and whether the published trainer can honour 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from simpletuner_cloud.datasets.configs import TrainingConfig
+from simpletuner_cloud.datasets.configs import TrainingConfig, json_type, path_is
 from simpletuner_cloud.datasets.selection import Selection
 from simpletuner_cloud.errors import CloudError
 
@@ -17,7 +18,9 @@ CACHE_TYPES = frozenset({"text_embeds", "image_embeds", "conditioning_image_embe
 UPLOADABLE_CAPTIONS = frozenset({"filename", "textfile"})
 WHAT_WORKS = (
     "What works on the published trainer: one local image folder captioned by file name, or with "
-    "`textfile` captions that equal the file names (several folders with the same resolution only if you "
+    "`textfile` captions (that equal the file names, or, if you agree, with each image named after its "
+    "caption in the archive: `rename_to_captions: true`, `--rename-to-captions` on the command line) "
+    "(several folders with the same resolution only if you "
     "agree to merge them into one set: `merge_local_datasets: true`, `--merge` on the command line); or "
     "only remote datasets (`huggingface`, `webshart` from a URL or the Hub). For anything else, push the "
     "data to a (private) Hugging Face dataset and use `type: huggingface` with your HF token."
@@ -48,6 +51,7 @@ class DatasetPlan:
     resolution: Any = None
     resolution_type: Any = None
     warnings: list[str] = field(default_factory=list)
+    rename_to_captions: bool = False  # the user agreed: textfile sets are named after their captions
 
     @property
     def uploads(self) -> list[PlannedDataset]:
@@ -99,10 +103,16 @@ def classify(entry: dict[str, Any], allow_aws: bool = False) -> tuple[Action, st
     return "upload", "local images, sent as the `images` archive"
 
 
-def plan_datasets(config: TrainingConfig, allow_aws: bool = False, merge_local: bool = False) -> DatasetPlan:
+def plan_datasets(
+    config: TrainingConfig,
+    allow_aws: bool = False,
+    merge_local: bool = False,
+    rename_to_captions: bool = False,
+) -> DatasetPlan:
     """The one combination the trainer can honour, or `dataset_unsupported` saying what would work.
     Several local sets are merged into one only with `merge_local` (the user agreed to what that loses),
-    and only when they are compatible."""
+    and only when they are compatible. `rename_to_captions` is carried to preflight, which names the
+    images of `textfile` sets after their captions."""
     if not config.dataloader_found:
         raise CloudError(
             "The training config has no readable dataset list. " + " ".join(config.problems),
@@ -112,7 +122,7 @@ def plan_datasets(config: TrainingConfig, allow_aws: bool = False, merge_local: 
     planned = []
     for index, entry in enumerate(config.datasets):
         action, reason = classify(entry, allow_aws)
-        planned.append(PlannedDataset(str(entry.get("id") or f"dataset-{index + 1}"), action, reason, entry))
+        planned.append(PlannedDataset(_dataset_id(entry, index), action, reason, entry))
     refused = [d for d in planned if d.action == "refuse"]
     if refused:
         raise unsupported("; ".join(f"`{d.id}`: {d.reason}" for d in refused))
@@ -131,16 +141,21 @@ def plan_datasets(config: TrainingConfig, allow_aws: bool = False, merge_local: 
         )
     if remotes:
         return DatasetPlan("remote", planned)
-    return _upload_plan(config, planned, uploads, merge_local)
+    plan = _upload_plan(config, planned, uploads, merge_local)
+    plan.rename_to_captions = rename_to_captions
+    for dataset in uploads:
+        if rename_to_captions and dataset.caption_strategy == "textfile":
+            plan.warnings.append(
+                f"`{dataset.id}`: each image is named after its caption in the archive, as agreed (the files "
+                "on disk keep their names); the preview lists every caption that had to change."
+            )
+    return plan
 
 
 def _upload_plan(
     config: TrainingConfig, planned: list[PlannedDataset], uploads: list[PlannedDataset], merge_local: bool
 ) -> DatasetPlan:
-    sizes = {
-        (_setting(d.entry, config, "resolution"), _setting(d.entry, config, "resolution_type"))
-        for d in uploads
-    }
+    sizes = {_size(d, config) for d in uploads}
     if len(sizes) > 1:
         listed = ", ".join(f"{d.id}: {_setting(d.entry, config, 'resolution')}" for d in uploads)
         raise unsupported(
@@ -151,7 +166,11 @@ def _upload_plan(
         raise several_local(uploads)
     for dataset in uploads:
         dataset.folder = resolve_dataset_folder(config, dataset)
-    resolution, resolution_type = next(iter(sizes))
+    first = uploads[0].entry
+    resolution, resolution_type = (
+        _setting(first, config, "resolution"),
+        _setting(first, config, "resolution_type"),
+    )
     plan = DatasetPlan("upload", planned, resolution, resolution_type)
     if len(uploads) > 1:
         plan.warnings.append(
@@ -184,7 +203,7 @@ def resolve_dataset_folder(config: TrainingConfig, dataset: PlannedDataset) -> P
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [base / path for base in config.search_dirs]
     for candidate in candidates:
-        if candidate.is_dir():
+        if path_is(candidate, "dir"):
             return candidate
     raise CloudError(
         f"The folder of dataset `{dataset.id}` ({raw}) does not exist. Looked in: "
@@ -215,6 +234,47 @@ def several_local(uploads: list[PlannedDataset]) -> CloudError:
     )
 
 
+def _dataset_id(entry: dict[str, Any], index: int) -> str:
+    value = entry.get("id")
+    if value is None or value == "":
+        return f"dataset-{index + 1}"
+    if not isinstance(value, str):
+        raise CloudError(
+            f"Dataset #{index + 1} has an id that is not text (a {json_type(value)}).",
+            code="config_invalid",
+            hint='Give every dataset in multidatabackend.json a text id, e.g. "id": "my-photos".',
+        )
+    return value
+
+
+def _size(dataset: PlannedDataset, config: TrainingConfig) -> tuple[float | None, str | None]:
+    """What the trainer would use as (resolution, resolution_type) for this set: a finite positive
+    number (pixels, or megapixels for `area`) and a name. Anything else is refused here rather than
+    compared."""
+    resolution = _setting(dataset.entry, config, "resolution")
+    kind = _setting(dataset.entry, config, "resolution_type")
+    number: float | None = None
+    if resolution is not None:
+        try:
+            number = float(resolution) if not isinstance(resolution, bool | dict | list) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number) or number <= 0:
+            raise CloudError(
+                f"Dataset `{dataset.id}` has a `resolution` that is not a positive number "
+                f"(a {json_type(resolution)}).",
+                code="config_invalid",
+                hint="Set resolution to a number, e.g. 1024 (pixels) or 1.0 (megapixels with `area`).",
+            )
+    if kind is not None and not isinstance(kind, str):
+        raise CloudError(
+            f"Dataset `{dataset.id}` has a `resolution_type` that is not text (a {json_type(kind)}).",
+            code="config_invalid",
+            hint="Use pixel_area (recommended), pixel or area.",
+        )
+    return number, kind
+
+
 def _setting(entry: dict[str, Any], config: TrainingConfig, key: str) -> Any:
     return entry.get(key) if entry.get(key) is not None else config.options.get(key)
 
@@ -226,7 +286,7 @@ def _remote_source(entry: dict[str, Any]) -> bool:
     if re.match(r"^(https?|hf|s3|gs)://", source):
         return True
     # `owner/name` is a Hub dataset id unless a folder of that name exists here.
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) and not Path(source).exists()
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) and not path_is(Path(source))
 
 
 def _truthy(value: Any) -> bool:
@@ -262,7 +322,10 @@ def check_textfile_captions(dataset: PlannedDataset, selection: Selection) -> No
             f"Dataset `{dataset.id}` uses textfile captions, but the trainer captions uploads by file name, "
             f"and these captions differ from their file names: {shown}.",
             code="dataset_unsupported",
-            hint="Rename each image to its caption with `_` for spaces (`a_red_car.jpg` for 'a red car'), "
-            "or set caption_strategy to filename if the names already say it. " + WHAT_WORKS,
+            hint="Agree to have each image named after its caption in the archive (the files on disk keep "
+            "their names): `rename_to_captions: true` in the API request, `--rename-to-captions` on the "
+            "command line, or the 'Name images after their captions' box in the Cloud tab. Or rename each "
+            "image to its caption with `_` for spaces (`a_red_car.jpg` for 'a red car'), or set "
+            "caption_strategy to filename if the names already say it.",
             details={"mismatching_files": mismatches},
         )

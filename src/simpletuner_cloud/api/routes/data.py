@@ -15,7 +15,9 @@ router = APIRouter(tags=["data"])
 
 
 class DataConsentPreviewRequest(BaseModel):
-    config: str | None = Field(None, description="Environment name, or a path to a folder or config.json.")
+    config: str | None = Field(
+        None, max_length=4096, description="Environment name, or a path to a folder or config.json."
+    )
     config_json: dict[str, Any] | None = Field(None, description="Inline config.json.")
     dataloader_json: list[dict[str, Any]] | dict[str, Any] | None = Field(
         None, description="Inline multidatabackend.json."
