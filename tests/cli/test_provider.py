@@ -4,7 +4,13 @@ that sandbox like a real deployment (for the missing and rejected token errors).
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +24,7 @@ from simpletuner_cloud.services.provider import ProviderRuntime
 from simpletuner_cloud.settings import load_settings
 from tests.support.live_server import live_server
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server, set_faults
+from tests.support.waiting import eventually_sync
 
 runner = CliRunner()
 
@@ -83,10 +90,7 @@ def test_token_set_from_stdin_and_prompt_then_delete(sandboxed: tuple[str, FastA
     assert from_stdin.exit_code == 0, from_stdin.output
     assert "Saved token r8_...ken0 for sandbox (user)." in from_stdin.stdout
     assert "Sandbox mode uses the sandbox token" in from_stdin.stdout
-    prompted = run(url, "token", "set", input=f"{SANDBOX_TOKEN}\n")
-    assert prompted.exit_code == 0
-    for result in (from_stdin, prompted):
-        assert SANDBOX_TOKEN not in result.output  # the prompt hides the input
+    assert SANDBOX_TOKEN not in from_stdin.output
     assert app.state.settings.replicate_token_path.read_text() == SANDBOX_TOKEN
     assert run_json(url, "token", "set", "--stdin", input=f"{SANDBOX_TOKEN}\n") == {
         "saved": True,
@@ -118,8 +122,17 @@ def test_the_three_errors(
     missing = run(plain, "validate")
     assert missing.exit_code == 1
     assert "error[token_missing]: REPLICATE_API_TOKEN not set" in err(missing)
-    assert 'hint: Export it: export REPLICATE_API_TOKEN="r8_..." and restart simpletuner server' in err(
-        missing
+    assert (
+        'hint: Export it: export REPLICATE_API_TOKEN="r8_..." and restart simpletuner server (or save one '
+        "with `simpletuner cloud provider token set`)."  # the server's hint names its route: translated
+    ) in err(missing)
+    assert "/api/cloud" not in missing.stderr
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "sk-" + "a" * 37)
+    malformed = run(plain, "validate")
+    assert (
+        "error[token_invalid_format]: Invalid token in REPLICATE_API_TOKEN. Token must start with r8_."
+        in (err(malformed))
     )
 
     monkeypatch.setenv("REPLICATE_API_TOKEN", WRONG_TOKEN)
@@ -246,3 +259,78 @@ def test_status_and_hardware(sandboxed: tuple[str, FastAPI]) -> None:
     assert [h["id"] for h in hardware["hardware"]] == ["l40s", "a100"]
     table = run(url, "hardware").stdout
     assert "48GB" in table and "3.51" in table and "5.04" in table
+
+
+def cli_process(url: str, *args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("simpletuner")), "cloud", "--url", url, "provider", *args]
+
+
+def test_token_set_without_a_terminal_says_to_use_stdin(sandboxed: tuple[str, FastAPI]) -> None:
+    """Before: getpass's raw `GetPassWarning: Can not control echo on the terminal` and an echoed read."""
+    done = subprocess.run(
+        cli_process(sandboxed[0], "token", "set"),
+        input=f"{SANDBOX_TOKEN}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "GetPassWarning" not in done.stderr and SANDBOX_TOKEN not in done.stderr + done.stdout
+    assert " ".join(done.stderr.split()) == (
+        "error: No terminal to ask for the token on. hint: Pass the token on standard input with --stdin, "
+        "e.g. `printenv REPLICATE_API_TOKEN | simpletuner cloud provider token set --stdin`."
+    )
+
+
+def _read_terminal(master: int, seen: bytearray) -> bytes:
+    if select.select([master], [], [], 0)[0]:
+        try:
+            seen.extend(os.read(master, 4096))
+        except OSError:  # EIO: the child closed the terminal
+            seen.extend(b"\0")
+    return bytes(seen)
+
+
+def test_token_set_on_a_terminal_prompts_without_echo(sandboxed: tuple[str, FastAPI]) -> None:
+    url, app = sandboxed
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        cli_process(url, "token", "set"), stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        eventually_sync(lambda: b"Replicate API token:" in _read_terminal(master, seen), what="the prompt")
+        os.write(master, f"{SANDBOX_TOKEN}\n".encode())
+        eventually_sync(lambda: b"\0" in _read_terminal(master, seen), what="the command's end")
+        assert process.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    output = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode(errors="replace"))  # the terminal gets colours
+    assert "Saved token r8_...ken0 for sandbox (user)." in output
+    assert SANDBOX_TOKEN not in output  # not echoed
+    assert app.state.settings.replicate_token_path.read_text() == SANDBOX_TOKEN
+
+
+def test_versions_print_whole_ids_on_a_narrow_terminal(sandboxed: tuple[str, FastAPI]) -> None:
+    url = sandboxed[0]
+    ids = [v["id"] for v in run_json(url, "versions")["versions"]]
+    done = subprocess.run(
+        cli_process(url, "versions"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "60"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "simpletuner/advanced-trainer (jobs use the latest version)"
+    assert lines[1].split() == ["version", "created", "cog"]
+    for line, version_id in zip(lines[2:], ids, strict=True):
+        assert version_id in line.split()  # whole, on one line, no ellipsis
+    assert "…" not in done.stdout
+    assert lines[2].startswith("* ")

@@ -3,6 +3,7 @@ token from the state root, and turns error bodies and a dead server into one-lin
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -11,6 +12,31 @@ from rich.markup import escape
 from simpletuner_cloud.cli.output import err_console, fail
 from simpletuner_cloud.security.admin_token import read_admin_token
 from simpletuner_cloud.settings import SANDBOX_HEADER, Settings, load_settings
+
+# The server's hints name its HTTP routes (they also serve curl and the web UI); at the terminal the
+# CLI command that does the same is what helps. Longest routes first: `.../token` before `...`.
+ROUTE_COMMANDS = (
+    ("PUT /api/cloud/providers/replicate/token", "simpletuner cloud provider token set"),
+    ("DELETE /api/cloud/providers/replicate/token", "simpletuner cloud provider token delete"),
+    ("GET /api/cloud/providers/replicate/validate", "simpletuner cloud provider validate"),
+    ("GET /api/cloud/providers/replicate/versions", "simpletuner cloud provider versions"),
+    ("GET /api/cloud/providers/replicate/billing", "simpletuner cloud provider billing"),
+    ("PUT /api/cloud/providers/replicate", "simpletuner cloud provider settings set"),
+    ("GET /api/cloud/providers/replicate", "simpletuner cloud provider settings"),
+    ("GET /api/cloud/system-status", "simpletuner cloud provider status"),
+    ("GET /api/cloud/hardware", "simpletuner cloud provider hardware"),
+    ("POST /api/cloud/data-consent/preview", "simpletuner cloud data preview"),
+)
+_ROUTES = [
+    (re.compile(r"`?" + re.escape(route) + r"`?(?![\w/-])"), f"`{cli}`") for route, cli in ROUTE_COMMANDS
+]
+
+
+def cli_hint(hint: str) -> str:
+    """A server hint with each route it names replaced by the matching CLI command."""
+    for pattern, command in _ROUTES:
+        hint = pattern.sub(command, hint)
+    return hint
 
 
 class ServerClient:
@@ -74,5 +100,6 @@ class ServerClient:
             return body
         error = (body or {}).get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):
-            fail(error.get("message", "request failed"), error.get("hint", ""), error.get("code", ""))
+            hint = cli_hint(str(error.get("hint") or ""))
+            fail(str(error.get("message", "request failed")), hint, str(error.get("code", "")))
         fail(f"The server answered HTTP {response.status_code}.", code="http_error")

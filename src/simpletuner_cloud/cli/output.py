@@ -30,6 +30,17 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     console.print(table)
 
 
+def print_columns(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Aligned plain columns that are never cut or wrapped by rich, whatever the terminal's width:
+    for values meant to be copied whole (version ids)."""
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    for row in [list(columns), *cells]:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        console.print(Text(line), soft_wrap=True, overflow="ignore", crop=False)
+
+
 def print_mapping(title: str, data: Mapping[str, Any]) -> None:
     print_table(title, ["field", "value"], ((k, _cell(v)) for k, v in data.items()))
 

@@ -12,7 +12,15 @@ import typer
 from rich.markup import escape
 
 from simpletuner_cloud.cli.api_client import ServerClient
-from simpletuner_cloud.cli.output import console, err_console, fail, print_json, print_mapping, print_table
+from simpletuner_cloud.cli.output import (
+    console,
+    err_console,
+    fail,
+    print_columns,
+    print_json,
+    print_mapping,
+    print_table,
+)
 
 app = typer.Typer(
     help="The Replicate provider: token, versions, billing, settings, status.", no_args_is_help=True
@@ -70,6 +78,13 @@ def token_set(
 ) -> None:
     """Validate a token at Replicate and save it (0600 file). Asked for hidden, or read with --stdin,
     never taken as an argument: arguments show up in `ps` and shell history."""
+    if not from_stdin and not sys.stdin.isatty():
+        # typer's hidden prompt would fall back to an echoing read with a raw GetPassWarning
+        fail(
+            "No terminal to ask for the token on.",
+            hint="Pass the token on standard input with --stdin, e.g. "
+            "`printenv REPLICATE_API_TOKEN | simpletuner cloud provider token set --stdin`.",
+        )
     raw = sys.stdin.readline() if from_stdin else typer.prompt("Replicate API token", hide_input=True)
     if not raw.strip():
         fail("No token given.", hint="Paste the r8_... token from https://replicate.com/account/api-tokens.")
@@ -103,7 +118,9 @@ def versions(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         print_json(result)
         return
     how = "pinned" if result["pinned"] else "latest"
-    print_table(
+    # Not a table: a table squeezes or cuts the 64-character ids on a narrow terminal, and they are
+    # there to be copied whole (into `settings set version=...`).
+    print_columns(
         f"{result['model']} (jobs use the {how} version)",
         ["", "version", "created", "cog"],
         (
