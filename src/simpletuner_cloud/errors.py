@@ -45,6 +45,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "server_not_running": 503,
     "internal_error": 500,
     "provider_timeout": 504,
+    # The job flow
+    "trainer_argument_unknown": 422,
+    "hardware_unknown": 422,
+    "delivery_required": 422,
+    "delivery_unavailable": 422,
+    "hf_token_missing": 422,
+    "cost_limit_unavailable": 503,
+    "job_active": 409,
 }
 
 
