@@ -75,3 +75,42 @@ async def test_stop_cancels_a_pass_that_will_not_drain() -> None:
     await asyncio.sleep(0.01)
     await worker.stop()
     assert not worker.running
+
+
+async def test_a_wake_during_a_pass_is_not_lost() -> None:
+    worker = Worker(interval=3600)
+    in_pass = asyncio.Event()
+    release = asyncio.Event()
+    count = 0
+
+    async def task() -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            in_pass.set()
+            await release.wait()
+
+    worker.register("t", task)
+    worker.start()
+    await in_pass.wait()
+    worker.wake()  # arrives while the first pass runs
+    release.set()
+    for _ in range(2000):
+        if worker.passes >= 2:
+            break
+        await asyncio.sleep(0.005)
+    await worker.stop()
+    assert worker.passes >= 2  # the wake ran a second pass instead of waiting out the hour
+
+
+async def test_interval_zero_does_not_spin() -> None:
+    worker = Worker(interval=0)
+
+    async def task() -> None:
+        return None
+
+    worker.register("t", task)
+    worker.start()
+    await asyncio.sleep(0.3)
+    await worker.stop()
+    assert 1 <= worker.passes <= 10  # at most one pass per MIN_INTERVAL (0.05 s), not thousands

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 Task = Callable[[], Awaitable[None]]
+# The shortest pause between passes: `interval=0` (tests) means "as soon as possible", not a busy loop.
+MIN_INTERVAL = 0.05
 
 
 @dataclass
@@ -75,9 +77,10 @@ class Worker:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the pass, not after: a wake() that arrives during the pass runs another.
+            self._wake.clear()
             await self.run_once()
             if self._stopping.is_set():
                 break
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(self.interval, 0.001))
+                await asyncio.wait_for(self._wake.wait(), timeout=max(self.interval, MIN_INTERVAL))

@@ -50,6 +50,7 @@ APPLICABLE_FIELDS = frozenset(
         "error_hint",
         "next_poll_at",
         "create_sent_at",
+        "create_attempts",
         "warnings",
         "notice",
     }

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from simpletuner_cloud.api.routes import configs, data, hardware, health, login, providers, system_status
+from simpletuner_cloud.api.routes import (
+    configs,
+    data,
+    events,
+    hardware,
+    health,
+    jobs,
+    login,
+    providers,
+    system_status,
+)
 from simpletuner_cloud.api.routes.uploads import router as uploads_router
 
 MANAGEMENT_ROUTERS: list[APIRouter] = [
@@ -15,6 +25,8 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     configs.router,
     data.router,
     uploads_router,
+    jobs.router,
+    events.router,
 ]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router]

@@ -1,0 +1,84 @@
+"""Reading jobs: the list (filters, newest first, cursor pages, a real total), one job with its
+timeline, its logs (kept here in full: Replicate drops them an hour after the end) and its metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simpletuner_cloud.domain.jobs import JobStatus
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.job_views import (
+    JobListView,
+    JobView,
+    LogsView,
+    MetricsView,
+    job_view,
+    metric_view,
+)
+from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store import jobs as repo
+
+MAX_PAGE = 200
+MAX_TIMELINE = 500
+MAX_LOG_TAIL = 100_000
+
+
+async def list_jobs(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    status: list[JobStatus] | None = None,
+    hardware: str | None = None,
+    text: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> JobListView:
+    limit = max(1, min(limit, MAX_PAGE))
+    now = datetime.now(UTC)
+    catalogue = load_hardware_catalogue(settings)
+    rows = await repo.list_jobs(
+        session, status=status, hardware=hardware, text=text, limit=limit + 1, before=cursor
+    )
+    total = await repo.count_jobs(session, status=status, hardware=hardware, text=text)
+    page = rows[:limit]
+    return JobListView(
+        jobs=[job_view(job, catalogue, now) for job in page],
+        total=total,
+        next_cursor=page[-1].id if len(rows) > limit else None,
+    )
+
+
+async def get_job(session: AsyncSession, settings: Settings, job_id: str) -> JobView:
+    job = await repo.require_job(session, job_id)
+    events = [e for e in await repo.list_events(session, job_id) if e.kind not in ("logs", "upload_progress")]
+    return job_view(job, load_hardware_catalogue(settings), datetime.now(UTC), events[-MAX_TIMELINE:])
+
+
+async def get_logs(
+    session: AsyncSession, job_id: str, *, tail: int | None = None, after: int | None = None
+) -> LogsView:
+    job = await repo.require_job(session, job_id)
+    size = job.logs_offset
+    if tail is not None and after is not None:
+        raise CloudError(
+            "Use either tail or after, not both.", code="validation_error", hint="?tail=100 or ?after=2048"
+        )
+    if tail is not None:
+        text = await repo.read_logs(session, job_id, after=max(0, size - MAX_LOG_TAIL * 2))
+        lines = text.splitlines(keepends=True)
+        text = "".join(lines[-tail:]) if tail > 0 else ""
+        start = size - len(text)
+    else:
+        start = max(0, min(after or 0, size))
+        text = await repo.read_logs(session, job_id, after=start)
+    return LogsView(job_id=job_id, offset=start, next_offset=start + len(text), size=size, text=text)
+
+
+async def get_metrics(session: AsyncSession, job_id: str) -> MetricsView:
+    await repo.require_job(session, job_id)
+    return MetricsView(
+        job_id=job_id, points=[metric_view(row) for row in await repo.list_metrics(session, job_id)]
+    )

@@ -1,0 +1,177 @@
+"""Apply what Replicate says about a job's prediction (a polled GET, a list entry, or a webhook's
+body): status forward-only, new log text appended once, progress and the step/loss/lr series parsed
+from it, output, and at the end the final cost from `metrics.predict_time` at the job's own hardware
+rate plus a failure's code and hint. Safe for concurrent appliers without a lease: every write is a
+compare-and-set (status, logs offset) or idempotent (metrics upsert, same output)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simpletuner_cloud.domain.failures import classify_failure
+from simpletuner_cloud.domain.hardware import HardwareCatalogue
+from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, map_replicate_status
+from simpletuner_cloud.domain.progress import TrainingProgress, parse_logs
+from simpletuner_cloud.errors import InvalidTransition
+from simpletuner_cloud.replicate.files import parse_time
+from simpletuner_cloud.services.job_views import rate_of
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.notify import announce
+from simpletuner_cloud.store.tables import JobRow, utcnow
+
+LOG_TAIL_FOR_DIAGNOSIS = 20_000  # characters of the log end read to tell a failure's kind
+
+
+@dataclass(frozen=True)
+class Applied:
+    status_changed: bool
+    new_logs: str
+    status: JobStatus
+    provider_status: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+async def apply_prediction(
+    session: AsyncSession,
+    job_id: str,
+    prediction: dict[str, Any],
+    catalogue: HardwareCatalogue,
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> Applied:
+    """Flushes; the caller commits (a webhook commits it with the delivery record)."""
+    now = now or utcnow()
+    job = await repo.require_job(session, job_id)
+    prediction_id = str(prediction.get("id") or "")
+    if prediction_id and job.prediction_id is None:
+        await repo.record_prediction_id(session, job_id, prediction_id)
+    raw_status = str(prediction.get("status") or "") or None
+    target = map_replicate_status(raw_status)
+
+    logs = prediction.get("logs")
+    new_logs = ""
+    if isinstance(logs, str) and logs:
+        new_logs = await repo.append_logs(session, job_id, logs)
+        if new_logs:
+            await _update_progress(session, job_id, logs, len(logs))
+    output = prediction.get("output")
+
+    changed = False
+    if target is None:
+        if raw_status and raw_status != job.provider_status:
+            await repo.set_fields(session, job_id, provider_status=raw_status)
+            await repo.add_event(
+                session, job_id, "provider_status", message=f"Replicate says {raw_status!r}."
+            )
+    else:
+        fields = _fields_for(job, target, prediction, catalogue, output)
+        try:
+            _, changed = await repo.apply_status(
+                session,
+                job_id,
+                target,
+                provider_status=raw_status,
+                message=_message(target, raw_status, source),
+                data={"source": source},
+                at=now,
+                **fields,
+            )
+        except InvalidTransition as conflict:
+            # Finished here one way (a local cancel), there another: keep ours, say so on the timeline.
+            await repo.add_event(
+                session, job_id, "conflict", message=conflict.message, data={"provider_status": raw_status}
+            )
+            if output is not None and job.output is None:
+                await repo.set_fields(session, job_id, output=output)
+    if output is not None and target is not None and target not in TERMINAL_STATUSES and output != job.output:
+        await repo.set_fields(session, job_id, output=output)
+        await repo.add_event(session, job_id, "output", data={"output": output})
+    if changed or new_logs:
+        await announce(session, job_id)
+    fresh = await repo.require_job(session, job_id)
+    return Applied(changed, new_logs, JobStatus(fresh.status), raw_status)
+
+
+def _fields_for(
+    job: JobRow,
+    target: JobStatus,
+    prediction: dict[str, Any],
+    catalogue: HardwareCatalogue,
+    output: Any,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    started = parse_time(prediction.get("started_at"))
+    if target is JobStatus.RUNNING and started is not None:
+        fields["started_at"] = started
+    if target not in TERMINAL_STATUSES:
+        return fields
+    completed = parse_time(prediction.get("completed_at"))
+    if completed is not None:
+        fields["completed_at"] = completed
+    if started is not None and job.started_at is None:
+        fields["started_at"] = started
+    fields["actual_cost_usd"] = final_cost(prediction, rate_of(catalogue, job.hardware))
+    if output is not None:
+        fields["output"] = output
+    fields["next_poll_at"] = None
+    if target is JobStatus.FAILED:
+        error = str(prediction.get("error") or "") or f"The run ended {prediction.get('status')}."
+        logs = prediction.get("logs") if isinstance(prediction.get("logs"), str) else ""
+        code, hint = classify_failure(error, (logs or "")[-LOG_TAIL_FOR_DIAGNOSIS:])
+        if prediction.get("status") == "aborted":
+            code, hint = "prediction_aborted", "The run's deadline passed before it started; submit again."
+        fields |= {"error": error[:4000], "error_code": code, "error_hint": hint}
+    return fields
+
+
+def final_cost(prediction: dict[str, Any], usd_per_second: Decimal) -> Decimal:
+    """`metrics.predict_time` (seconds of running, Replicate's billed time) at the job's own rate;
+    missing metrics (aborted, canceled while queued) are zero billable seconds."""
+    metrics = prediction.get("metrics") or {}
+    try:
+        seconds = Decimal(str(metrics.get("predict_time") or 0))
+    except ArithmeticError:
+        seconds = Decimal(0)
+    if not seconds.is_finite() or seconds < 0:
+        seconds = Decimal(0)
+    return usd_per_second * seconds
+
+
+async def _update_progress(session: AsyncSession, job_id: str, logs: str, offset: int) -> None:
+    job = await repo.require_job(session, job_id)
+    previous = TrainingProgress.from_dict(job.progress)
+    progress, points = parse_logs(logs, previous)
+    if points:
+        await repo.record_metrics(session, job_id, [(p.step, p.loss, p.learning_rate) for p in points])
+    if progress == previous:
+        return
+    data = {**(job.progress or {}), **progress.as_dict()}
+    # Only while no later snapshot was appended: that writer parses further and writes newer progress.
+    written = await session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.logs_offset == offset)
+        .values(progress=data, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if written.rowcount == 1 and (progress.step != previous.step or progress.stage != previous.stage):  # type: ignore[attr-defined]
+        await repo.add_event(session, job_id, "progress", data=progress.as_dict())
+
+
+def _message(target: JobStatus, raw: str | None, source: str) -> str:
+    names = {
+        "poll": "polling",
+        "webhook": "a webhook",
+        "list": "the predictions list",
+        "create": "the create",
+    }
+    return f"Replicate reported {raw or target.value} (seen through {names.get(source, source)})."

@@ -1,0 +1,273 @@
+"""Submitting a training job (`POST /api/cloud/jobs/submit`). Everything that can be refused is
+refused here, before a byte leaves: the dataset (preflight, size), data consent, the trainer's
+argument list, the chosen trainer version's inputs, the destination and the cost limit. Then the job
+is written durably, with its idempotency key and request hash, and the worker takes it from there
+(package -> upload -> create the prediction), so the request answers at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
+from simpletuner_cloud.domain.hardware import HardwareProfile, UnknownHardware
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.budget_gate import check_cost_limit
+from simpletuner_cloud.services.consent import check_consent
+from simpletuner_cloud.services.datasets import load_config
+from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
+from simpletuner_cloud.services.job_views import SubmitResult, job_view
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
+from simpletuner_cloud.services.provider_settings import (
+    ReplicateSettings,
+    load_replicate_settings,
+    webhook_url,
+)
+from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.notify import announce
+from simpletuner_cloud.store.tables import new_job_id
+from simpletuner_cloud.trainer.arguments import check_trainer_arguments
+from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, dataset_inputs, trainer_config
+from simpletuner_cloud.trainer.schema import check_trainer_inputs
+
+Delivery = Literal["hub", "s3", "local", "none"]
+EVENTS_FILTER = ["start", "output", "logs", "completed"]
+PENDING_ARCHIVE_URL = "https://api.replicate.com/v1/files/pending"  # stands in for `images` when checking
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True)
+class SubmitJob:
+    """A submission in our words; the route maps SimpleTuner's field names onto it."""
+
+    config: str | None = None
+    config_json: Any = None
+    dataloader_json: Any = None
+    merge_local_datasets: bool = False
+    rename_to_captions: bool = False
+    hardware: str | None = None
+    delivery: Delivery | None = None
+    hub_model_id: str | None = None
+    consent: bool = False
+    webhook_url: str | None = None
+    max_train_steps: int | None = None
+    idempotency_key: str | None = None
+
+    def request_hash(self) -> str:
+        """What makes two submissions "the same": every field but the key itself."""
+        body = {k: v for k, v in asdict(self).items() if k != "idempotency_key"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checked:
+    preflight: Preflight
+    profile: HardwareProfile
+    delivery: Delivery
+    version: str
+    secrets: dict[str, str]
+    warnings: list[str]
+
+
+async def submit_job(
+    session: AsyncSession,
+    settings: Settings,
+    runtime: ProviderRuntime,
+    request: SubmitJob,
+    *,
+    now: datetime | None = None,
+) -> tuple[SubmitResult, bool]:
+    """Returns (answer, created): created is False for a repeated idempotency key."""
+    now = now or datetime.now(UTC)
+    catalogue = load_hardware_catalogue(settings)
+    request_hash = request.request_hash()
+    key = _idempotency_key(request.idempotency_key)
+    if key is not None:
+        existing = await repo.get_job_by_idempotency_key(session, key)
+        if existing is not None:
+            return _repeat(existing, request_hash, catalogue, now), False
+
+    replicate = await load_replicate_settings(session, settings)
+    checked = await _check(settings, runtime, replicate, request)
+    warning = await check_cost_limit(session, replicate, catalogue, now)
+    warnings = [*checked.warnings, *([warning] if warning else [])]
+
+    job_id = new_job_id()
+    base = request.webhook_url or webhook_url(settings, replicate)
+    spec = {
+        "request": {k: v for k, v in asdict(request).items() if k != "idempotency_key"},
+        "webhook": f"{base.rstrip('/')}?job={job_id}" if base else None,
+        "webhook_events_filter": EVENTS_FILTER,
+        "hub_model_id": request.hub_model_id,
+        "archive_bytes": checked.preflight.archive_size,
+        "needs_upload": checked.preflight.needs_upload,
+    }
+    save_job_secrets(settings, job_id, checked.secrets)
+    job, created = await repo.create_job(
+        session,
+        job_id=job_id,
+        config_name=checked.preflight.config.name or "inline",
+        hardware=checked.profile.id,
+        model=replicate.model or checked.profile.model,
+        version=checked.version,
+        spec=spec,
+        idempotency_key=key,
+        request_hash=request_hash,
+        delivery=checked.delivery,
+        warnings=warnings,
+        at=now,
+    )
+    if not created:  # the same key won a race with this request
+        delete_job_secrets(settings, job_id)
+        await session.rollback()
+        return _repeat(job, request_hash, catalogue, now), False
+    if warning:
+        await repo.add_event(session, job_id, "cost_limit_warning", message=warning)
+    await announce(session, job_id)
+    await session.commit()
+    view = job_view(job, catalogue, now)
+    return SubmitResult(
+        job=view,
+        warnings=warnings,
+        job_id=job.id,
+        status=view.status,
+        idempotent_hit=False,
+        cost_limit_warning=warning,
+    ), True
+
+
+def _repeat(job: Any, request_hash: str, catalogue: Any, now: datetime) -> SubmitResult:
+    if job.request_hash != request_hash:
+        raise CloudError(
+            "This idempotency key was already used for a different submission.",
+            code="idempotency_conflict",
+            hint="Use a new key for a new job, or send exactly the same body to get the first job back.",
+            details={"job_id": job.id},
+        )
+    view = job_view(job, catalogue, now)
+    return SubmitResult(
+        job=view,
+        warnings=list(job.warnings or []),
+        job_id=job.id,
+        status=view.status,
+        idempotent_hit=True,
+        cost_limit_warning=None,
+    )
+
+
+def _idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise CloudError(
+            "The idempotency key must be 1 to 255 printable characters.",
+            code="validation_error",
+            hint="A UUID is a good key: one per job you mean to create.",
+        )
+    return key
+
+
+async def _check(
+    settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, request: SubmitJob
+) -> Checked:
+    catalogue = load_hardware_catalogue(settings)
+    try:
+        profile = catalogue.get(request.hardware or replicate.hardware)
+    except UnknownHardware:
+        raise CloudError(
+            f"Unknown hardware {request.hardware!r}.",
+            code="hardware_unknown",
+            hint=f"Choose one of: {', '.join(catalogue.ids)} (`simpletuner cloud provider hardware`).",
+        ) from None
+    preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
+    check_consent(replicate.data_consent, request.consent, needs_upload=preflight.needs_upload)
+    spec = JobSpec(
+        preflight.config,
+        preflight.plan,
+        None,
+        archive_url=PENDING_ARCHIVE_URL,
+        max_train_steps=request.max_train_steps,
+    )
+    check_trainer_arguments(trainer_config(spec), _extra_arguments(runtime.environ))
+    delivery, destination_inputs, secrets, warnings = _destination(request, runtime.environ)
+    async with runtime.client(settings, replicate) as client:
+        model = replicate.model or profile.model
+        if replicate.version:
+            version = await client.get_version(model, replicate.version)
+        else:
+            version = (await client.get_model(model)).get("latest_version") or {}
+    if not version.get("id"):
+        raise CloudError(
+            f"Replicate lists no version of {model}.",
+            code="provider_error",
+            hint="Pin a version in Cloud -> Settings, or check the model name.",
+        )
+    check_trainer_inputs({**dataset_inputs(spec), **destination_inputs}, version.get("openapi_schema") or {})
+    return Checked(
+        preflight, profile, delivery, str(version["id"]), secrets, [*preflight.plan.warnings, *warnings]
+    )
+
+
+def _preflight(settings: Settings, request: SubmitJob) -> Preflight:
+    config = load_config(settings, request.config, request.config_json, request.dataloader_json)
+    return run_preflight(config, merge_local=request.merge_local_datasets)
+
+
+def _destination(
+    request: SubmitJob, environ: Mapping[str, str] | None
+) -> tuple[Delivery, dict[str, Any], dict[str, str], list[str]]:
+    """(delivery, the destination's non-secret inputs, secrets for the job, warnings)."""
+    env = os.environ if environ is None else environ
+    hf_token = (env.get("HF_TOKEN") or "").strip()
+    delivery = request.delivery or ("hub" if request.hub_model_id else None)
+    secrets = {"hf_token": hf_token} if hf_token else {}
+    if delivery is None:
+        raise CloudError(
+            "The job has no destination for the trained model; the trainer would discard the weights.",
+            code="delivery_required",
+            hint='Choose where the weights go: "delivery": "hub" with a hub_model_id (and HF_TOKEN set), or '
+            '"delivery": "none" to train without keeping them.',
+        )
+    if delivery == "hub":
+        if not request.hub_model_id or request.hub_model_id.count("/") != 1:
+            raise CloudError(
+                "Push to Hub needs hub_model_id as `username/repo-name`.",
+                code="validation_error",
+                hint="For example `username/my-lora`.",
+            )
+        if not hf_token:
+            raise CloudError(
+                "Push to Hub needs a Hugging Face token, and HF_TOKEN is not set.",
+                code="hf_token_missing",
+                hint='Export it: export HF_TOKEN="hf_..." and restart simpletuner server.',
+            )
+        destination = HubDestination(request.hub_model_id, hf_token)
+        return "hub", {"hub_model_id": destination.hub_model_id, "hf_token": "x"}, secrets, []
+    if delivery in ("s3", "local"):
+        raise CloudError(
+            f"Delivery `{delivery}` is not available in this version yet.",
+            code="delivery_unavailable",
+            hint='Use "delivery": "hub" (Hugging Face) for now.',
+        )
+    return (
+        "none",
+        {},
+        secrets,
+        ['Delivery "none": the trained weights stay on Replicate\'s machine and are lost when it stops.'],
+    )
+
+
+def _extra_arguments(environ: Mapping[str, str] | None) -> list[str]:
+    env = os.environ if environ is None else environ
+    return [name for name in env.get("SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS", "").split(",") if name.strip()]
