@@ -6,6 +6,7 @@ import base64
 import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -144,23 +145,98 @@ async def test_upload_without_content_is_400(api: httpx.AsyncClient) -> None:
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
 
 
-async def test_file_list_delete_download(app: FastAPI, api: httpx.AsyncClient) -> None:
+async def test_file_list_delete(api: httpx.AsyncClient) -> None:
     first, second = await upload(api, b"one"), await upload(api, b"two")
     assert [f["id"] for f in (await api.get("/v1/files")).json()["results"]] == [second["id"], first["id"]]
-    download = await api.get(f"/v1/files/{first['id']}/download")
-    assert download.content == b"one" and download.headers["content-type"] == "application/octet-stream"
-    key = app.state.sandbox.signing_key
-    expiry = str(int(app.state.sandbox.clock.now()) + 60)
-    signature = download_signature(key, "sandbox", first["id"], expiry)
-    query = {"owner": "sandbox", "expiry": expiry, "signature": signature}
-    async with httpx.AsyncClient(transport=api._transport, base_url=BASE) as anonymous:
-        assert (await anonymous.get(f"/v1/files/{first['id']}/download", params=query)).content == b"one"
-        forged = {**query, "signature": base64.b64encode(b"0" * 32).decode()}
-        assert (await anonymous.get(f"/v1/files/{first['id']}/download", params=forged)).status_code == 404
     assert (await api.delete(f"/v1/files/{first['id']}")).status_code == 204
     for _ in range(2):
         assert (await api.get(f"/v1/files/{first['id']}")).status_code == 404
         assert (await api.delete(f"/v1/files/{first['id']}")).json() == {"detail": "File not found"}
+
+
+async def signed_url(api: httpx.AsyncClient, file_id: str, ttl: float = 60) -> str:
+    response = await api.post(f"/_sandbox/files/{file_id}/download-url", json={"ttl": ttl})
+    assert response.status_code == 200, response.text
+    return str(response.json()["url"])
+
+
+async def test_signed_download_needs_no_token(api: httpx.AsyncClient) -> None:
+    uploaded = await upload(api, b"one")
+    url = await signed_url(api, uploaded["id"])
+    assert parse_qs(urlsplit(url).query).keys() == {"owner", "expiry", "signature"}
+    assert parse_qs(urlsplit(url).query)["owner"] == ["sandbox"]
+    async with httpx.AsyncClient(transport=api._transport) as anonymous:
+        download = await anonymous.get(url)
+    assert download.status_code == 200 and download.content == b"one"
+    assert download.headers["content-type"] == "application/octet-stream"
+
+
+def _with(url: str, **changes: str | None) -> str:
+    """The URL with query values replaced (None removes one)."""
+    parts = urlsplit(url)
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    for name, value in changes.items():
+        if value is None:
+            query.pop(name, None)
+        else:
+            query[name] = value
+    return parts._replace(query=urlencode(query)).geturl()
+
+
+def _resigned(app: FastAPI, file_id: str, owner: str, expiry: str) -> str:
+    return download_signature(app.state.sandbox.signing_key, owner, file_id, expiry)
+
+
+@pytest.mark.parametrize(
+    "case", ["token only", "bad signature", "other owner", "expired", "not a number", "no owner", "no expiry"]
+)
+async def test_download_refuses_anything_but_a_valid_signature(
+    app: FastAPI, api: httpx.AsyncClient, case: str
+) -> None:
+    """Each part of the signed URL is checked, as Replicate does; a token is no substitute. Every
+    refusal is the spec's 404, so a probe cannot tell which part was wrong."""
+    uploaded = await upload(api, b"one")
+    file_id = uploaded["id"]
+    url = await signed_url(api, file_id)
+    past = str(int(app.state.sandbox.clock.now()) - 1)
+    bad = {
+        "token only": f"{BASE}/v1/files/{file_id}/download",
+        "bad signature": _with(url, signature=base64.b64encode(b"0" * 32).decode()),
+        # Signed with the sandbox's own key, so only the owner (not the account) is wrong.
+        "other owner": _with(
+            url,
+            owner="mallory",
+            signature=_resigned(app, file_id, "mallory", parse_qs(urlsplit(url).query)["expiry"][0]),
+        ),
+        "expired": _with(url, expiry=past, signature=_resigned(app, file_id, "sandbox", past)),
+        "not a number": _with(url, expiry="soon", signature=_resigned(app, file_id, "sandbox", "soon")),
+        "no owner": _with(url, owner=None),
+        "no expiry": _with(url, expiry=None),
+    }[case]
+    response = await api.get(bad)  # with the API token, which must not help
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {"detail": "File not found"}
+
+
+async def test_signed_url_expires_on_the_sandbox_clock(app: FastAPI, api: httpx.AsyncClient) -> None:
+    uploaded = await upload(api, b"one")
+    url = await signed_url(api, uploaded["id"], ttl=60)
+    assert (await api.get(url)).status_code == 200
+    app.state.sandbox.clock.advance(61)
+    assert (await api.get(url)).json() == {"detail": "File not found"}
+    assert (await api.get(f"/v1/files/{uploaded['id']}")).status_code == 200  # the file itself stays
+
+
+async def test_signed_url_endpoint_refuses_unknown_files_and_bad_ttls(api: httpx.AsyncClient) -> None:
+    missing = await api.post("/_sandbox/files/nope/download-url", json={})
+    assert (missing.status_code, missing.json()) == (404, {"detail": "File not found"})
+    uploaded = await upload(api)
+    bad = await api.post(f"/_sandbox/files/{uploaded['id']}/download-url", json={"ttl": -5})
+    assert (bad.status_code, bad.json()) == (
+        400,
+        {"detail": "ttl must be a positive number of seconds", "status": 400},
+    )
 
 
 async def test_files_expire(app: FastAPI, api: httpx.AsyncClient) -> None:

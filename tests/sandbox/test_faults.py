@@ -104,9 +104,9 @@ async def test_server_errors_json_and_html(api: httpx.AsyncClient) -> None:
 
 
 async def test_server_errors_fail_before_create(api: httpx.AsyncClient) -> None:
-    inputs = await trainer_input(api)
+    inputs, version = await trainer_input(api), await latest_version(api)
     await set_faults(api, server_errors={"count": 1, "status": 500})
-    response = await api.post("/v1/models/simpletuner/advanced-trainer/predictions", json={"input": inputs})
+    response = await api.post("/v1/predictions", json={"version": version, "input": inputs})
     assert response.status_code == 500
     assert (await api.get("/v1/predictions")).json()["results"] == []
 
@@ -116,7 +116,7 @@ async def test_server_errors_after_create(api: httpx.AsyncClient) -> None:
     version = await latest_version(api)
     await set_faults(api, server_errors={"count": 3, "status": 503, "after_create": True})
     assert (await api.get("/v1/account")).status_code == 200  # only create calls are affected
-    response = await api.post(f"/v1/models/{TRAINER}/predictions", json={"input": inputs})
+    response = await api.post("/v1/predictions", json={"version": version, "input": inputs})
     assert response.status_code == 503
     listed = (await api.get("/v1/predictions")).json()["results"]
     assert len(listed) == 1 and listed[0]["input"] == inputs  # the job exists all the same

@@ -1,5 +1,7 @@
-"""The simulated trainer publishes like the real one: boto3 PUTs to the given S3 endpoint with the
-given keys, under <base_path>/<cog job>/..., and returns the output string of trainer-contract 1.2."""
+"""The simulated trainer publishes like the real one (trainer-contract 2.4): boto3 PUTs to the given
+S3 endpoint with the given keys, under <base_path>/<output folder>/..., only after an in-training
+validation run, the whole output folder each time and never the final save; and it returns the
+output string of trainer-contract 1.2."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simpletuner_cloud.sandbox.outputs import placeholder_lora
-from tests.sandbox.conftest import create, trainer_input, wait_until
+from tests.sandbox.conftest import create, trainer_config, trainer_input, wait_until
 from tests.support.live_server import live_server
 
 ACCESS, SECRET_KEY = "AKIASANDBOXTEST00001", "sandbox-test-secret-key-0000000000000000"
@@ -29,6 +31,7 @@ ACCESS, SECRET_KEY = "AKIASANDBOXTEST00001", "sandbox-test-secret-key-0000000000
 class S3Receiver:
     url: str = ""
     objects: dict[str, bytes] = field(default_factory=dict)
+    puts: list[str] = field(default_factory=list)  # every PutObject key, in arrival order
     auth: list[str] = field(default_factory=list)
     deny: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -46,6 +49,7 @@ def s3() -> Iterator[S3Receiver]:
             return Response(error, status_code=403, media_type="application/xml")
         with receiver.lock:
             receiver.objects[request.path_params["key"]] = body
+            receiver.puts.append(request.path_params["key"])
             receiver.auth.append(request.headers.get("authorization", ""))
         return Response(status_code=200, headers={"ETag": '"0123456789abcdef"'})
 
@@ -66,44 +70,120 @@ def s3_inputs(s3: S3Receiver, **extra: object) -> dict[str, object]:
     }
 
 
-async def test_uploads_to_the_given_endpoint(api: httpx.AsyncClient, s3: S3Receiver) -> None:
-    created = await create(api, await trainer_input(api, **s3_inputs(s3)))
-    done = await wait_until(api, f"/v1/predictions/{created['id']}")
-    assert done["status"] == "succeeded", done["error"]
-    assert done["output"] == f"{s3.url}/loras/simpletuner"
-    assert done["logs"].rstrip("\n").endswith(f"Checkpoints published to: {s3.url}/loras/simpletuner")
-    job = re.search(r"output/cog/(cog-[0-9a-f]{10})", done["logs"])
+VALIDATED = {
+    "validation_prompt": "a photo of sks plushie",
+    "validation_step_interval": 5,
+    "validation_resolution": "512x512",
+    "checkpoints_total_limit": 1,
+}
+
+
+async def run_with_s3(
+    api: httpx.AsyncClient, s3: S3Receiver, config: str, **extra: object
+) -> dict[str, object]:
+    created = await create(api, await trainer_input(api, config_json=config, **s3_inputs(s3, **extra)))
+    return await wait_until(api, f"/v1/predictions/{created['id']}")
+
+
+def run_prefix(done: dict[str, object], base_path: str = "loras/simpletuner") -> str:
+    job = re.search(r"output/cog/(cog-[0-9a-f]{10})", str(done["logs"]))
     assert job is not None
-    prefix = f"loras/simpletuner/{job.group(1)}"
-    assert set(s3.objects) == {
-        f"{prefix}/checkpoint-10/pytorch_lora_weights.safetensors",
-        f"{prefix}/README.md",
-        f"{prefix}/config.json",
-    }
+    return f"{base_path}/{job.group(1)}"
+
+
+def folder_at(prefix: str, *paths: str) -> list[str]:
+    """What one upload sends: the whole output folder at that moment, in sorted order."""
+    caches = [f"cache/text/flux/caption-000{i}.pt" for i in (1, 2, 3)]
+    vae = [f"vae-cache/1.0/sample-000{i}.pt" for i in (1, 2, 3)]
+    return [f"{prefix}/{path}" for path in sorted([*caches, *vae, *paths])]
+
+
+async def test_without_a_validation_run_nothing_is_published(api: httpx.AsyncClient, s3: S3Receiver) -> None:
+    """The real trainer uploads only after an in-training validation and never the final save: a
+    config without a validation prompt gets checkpoints, but S3 receives nothing at all."""
+    done = await run_with_s3(api, s3, trainer_config())
+    assert done["status"] == "succeeded", done["error"]
+    assert done["output"] == f"{s3.url}/loras/simpletuner"  # the output names the prefix all the same
+    assert str(done["logs"]).rstrip("\n").endswith(f"Checkpoints published to: {s3.url}/loras/simpletuner")
+    assert "[CHECKPOINT] Checkpoint saved" in str(done["logs"])
+    assert s3.puts == [] and s3.objects == {}
+
+
+async def test_each_validation_uploads_the_whole_output_folder(
+    api: httpx.AsyncClient, s3: S3Receiver
+) -> None:
+    done = await run_with_s3(api, s3, trainer_config(**VALIDATED))
+    assert done["status"] == "succeeded", done["error"]
+    prefix = run_prefix(done)
+    checkpoint = ("pytorch_lora_weights.safetensors", "training_state.json")
+    after_step_5 = folder_at(
+        prefix,
+        *(f"checkpoint-5/{name}" for name in checkpoint),
+        "validation_images/step_5_validation_512x512.png",
+    )
+    # At step 10 checkpoint-5 is gone (checkpoints_total_limit 1); everything else is sent again.
+    after_step_10 = folder_at(
+        prefix,
+        *(f"checkpoint-10/{name}" for name in checkpoint),
+        "validation_images/step_5_validation_512x512.png",
+        "validation_images/step_10_validation_512x512.png",
+    )
+    assert s3.puts == after_step_5 + after_step_10
+    assert f"{prefix}/pytorch_lora_weights.safetensors" not in s3.objects  # the final save stays local
+    assert f"{prefix}/README.md" not in s3.objects
     assert all(f"Credential={ACCESS}/" in header for header in s3.auth)
     weights = s3.objects[f"{prefix}/checkpoint-10/pytorch_lora_weights.safetensors"]
     assert weights == placeholder_lora("flux", 4)  # lora_rank 4 from config_json
     read_safetensors(weights)
-    config = json.loads(s3.objects[f"{prefix}/config.json"])
-    assert config["max_train_steps"] == 10 and config["output_dir"] == f"output/cog/{job.group(1)}"
-    assert SECRET_KEY not in json.dumps(config) and ACCESS not in json.dumps(config)
-    assert "Sandbox placeholder" in s3.objects[f"{prefix}/README.md"].decode()
+    state = json.loads(s3.objects[f"{prefix}/checkpoint-10/training_state.json"])
+    assert state == {"global_step": 10, "max_train_steps": 10, "sandbox_placeholder": True}
+    image = s3.objects[f"{prefix}/validation_images/step_10_validation_512x512.png"]
+    assert image.startswith(b"\x89PNG\r\n\x1a\n") and b"sandbox placeholder" in image
+    assert s3.objects[f"{prefix}/cache/text/flux/caption-0001.pt"].startswith(
+        b"simpletuner-cloud sandbox placeholder"
+    )
+    assert SECRET_KEY.encode() not in b"".join(s3.objects.values())
+    assert str(done["logs"]).rstrip("\n").endswith(f"Checkpoints published to: {s3.url}/loras/simpletuner")
+
+
+async def test_an_interval_that_does_not_divide_leaves_the_last_checkpoint_unpublished(
+    api: httpx.AsyncClient, s3: S3Receiver
+) -> None:
+    """Validations at 4 and 8 of 10 steps: checkpoint-10 is saved after the last upload, so S3 never
+    gets it (why the client makes both intervals divide max_train_steps)."""
+    done = await run_with_s3(api, s3, trainer_config(**{**VALIDATED, "validation_step_interval": 4}))
+    assert done["status"] == "succeeded", done["error"]
+    prefix = run_prefix(done)
+    assert f"{prefix}/checkpoint-5/pytorch_lora_weights.safetensors" in s3.objects
+    assert not any("checkpoint-10" in key for key in s3.objects)
+    assert s3.puts[:7] == folder_at(prefix, "validation_images/step_4_validation_512x512.png")
+
+
+async def test_a_dashed_output_dir_names_the_uploaded_folder(api: httpx.AsyncClient, s3: S3Receiver) -> None:
+    config = trainer_config(**VALIDATED, **{"--output_dir": "output/my-run"})
+    done = await run_with_s3(api, s3, config)
+    assert done["status"] == "succeeded", done["error"]
+    assert "Saving checkpoint to output/my-run/checkpoint-5" in str(done["logs"])
+    assert s3.objects and all(key.startswith("loras/simpletuner/my-run/") for key in s3.objects)
 
 
 async def test_public_base_url_and_base_path_shape_the_output(api: httpx.AsyncClient, s3: S3Receiver) -> None:
-    inputs = s3_inputs(s3, s3_public_base_url="https://cdn.example.com/", s3_base_path="team/runs")
-    created = await create(api, await trainer_input(api, **inputs))
-    done = await wait_until(api, f"/v1/predictions/{created['id']}")
+    done = await run_with_s3(
+        api,
+        s3,
+        trainer_config(**VALIDATED),
+        s3_public_base_url="https://cdn.example.com/",
+        s3_base_path="team/runs",
+    )
     assert done["output"] == "https://cdn.example.com/team/runs"
-    assert all(key.startswith("loras/team/runs/cog-") for key in s3.objects)
+    assert s3.objects and all(key.startswith("loras/team/runs/cog-") for key in s3.objects)
 
 
 async def test_upload_failure_fails_the_prediction(api: httpx.AsyncClient, s3: S3Receiver) -> None:
     s3.deny = True
-    created = await create(api, await trainer_input(api, **s3_inputs(s3)))
-    failed = await wait_until(api, f"/v1/predictions/{created['id']}")
+    failed = await run_with_s3(api, s3, trainer_config(**VALIDATED))
     assert failed["status"] == "failed"
-    assert "AccessDenied" in failed["error"] and failed["output"] is None
+    assert "AccessDenied" in str(failed["error"]) and failed["output"] is None
 
 
 def read_safetensors(data: bytes) -> tuple[dict[str, str], dict[str, dict[str, object]]]:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simpletuner_cloud.sandbox.catalogue import version_id
 from simpletuner_cloud.sandbox.clock import iso
 from simpletuner_cloud.sandbox.jobs import Job
 from simpletuner_cloud.sandbox.runtime import Sandbox
@@ -73,18 +74,127 @@ async def test_three_version_forms(api: httpx.AsyncClient) -> None:
     unknown = await api.post("/v1/predictions", json={"version": "f" * 64, "input": inputs})
     assert (unknown.status_code, unknown.json()) == (422, INVALID_VERSION)
     missing = await api.post("/v1/predictions", json={"input": inputs})
-    assert missing.status_code == 422 and missing.json()["invalid_fields"][0]["type"] == "required"
+    assert (missing.status_code, missing.json()) == (422, _problem(("required", "", "version is required")))
 
 
 async def test_older_version_runs_and_a100_model(api: httpx.AsyncClient) -> None:
     versions = (await api.get(f"/v1/models/{TRAINER}/versions")).json()["results"]
     inputs = await trainer_input(api)
     older = await api.post("/v1/predictions", json={"version": versions[1]["id"], "input": inputs})
-    a100 = await api.post("/v1/models/simpletuner/advanced-trainer-a100/predictions", json={"input": inputs})
+    a100_version = await latest_version(api, "simpletuner/advanced-trainer-a100")
+    a100 = await api.post("/v1/predictions", json={"version": a100_version, "input": inputs})
     assert older.json()["version"] == versions[1]["id"]
     assert a100.json()["model"] == "simpletuner/advanced-trainer-a100"
-    missing = await api.post("/v1/models/nobody/nothing/predictions", json={"input": inputs})
-    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("model", [TRAINER, "simpletuner/advanced-trainer-a100", "sandbox/my-lora"])
+async def test_models_route_refuses_models_that_are_not_official(api: httpx.AsyncClient, model: str) -> None:
+    """Replicate runs `POST /v1/models/{owner}/{name}/predictions` for official models only; none of
+    the sandbox's models is one, so by default the route creates nothing."""
+    response = await api.post(f"/v1/models/{model}/predictions", json={"input": await trainer_input(api)})
+    assert (response.status_code, response.json()) == (422, INVALID_VERSION)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+    missing = await api.post("/v1/models/nobody/nothing/predictions", json={"input": {}})
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not found.", "status": 404})
+
+
+async def test_models_route_lenient_knob_runs_the_latest_version(tmp_path: Path) -> None:
+    async with running(fast_config(tmp_path, models_route_official_only=False)) as (_, api):
+        response = await api.post(
+            f"/v1/models/{TRAINER}/predictions", json={"input": await trainer_input(api)}
+        )
+        assert response.status_code == 201
+        assert response.json()["version"] == await latest_version(api)
+        done = await wait_until(api, response.json()["urls"]["get"])
+    assert done["status"] == "succeeded", done["error"]
+
+
+def _problem(*items: tuple[str, str, str]) -> dict[str, Any]:
+    """Replicate's 422 body for root-level problems of the request body."""
+    return {
+        "title": "Input validation failed",
+        "status": 422,
+        "detail": "".join(f"- {field or '(root)'}: {text}\n" for _, field, text in items),
+        "invalid_fields": [
+            {"type": kind, "field": field, "description": text} for kind, field, text in items
+        ],
+    }
+
+
+CREATE_ROUTES = {
+    "predictions": ("/v1/predictions", {"version": version_id(TRAINER, "v2")}),
+    "models route": (f"/v1/models/{TRAINER}/predictions", {}),
+    "trainings": (
+        f"/v1/models/{TRAINER}/versions/{version_id(TRAINER, 'v2')}/trainings",
+        {"destination": "sandbox/my-lora"},
+    ),
+}
+
+
+@pytest.mark.parametrize("route", list(CREATE_ROUTES))
+async def test_create_without_input_is_a_422(tmp_path: Path, route: str) -> None:
+    """The spec requires `input` on every create; the body check comes before anything else, so
+    even the models route (which would refuse the model) answers it."""
+    async with running(fast_config(tmp_path)) as (_, api):
+        path, body = CREATE_ROUTES[route]
+        response = await api.post(path, json=body)
+        assert (response.status_code, response.json()) == (
+            422,
+            _problem(("required", "", "input is required")),
+        )
+        assert response.headers["content-type"] == "application/problem+json"
+        collection = "/v1/trainings" if route == "trainings" else "/v1/predictions"
+        assert (await api.get(collection)).json()["results"] == []
+
+
+@pytest.mark.parametrize("route", list(CREATE_ROUTES))
+async def test_create_with_unknown_top_level_keys_is_a_422(tmp_path: Path, route: str) -> None:
+    """`additionalProperties: false`: the official client's legacy `webhook_completed` and any other
+    undeclared member are refused, every one named."""
+    async with running(fast_config(tmp_path)) as (_, api):
+        path, body = CREATE_ROUTES[route]
+        response = await api.post(
+            path, json={**body, "input": {}, "webhook_completed": "https://example.com/x", "priority": 1}
+        )
+        assert (response.status_code, response.json()) == (
+            422,
+            _problem(
+                (
+                    "additional_property_not_allowed",
+                    "",
+                    "Additional property webhook_completed is not allowed",
+                ),
+                ("additional_property_not_allowed", "", "Additional property priority is not allowed"),
+            ),
+        )
+        collection = "/v1/trainings" if route == "trainings" else "/v1/predictions"
+        assert (await api.get(collection)).json()["results"] == []
+
+
+async def test_create_body_problems_are_reported_together(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/predictions", json={"extra": True, "stream": "yes"})
+    assert (response.status_code, response.json()) == (
+        422,
+        _problem(
+            ("required", "", "version is required"),
+            ("required", "", "input is required"),
+            ("additional_property_not_allowed", "", "Additional property extra is not allowed"),
+            ("invalid_type", "stream", "Invalid type. Expected: boolean, given: string"),
+        ),
+    )
+    training = await api.post(
+        f"/v1/models/{TRAINER}/versions/{version_id(TRAINER, 'v2')}/trainings", json={"input": {}}
+    )
+    assert (training.status_code, training.json()) == (
+        422,
+        _problem(("required", "", "destination is required")),
+    )
+    not_text = await api.post("/v1/predictions", json={"version": 7, "input": {}})
+    assert (not_text.status_code, not_text.json()) == (
+        422,
+        _problem(("invalid_type", "version", "Invalid type. Expected: string, given: integer")),
+    )
 
 
 async def test_input_validation_is_replicates_422(api: httpx.AsyncClient) -> None:
@@ -142,10 +252,8 @@ async def test_bad_bodies(api: httpx.AsyncClient) -> None:
         "/v1/predictions", json={"version": version, "input": {}, "webhook": "not a url"}
     )
     assert bad_hook.status_code == 422
-    legacy = await api.post(
-        "/v1/predictions", json={"version": version, "input": {}, "webhook_completed": "x"}
-    )
-    assert legacy.status_code == 201  # unknown top-level keys are tolerated
+    bare = await api.post("/v1/predictions", json={"version": version, "input": {}, "stream": False})
+    assert bare.status_code == 201  # `stream` is declared (deprecated, no effect)
 
 
 async def test_prefer_wait(api: httpx.AsyncClient) -> None:

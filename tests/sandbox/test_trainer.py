@@ -3,25 +3,32 @@ path, the output strings and the trainer's own failure messages."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
 import re
 import struct
 import tarfile
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+import simpletuner_cloud
 from simpletuner_cloud.sandbox import trainer_logs as tl
 from simpletuner_cloud.sandbox.dataset_archive import ArchiveRejected, count_samples
 from simpletuner_cloud.sandbox.outputs import normalise_hub_id
+from simpletuner_cloud.sandbox.trainer_options import unknown_options
 from tests.sandbox.conftest import (
     TRAINER,
     create,
+    fast_config,
     images_zip,
     latest_version,
+    running,
     trainer_config,
     trainer_input,
     upload,
@@ -114,14 +121,133 @@ async def test_validation_stage_when_configured(api: httpx.AsyncClient) -> None:
 
 
 async def test_hub_push_is_recorded_and_returned(api: httpx.AsyncClient) -> None:
+    """`hub_model_id` forces push_checkpoints_to_hub: each checkpoint is pushed when it is saved,
+    then the final model; nothing leaves the machine, the pushes are recorded."""
     done = await run(api, hub_model_id="https://huggingface.co/acme/sks-lora/", hf_token="hf_" + "x" * 30)
     assert done["output"] == "https://huggingface.co/acme/sks-lora"
     logs = str(done["logs"])
     assert "[TRAINING] Status: uploading_model" in logs and "[TRAINING] Status: model_available" in logs
     assert logs.splitlines()[-1] == "Model published to: https://huggingface.co/acme/sks-lora"
     pushes = (await api.get("/_sandbox/hub")).json()
-    assert pushes[0]["repo_id"] == "acme/sks-lora" and pushes[0]["job_id"] == done["id"]
-    assert "hf_" not in json.dumps(pushes)
+    run_name = pushes[0]["run"]
+    assert re.fullmatch(r"cog-[0-9a-f]{10}", run_name)
+    checkpoint = ["pytorch_lora_weights.safetensors", "training_state.json"]
+    assert pushes == [
+        {
+            "repo_id": "acme/sks-lora",
+            "job_id": done["id"],
+            "run": run_name,
+            "kind": "checkpoint",
+            "step": step,
+            "files": [f"checkpoint-{step}/{name}" for name in checkpoint],
+        }
+        for step in (5, 10)
+    ] + [
+        {
+            "repo_id": "acme/sks-lora",
+            "job_id": done["id"],
+            "run": run_name,
+            "kind": "final",
+            "step": None,
+            "files": ["pytorch_lora_weights.safetensors", "README.md"],
+        }
+    ]
+
+
+async def test_checkpoints_beyond_the_total_limit_are_removed(app: FastAPI, api: httpx.AsyncClient) -> None:
+    done = await run(
+        api,
+        config_json=trainer_config(max_train_steps=20, checkpoint_step_interval=4, checkpoints_total_limit=2),
+    )
+    assert done["status"] == "succeeded", done["error"]
+    assert str(done["logs"]).count("[CHECKPOINT] Checkpoint saved") == 5
+    job = re.search(r"output/cog/(cog-[0-9a-f]{10})", str(done["logs"]))
+    assert job is not None
+    folder = app.state.sandbox.outputs_dir / done["id"] / job.group(1)
+    assert sorted(p.name for p in folder.glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-20"]
+    assert (folder / "pytorch_lora_weights.safetensors").is_file() and (folder / "README.md").is_file()
+
+
+async def test_epoch_intervals_schedule_validations(api: httpx.AsyncClient) -> None:
+    """With steps from epochs (2 epochs of 3 images), `validation_epoch_interval` 1 validates at the
+    end of each epoch."""
+    config = trainer_config(
+        max_train_steps=0, num_train_epochs=2, validation_prompt="sks", validation_epoch_interval=1
+    )
+    done = await run(api, config_json=config)
+    assert done["status"] == "succeeded", done["error"]
+    assert "-  Total optimization steps = 6" in str(done["logs"])
+    assert str(done["logs"]).count("[STAGE] ✓ Running Validation") == 2
+
+
+UNKNOWN_KEY_CONFIG = {
+    "model_family": "flux",
+    "learning_rat": 0.0001,
+    "max_train_steps": 10,
+    "num_train_epochs": 0,
+}
+
+
+async def test_an_unknown_config_key_fails_the_run_like_the_trainers_parser(api: httpx.AsyncClient) -> None:
+    """argparse refuses the run and the trainer logs its raw arguments, the S3 keys from the Secret
+    inputs included (trainer-contract 2.1): the reason our client must check keys first."""
+    done = await run(
+        api,
+        config_json=json.dumps(UNKNOWN_KEY_CONFIG),
+        s3_bucket="loras",
+        s3_region="us-east-1",
+        s3_access_key="AKIALEAKEDBYPARSER01",
+        s3_secret_key="leaked-secret-key",
+    )
+    assert (done["status"], done["error"]) == ("failed", "unrecognized arguments: --learning_rat=0.0001")
+    lines = str(done["logs"]).splitlines()
+    assert len(lines) == 6
+    assert lines[0].startswith("[COG] Webhook receiver started on http://127.0.0.1:")
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[ERROR\] "
+    assert re.fullmatch(stamp + r"Could not parse input: \[.*\]", lines[1])
+    assert re.fullmatch(
+        stamp + r"argparse\.ArgumentError: unrecognized arguments: --learning_rat=0\.0001", lines[2]
+    )
+    assert lines[3] == (
+        "[ERROR] Command Line Argument Error: Failed to parse command line arguments. "
+        "Please check the server logs for details."
+    )
+    assert re.fullmatch(stamp + r"Argument parsing failed for input: \[.*\]", lines[4])
+    assert lines[5] == "[COG] Webhook receiver stopped"
+    arguments = ast.literal_eval(lines[1].split("Could not parse input: ", 1)[1])
+    assert arguments[:4] == [
+        "--model_family=flux",
+        "--learning_rat=0.0001",
+        "--max_train_steps=10",
+        "--num_train_epochs=0",
+    ]
+    assert arguments[4].startswith("--publishing_config=")
+    publishing = json.loads(arguments[4].removeprefix("--publishing_config="))
+    assert publishing[0]["access_key"] == "AKIALEAKEDBYPARSER01"  # the leak, as the real trainer prints it
+    assert publishing[0]["secret_key"] == "leaked-secret-key"
+    assert arguments[5].startswith("--output_dir=output/cog/cog-") and "--enable_nsfw_check=true" in arguments
+    assert done["output"] is None and (await api.get("/_sandbox/hub")).json() == []
+
+
+async def test_every_unknown_key_is_named_dashed_or_not(api: httpx.AsyncClient) -> None:
+    config = {"--model_family": "sdxl", "--use_dora_x": True, "validation_stepz": 5, "max_train_steps": 4}
+    done = await run(api, config_json=json.dumps(config))
+    assert done["error"] == "unrecognized arguments: --use_dora_x=true --validation_stepz=5"
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"reject_unknown_config_keys": False}, {"extra_trainer_options": ("learning_rat",)}]
+)
+async def test_unknown_keys_lenient_knob_and_extra_options(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    async with running(fast_config(tmp_path, **overrides)) as (_, api):
+        done = await run(api, config_json=json.dumps(UNKNOWN_KEY_CONFIG))
+    assert done["status"] == "succeeded", done["error"]
+
+
+def test_the_documented_example_config_is_all_known_options() -> None:
+    """Every key of the shipped example (trainer-contract section 4) is one the parser knows."""
+    example = Path(simpletuner_cloud.__file__).parent / "examples" / "flux-lora" / "config.json"
+    assert unknown_options(json.loads(example.read_text())) == []
 
 
 async def test_hub_without_token_fails_at_once(api: httpx.AsyncClient) -> None:

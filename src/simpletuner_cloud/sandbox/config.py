@@ -58,8 +58,13 @@ class SandboxConfig:
     # Replicate's create response for a training points urls.get/cancel at /v1/predictions/{id}.
     training_create_urls_quirk: bool = False
     # The models route (POST /v1/models/{owner}/{name}/predictions) is documented for official
-    # models only; the sandbox lets it run any catalogue model's latest version unless this is set.
-    models_route_official_only: bool = False
+    # models only, so it refuses every other model with 422, as Replicate does. False is the lenient
+    # knob for a test that wants the route to run any catalogue model's latest version.
+    models_route_official_only: bool = True
+    # The real trainer's parser fails the run on a config_json key it does not know (trainer-contract
+    # 2.1). False is the lenient knob; `extra_trainer_options` adds names a newer trainer knows.
+    reject_unknown_config_keys: bool = True
+    extra_trainer_options: tuple[str, ...] = ()
 
     account_username: str = "sandbox"
     status_page_timeout_seconds: float = 10.0  # how long the "timeout" status-page mode hangs

@@ -1,6 +1,7 @@
 """Sandbox-only admin routes, outside `/v1`: `/faults` (GET, POST a partial update, DELETE to
-reset) and `/_sandbox/...` test control (clock, reset, forgetting a job, webhook log, Hub pushes).
-They need the sandbox token too, because a mounted sandbox may sit behind a public tunnel."""
+reset) and `/_sandbox/...` test control (clock, reset, forgetting a job, signed download URLs,
+webhook log, Hub pushes). They need the sandbox token too, because a mounted sandbox may sit
+behind a public tunnel."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from pydantic import ValidationError
 
 from simpletuner_cloud.sandbox import retention
 from simpletuner_cloud.sandbox.auth import require_token
-from simpletuner_cloud.sandbox.problems import NOT_FOUND, Problem, validation_problem
+from simpletuner_cloud.sandbox.files import signed_download_url
+from simpletuner_cloud.sandbox.problems import (
+    FILE_NOT_FOUND,
+    NOT_FOUND,
+    Problem,
+    bad_request,
+    validation_problem,
+)
 from simpletuner_cloud.sandbox.submission import read_body
 
 router = APIRouter(dependencies=[Depends(require_token)])
@@ -56,7 +64,8 @@ async def reset_faults(request: Request) -> dict[str, Any]:
 
 @router.post("/_sandbox/clock")
 async def move_clock(request: Request) -> dict[str, Any]:
-    """`{"advance": seconds}`, `{"freeze": true|false}`; then runs one retention sweep."""
+    """`{"advance": seconds}`, `{"freeze": true|false}`; then times out runs past their run
+    timeout and runs one retention sweep."""
     sandbox = request.app.state.sandbox
     body = await read_body(request)
     if body.get("freeze") is True:
@@ -65,8 +74,23 @@ async def move_clock(request: Request) -> dict[str, Any]:
         sandbox.clock.unfreeze()
     if isinstance(body.get("advance"), int | float):
         sandbox.clock.advance(float(body["advance"]))
+    timed_out = sandbox.time_out_runs()
     removed = retention.sweep(sandbox)
-    return {"now": sandbox.clock.now(), "data_removed": removed}
+    return {"now": sandbox.clock.now(), "data_removed": removed, "timed_out": timed_out}
+
+
+@router.post("/_sandbox/files/{file_id}/download-url")
+async def download_url(request: Request, file_id: str) -> dict[str, str]:
+    """A signed `GET /v1/files/{id}/download` URL, `{"ttl": seconds}` (default 3600) from now on
+    the sandbox clock: how a test gets the kind of link Replicate hands out, without the secret."""
+    sandbox = request.app.state.sandbox
+    body = await read_body(request)
+    ttl = body.get("ttl", 3600)
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+        raise bad_request("ttl must be a positive number of seconds")
+    if sandbox.files.get(file_id, sandbox.clock.now()) is None:
+        raise Problem(404, FILE_NOT_FOUND)
+    return {"url": signed_download_url(sandbox, file_id, float(ttl))}
 
 
 @router.post("/_sandbox/reset")

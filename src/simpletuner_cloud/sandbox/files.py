@@ -11,17 +11,20 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from simpletuner_cloud.sandbox.auth import token_from_header, token_is_accepted
 from simpletuner_cloud.sandbox.clock import iso
 from simpletuner_cloud.sandbox.jobs import new_id
 from simpletuner_cloud.sandbox.pages import paginate
 from simpletuner_cloud.sandbox.problems import FILE_NOT_FOUND, FILE_TOO_LARGE, Problem, bad_request
+
+if TYPE_CHECKING:
+    from simpletuner_cloud.sandbox.runtime import Sandbox
 
 _CHUNK = 1024 * 1024
 
@@ -214,16 +217,27 @@ download_router = APIRouter()
 @download_router.get("/v1/files/{file_id}/download")
 async def download_file(request: Request, file_id: str) -> FileResponse:
     """Raw bytes as `application/octet-stream` (what the spec declares, whatever the upload's type).
-    Authorized by the API token, or by a valid `owner`/`expiry`/`signature` triple."""
+    The spec's three query parameters are the only key, as on Replicate: `owner` must be the
+    account, `expiry` a whole number of Unix seconds still ahead, and `signature` the HMAC of
+    `"{owner} {id} {expiry}"`. An API token does not stand in for them. Anything else is the spec's
+    404, so a probe learns nothing about which part was wrong."""
     sandbox = request.app.state.sandbox
     query = request.query_params
-    token = token_from_header(request.headers.get("authorization"))
-    allowed = token_is_accepted(token, sandbox.config.token, accept_any_r8=sandbox.config.accept_any_r8_token)
-    if not allowed and {"owner", "expiry", "signature"} <= set(query):
-        expected = download_signature(sandbox.signing_key, query["owner"], file_id, query["expiry"])
-        fresh = query["expiry"].isdigit() and int(query["expiry"]) > sandbox.clock.now()
-        allowed = fresh and hmac.compare_digest(expected, query["signature"])
-    if not allowed:
+    owner, expiry, signature = query.get("owner"), query.get("expiry"), query.get("signature")
+    if not (owner and expiry and signature and expiry.isdigit()):
+        raise Problem(404, FILE_NOT_FOUND)
+    expected = download_signature(sandbox.signing_key, owner, file_id, expiry)
+    valid = hmac.compare_digest(expected.encode(), signature.encode())
+    if not valid or owner != sandbox.config.account_username or int(expiry) <= sandbox.clock.now():
         raise Problem(404, FILE_NOT_FOUND)
     stored = _stored(request, file_id)
     return FileResponse(stored.path, media_type="application/octet-stream", filename=stored.name)
+
+
+def signed_download_url(sandbox: Sandbox, file_id: str, ttl: float) -> str:
+    """A download URL valid for `ttl` seconds of the sandbox clock, signed as Replicate signs them."""
+    owner = sandbox.config.account_username
+    expiry = str(int(sandbox.clock.now() + ttl))
+    signature = download_signature(sandbox.signing_key, owner, file_id, expiry)
+    query = urlencode({"owner": owner, "expiry": expiry, "signature": signature})
+    return f"{sandbox.config.base_url}/v1/files/{file_id}/download?{query}"

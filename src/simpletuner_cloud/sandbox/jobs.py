@@ -7,9 +7,12 @@ import asyncio
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simpletuner_cloud.sandbox.clock import iso
+
+if TYPE_CHECKING:
+    from simpletuner_cloud.sandbox.faults import JobScript
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
@@ -48,6 +51,8 @@ class Job:
     late_validation_errors: list[dict[str, str]] | None = None
     unknown_inputs: list[str] = field(default_factory=list)
     created_via_models_route: bool = False
+    script: JobScript | None = None  # a scripted outcome from POST /faults `scripts`
+    run_timeout: float = 1800.0  # sandbox-clock seconds of `processing` before "Prediction timed out."
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

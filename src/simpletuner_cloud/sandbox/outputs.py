@@ -1,11 +1,14 @@
-"""What the simulated trainer produces and publishes: a clearly labelled placeholder LoRA in
-safetensors format with the tensor names of the model family, a model card, the resolved config;
-S3 uploads with boto3 (as the real trainer does), and the output string of trainer-contract 1.2."""
+"""What the simulated trainer produces and publishes: the run's output folder (placeholder caches,
+checkpoints with a clearly labelled placeholder LoRA in safetensors format with the tensor names of
+the model family, placeholder validation images, final weights and a model card), S3 uploads of the
+whole folder with boto3 (as the real trainer does), and the output string of trainer-contract 1.2."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -60,28 +63,96 @@ def model_card(config: dict[str, Any], job_name: str, total_steps: int) -> str:
     )
 
 
-def write_outputs(
-    job_dir: Path, config: dict[str, Any], job_name: str, total_steps: int
-) -> list[tuple[str, Path]]:
-    """Writes the files and returns (key relative to the job folder, local path) pairs. `config` is
-    the resolved config, whose keys carry no leading `--`."""
-    checkpoint = job_dir / f"checkpoint-{total_steps}"
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    weights = checkpoint / "pytorch_lora_weights.safetensors"
+PLACEHOLDER_CACHE = b"simpletuner-cloud sandbox placeholder cache entry: not a real latent or embedding\n"
+
+
+def placeholder_png(width: int = 8, height: int = 8) -> bytes:
+    """A small grey PNG whose text chunk says it is a placeholder, not a generated image."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))  # filter 0, 8-bit grey
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    comment = b"Comment\x00simpletuner-cloud sandbox placeholder: grey pixels, not a generated image"
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"tEXt", comment)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _lora_rank(config: dict[str, Any]) -> int:
     try:
-        rank = int(config.get("lora_rank", 16))
+        return int(config.get("lora_rank", 16))
     except (TypeError, ValueError):
-        rank = 16
-    weights.write_bytes(placeholder_lora(str(config.get("model_family", "flux")), rank))
-    card = job_dir / "README.md"
-    card.write_text(model_card(config, job_name, total_steps), encoding="utf-8")
-    resolved = job_dir / "config.json"
-    resolved.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    return [
-        (f"checkpoint-{total_steps}/pytorch_lora_weights.safetensors", weights),
-        ("README.md", card),
-        ("config.json", resolved),
-    ]
+        return 16
+
+
+class OutputFolder:
+    """The run's output folder as the real trainer fills it: caches first, then checkpoints (old
+    ones pruned to `checkpoints_total_limit`) and validation images during training, and the final
+    weights with a model card at the end. `config` is the resolved config (bare keys)."""
+
+    def __init__(self, root: Path, config: dict[str, Any], job_name: str, total_steps: int) -> None:
+        self.root = root
+        self.config = config
+        self.job_name = job_name
+        self.total_steps = total_steps
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, relative: str, data: bytes) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def write_caches(self, samples: int, *, vae: bool, text: bool) -> None:
+        """The generated dataset's VAE cache (`<output_dir>/vae-cache`) and the default text-embeds
+        cache (`<output_dir>/cache/text/<family>`), one small placeholder file per sample."""
+        family = str(self.config.get("model_family") or "flux")
+        for index in range(1, max(samples, 1) + 1):
+            if vae:
+                self._write(f"vae-cache/1.0/sample-{index:04d}.pt", PLACEHOLDER_CACHE)
+            if text:
+                self._write(f"cache/text/{family}/caption-{index:04d}.pt", PLACEHOLDER_CACHE)
+
+    def save_checkpoint(self, step: int, limit: int) -> list[str]:
+        """`checkpoint-<step>/` with placeholder weights; older checkpoints beyond `limit` (0: no
+        limit) are removed first, as the trainer does, so at most `limit` remain. Returns its files."""
+        existing = sorted(
+            (p for p in self.root.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()),
+            key=lambda p: int(p.name.removeprefix("checkpoint-")),
+        )
+        if limit > 0:
+            for old in existing[: max(len(existing) - limit + 1, 0)]:
+                shutil.rmtree(old, ignore_errors=True)
+        family, rank = str(self.config.get("model_family", "flux")), _lora_rank(self.config)
+        folder = f"checkpoint-{step}"
+        state = {"global_step": step, "max_train_steps": self.total_steps, "sandbox_placeholder": True}
+        self._write(f"{folder}/pytorch_lora_weights.safetensors", placeholder_lora(family, rank))
+        self._write(f"{folder}/training_state.json", json.dumps(state, sort_keys=True).encode())
+        return [f"{folder}/pytorch_lora_weights.safetensors", f"{folder}/training_state.json"]
+
+    def write_validation_image(self, step: int, resolution: str) -> str:
+        relative = f"validation_images/step_{step}_validation_{resolution}.png"
+        self._write(relative, placeholder_png())
+        return relative
+
+    def save_final(self) -> list[tuple[str, Path]]:
+        """The final save: weights at the folder's root and the model card (never sent to S3)."""
+        family, rank = str(self.config.get("model_family", "flux")), _lora_rank(self.config)
+        weights = self._write("pytorch_lora_weights.safetensors", placeholder_lora(family, rank))
+        card = self._write("README.md", model_card(self.config, self.job_name, self.total_steps).encode())
+        return [("pytorch_lora_weights.safetensors", weights), ("README.md", card)]
+
+    def files(self) -> list[tuple[str, Path]]:
+        """Every file in the folder now, as (relative key, path), sorted."""
+        return sorted(
+            (path.relative_to(self.root).as_posix(), path) for path in self.root.rglob("*") if path.is_file()
+        )
 
 
 def s3_output_url(inputs: dict[str, Any]) -> str:
@@ -107,7 +178,7 @@ def normalise_hub_id(value: str) -> str:
     return "/".join(text.strip("/").split("/")[:2])
 
 
-def upload_to_s3(inputs: dict[str, Any], job_name: str, files: list[tuple[str, Path]]) -> list[str]:
+def upload_to_s3(inputs: dict[str, Any], folder_name: str, files: list[tuple[str, Path]]) -> list[str]:
     """Blocking; run it in a thread. Returns the object keys written. Raises on any failure."""
     import boto3
 
@@ -122,7 +193,7 @@ def upload_to_s3(inputs: dict[str, Any], job_name: str, files: list[tuple[str, P
     base_path = (inputs.get("s3_base_path") or "simpletuner").strip("/")
     keys = []
     for relative, path in files:
-        key = f"{base_path}/{job_name}/{relative}"
+        key = f"{base_path}/{folder_name}/{relative}"
         client.upload_file(str(path), inputs["s3_bucket"], key)
         keys.append(key)
     return keys

@@ -55,7 +55,8 @@ def bad_request(detail: str) -> Problem:
 
 def validation_problem(invalid_fields: list[dict[str, str]]) -> Problem:
     """422 "Input validation failed", worded like Replicate's (gojsonschema) messages."""
-    detail = "".join(f"- {item['field']}: {item['description']}\n" for item in invalid_fields)
+    # gojsonschema names the document root `(root)`; Replicate's `invalid_fields` leave it empty.
+    detail = "".join(f"- {item['field'] or '(root)'}: {item['description']}\n" for item in invalid_fields)
     return Problem(
         422,
         {

@@ -15,15 +15,19 @@ from simpletuner_cloud.sandbox import retention
 from simpletuner_cloud.sandbox.catalogue import Catalogue
 from simpletuner_cloud.sandbox.clock import Clock
 from simpletuner_cloud.sandbox.config import SandboxConfig, new_webhook_secret
-from simpletuner_cloud.sandbox.faults import Faults
+from simpletuner_cloud.sandbox.faults import Faults, JobScript
 from simpletuner_cloud.sandbox.files import FileStore
 from simpletuner_cloud.sandbox.jobs import Job, job_json
 from simpletuner_cloud.sandbox.rate_limits import TokenBucket
 from simpletuner_cloud.sandbox.trainer import run_trainer
-from simpletuner_cloud.sandbox.trainer_inputs import TrainerFailed
+from simpletuner_cloud.sandbox.trainer_inputs import RunCanceled, TrainerFailed
 from simpletuner_cloud.sandbox.webhooks import WebhookSender
 
 log = logging.getLogger("simpletuner_cloud.sandbox")
+
+# What Replicate shows for a run stopped at its time limit ("Prediction failed. Prediction timed
+# out.", replicate/cog#2098); the exact `error` string is unconfirmed (docs/decisions.md).
+RUN_TIMED_OUT = "Prediction timed out."
 
 
 class Sandbox:
@@ -65,6 +69,7 @@ class Sandbox:
             self._background.append(
                 asyncio.create_task(retention.sweep_forever(self), name="sandbox-retention")
             )
+            self._background.append(asyncio.create_task(self._time_out_forever(), name="sandbox-timeouts"))
 
     async def stop(self) -> None:
         tasks = [*self._runs.values(), *self._watchers, *self._background]
@@ -116,6 +121,8 @@ class Sandbox:
             job.deadline = job.created_at + cancel_after
         job.starting_delay = faults.starting_delay
         job.fail_at_step = faults.fail_at_step
+        job.run_timeout = faults.run_timeout_seconds
+        job.script = faults.take_script(job.kind, job.webhook, job.input)
         self.jobs[job.id] = job
         self._runs[job.id] = asyncio.create_task(self._run(job, inputs), name=f"sandbox-run-{job.id}")
         if job.deadline is not None:
@@ -156,6 +163,10 @@ class Sandbox:
             if job.starting_delay < 0:
                 await asyncio.Event().wait()  # stuck in `starting` until canceled
             await asyncio.sleep(max(delay, 0))
+            if job.script is not None:
+                await self._scripted_start(job, job.script)
+                if job.terminal:
+                    return
             job.status = "processing"
             job.started_at = self.clock.now()
             self.webhooks.notify(job, "start")
@@ -168,6 +179,8 @@ class Sandbox:
             self.finish(job, "succeeded", output=self._training_output(job, output))
         except TrainerFailed as exc:
             self.finish(job, "failed", error=str(exc))
+        except RunCanceled:
+            self.finish(job, "canceled")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -175,6 +188,39 @@ class Sandbox:
             self.finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             self._runs.pop(job.id, None)
+
+    async def _scripted_start(self, job: Job, script: JobScript) -> None:
+        """A script's time in `starting` (on the sandbox clock, so a test can move past it), and the
+        outcomes that happen before the run starts: a boot failure or a cancel."""
+        wait = script.waits_in_starting()
+        until = None if wait is None else job.created_at + wait
+        # Short naps against the movable clock, like the Cancel-After watcher.
+        while until is None or self.clock.now() < until:  # noqa: ASYNC110
+            await asyncio.sleep(0.1 if until is None else min(until - self.clock.now(), 0.1))
+        if script.outcome == "fail" and script.stop_step is None:
+            error, _ = script.failure(None, 0)
+            self.finish(job, "failed", error=error)
+        elif script.outcome == "cancel" and script.stop_step is None:
+            self.finish(job, "canceled")
+
+    def time_out_runs(self) -> int:
+        """Fail every run that has been `processing` for longer than its run timeout (one pass)."""
+        now, timed_out = self.clock.now(), 0
+        for job in list(self.jobs.values()):
+            if job.status == "processing" and job.started_at is not None:
+                if now >= job.started_at + job.run_timeout and self.finish(
+                    job, "failed", error=RUN_TIMED_OUT
+                ):
+                    task = self._runs.pop(job.id, None)
+                    if task is not None:
+                        task.cancel()
+                    timed_out += 1
+        return timed_out
+
+    async def _time_out_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            self.time_out_runs()
 
     def _training_output(self, job: Job, output: str) -> Any:
         if job.kind != "training":

@@ -9,10 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from simpletuner_cloud.sandbox.outputs import normalise_hub_id
+from simpletuner_cloud.sandbox.trainer_options import unknown_options
 
 
 class TrainerFailed(Exception):
     """The run stops; the message becomes the prediction's `error`."""
+
+
+class RunCanceled(Exception):
+    """A scripted cancel: the run stops and the job ends `canceled`."""
 
 
 HUB_TOKEN_REQUIRED = "hf_token is required when using hub_model_id for HuggingFace Hub publishing."  # noqa: S105
@@ -59,22 +64,101 @@ def _as_float(value: Any, default: float) -> float:
 
 @dataclass
 class TrainingPlan:
-    config: dict[str, Any]  # the resolved config, as written to the output folder
+    config: dict[str, Any]  # the resolved config (bare keys, secrets masked): model card, placeholder
+    arguments: dict[str, Any]  # what the cog hands the parser, in its order, secrets included
+    unknown: list[str]  # `--key` names the parser does not know
     job_name: str
     output_dir: str  # where the logs say checkpoints are saved
     cog_output_dir: str  # what "Training complete. Output: ..." names
     total_steps: int
     epochs: int
     checkpoint_interval: int
-    validation_interval: int
+    checkpoints_total_limit: int  # 0: keep every checkpoint
+    validation_interval: int  # 0: no validation (no prompt or no interval), so no S3 publishing
+    validation_prompt: str
+    validation_resolution: str
     batch_size: int
     accumulation: int
     learning_rate: float
     publish_s3: bool
     hub_model_id: str | None
+    images_mode: bool  # the dataset came from `images` (the trainer generated its entry and caches)
+    text_cache: bool  # the trainer adds a text-embeds cache under <output_dir>/cache/text/<family>
+
+    @property
+    def folder_name(self) -> str:
+        """The run folder's name, which S3 keys carry (normally the cog job id)."""
+        return self.output_dir.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def model_family(self) -> str:
+        return str(self.config.get("model_family") or "flux")
 
 
-def plan_training(inputs: dict[str, Any], job_name: str, *, default_steps: int, samples: int) -> TrainingPlan:
+NSFW_SETTINGS: dict[str, Any] = {  # forced by the cog, whatever the config says (trainer-contract 2.5)
+    "--enable_nsfw_check": True,
+    "--nsfw_check_models": "Falconsai/nsfw_image_detection:threshold=0.5,"
+    "AdamCodd/vit-base-nsfw-detector:threshold=0.5,hoangtrung1801/nsfw-vit-model:threshold=0.5",
+    "--nsfw_check_min_votes": 2,
+    "--nsfw_check_backend_types": "all",
+    "--nsfw_check_sample_types": "image,conditioning",
+}
+
+
+def _publishing(inputs: dict[str, Any], *, mask: bool) -> dict[str, Any]:
+    entry = {"provider": "s3", "bucket": inputs["s3_bucket"], "base_path": inputs.get("s3_base_path")}
+    for name in ("region", "endpoint_url"):
+        if inputs.get(f"s3_{name}"):
+            entry[name] = inputs[f"s3_{name}"]
+    for name in ("access_key", "secret_key"):
+        if inputs.get(f"s3_{name}"):
+            entry[name] = "***" if mask else inputs[f"s3_{name}"]
+    if inputs.get("s3_public_base_url"):
+        entry["public_base_url"] = inputs["s3_public_base_url"]
+    return entry
+
+
+def _merged_arguments(
+    config: dict[str, Any], inputs: dict[str, Any], job_name: str, cog_output_dir: str, hub_id: str | None
+) -> dict[str, Any]:
+    """The cog's merge (trainer-contract 2.1): config, then overrides, then `--max_train_steps`;
+    `--output_dir` only when the config has no dashed one; data backend and webhook replaced; the
+    NSFW settings forced. The S3 keys ride inside `publishing_config`, unmasked."""
+    nsfw_names = {name.removeprefix("--") for name in NSFW_SETTINGS}
+    merged = {key: value for key, value in config.items() if str(key).removeprefix("--") not in nsfw_names}
+    if hub_id:
+        merged.update(
+            {
+                "--push_to_hub": True,
+                "--push_checkpoints_to_hub": True,
+                "--hub_model_id": normalise_hub_id(hub_id),
+            }
+        )
+    if inputs.get("lycoris_config"):
+        merged["--lycoris_config"] = f"config/cog/{job_name}_lycoris_config.json"
+    if inputs.get("s3_bucket"):
+        merged["publishing_config"] = [_publishing(inputs, mask=False)]
+    if inputs.get("max_train_steps") is not None:
+        merged["--max_train_steps"] = inputs["max_train_steps"]
+    merged.setdefault("--output_dir", cog_output_dir)
+    merged["--data_backend_config"] = f"config/cog/{job_name}_multidatabackend.json"
+    merged["webhook_config"] = [
+        {"webhook_type": "raw", "callback_url": "http://127.0.0.1/webhook", "log_level": "info"}
+    ]
+    merged.update(NSFW_SETTINGS)
+    return merged
+
+
+def plan_training(
+    inputs: dict[str, Any],
+    job_name: str,
+    *,
+    default_steps: int,
+    samples: int,
+    images_mode: bool = True,
+    text_cache: bool = True,
+    known_extra: tuple[str, ...] = (),
+) -> TrainingPlan:
     config = read_json_input("config_json", inputs.get("config_json"))
     if not config:
         raise TrainerFailed(NO_CONFIG)
@@ -90,18 +174,7 @@ def plan_training(inputs: dict[str, Any], job_name: str, *, default_steps: int, 
         {"webhook_type": "raw", "callback_url": "http://127.0.0.1/webhook", "log_level": "info"}
     ]
     if inputs.get("s3_bucket"):
-        publishing = {
-            "provider": "s3",
-            "bucket": inputs["s3_bucket"],
-            "base_path": inputs.get("s3_base_path"),
-        }
-        for name in ("region", "endpoint_url", "public_base_url"):
-            if inputs.get(f"s3_{name}"):
-                publishing[name] = inputs[f"s3_{name}"]
-        for name in ("access_key", "secret_key"):
-            if inputs.get(f"s3_{name}"):
-                publishing[name] = "***"  # the sandbox never writes a secret to disk
-        resolved["publishing_config"] = [publishing]
+        resolved["publishing_config"] = [_publishing(inputs, mask=True)]  # never a secret on disk
     hub_id = inputs.get("hub_model_id") or None
     if hub_id:
         resolved.update(
@@ -112,24 +185,42 @@ def plan_training(inputs: dict[str, Any], job_name: str, *, default_steps: int, 
     if steps <= 0:
         steps = epochs * max(samples, 1) if epochs > 0 else default_steps
     resolved["max_train_steps"] = steps
+    epochs = max(epochs, 1)
+    steps_per_epoch = max(1, -(-steps // epochs))
+
+    def interval(step_names: tuple[str, ...], epoch_name: str) -> int:
+        for name in step_names:
+            if _as_int(_key(config, name)) > 0:
+                return _as_int(_key(config, name))
+        return _as_int(_key(config, epoch_name)) * steps_per_epoch
+
+    prompt = str(_key(config, "validation_prompt") or "")
+    resolution = _key(config, "validation_resolution") or _key(config, "resolution") or 1024
     return TrainingPlan(
         config=resolved,
+        arguments=_merged_arguments(config, inputs, job_name, cog_output_dir, hub_id),
+        unknown=unknown_options(config, known_extra),
         job_name=job_name,
         output_dir=output_dir,
         cog_output_dir=cog_output_dir,
         total_steps=steps,
-        epochs=max(epochs, 1),
-        checkpoint_interval=_as_int(
-            _key(config, "checkpoint_step_interval") or _key(config, "checkpointing_steps")
+        epochs=epochs,
+        checkpoint_interval=interval(
+            ("checkpoint_step_interval", "checkpointing_steps"), "checkpoint_epoch_interval"
         ),
+        checkpoints_total_limit=max(_as_int(_key(config, "checkpoints_total_limit")), 0),
         validation_interval=(
-            _as_int(_key(config, "validation_step_interval") or _key(config, "validation_steps"))
-            if _key(config, "validation_prompt")
+            interval(("validation_step_interval", "validation_steps"), "validation_epoch_interval")
+            if prompt
             else 0
         ),
+        validation_prompt=prompt,
+        validation_resolution=str(resolution) if "x" in str(resolution) else f"{resolution}x{resolution}",
         batch_size=max(_as_int(_key(config, "train_batch_size"), 1), 1),
         accumulation=max(_as_int(_key(config, "gradient_accumulation_steps"), 1), 1),
         learning_rate=_as_float(_key(config, "learning_rate"), 1e-4),
         publish_s3=bool(inputs.get("s3_bucket")),
         hub_model_id=hub_id,
+        images_mode=images_mode,
+        text_cache=text_cache,
     )

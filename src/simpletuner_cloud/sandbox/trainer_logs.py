@@ -114,10 +114,25 @@ def training_complete() -> str:
     return stage(DONE, "Training Complete", percent=100.0, message="Training run complete.")
 
 
-def debug_line(timestamp: float, message: str, *, level: str = "DEBUG", logger: str = "SimpleTuner") -> str:
+# What the cog's receiver prints for the parser's webhook notification (severity error, no title).
+ARGUMENT_ERROR_NOTIFICATION = (
+    "[ERROR] Command Line Argument Error: Failed to parse command line arguments. "
+    "Please check the server logs for details."
+)
+
+
+def _asctime(timestamp: float) -> str:
     stamp = datetime.fromtimestamp(timestamp, UTC)
-    asctime = stamp.strftime("%Y-%m-%d %H:%M:%S") + f",{stamp.microsecond // 1000:03d}"
-    return f"[RANK 0] {asctime} [{level}] ({logger}) {message}"
+    return stamp.strftime("%Y-%m-%d %H:%M:%S") + f",{stamp.microsecond // 1000:03d}"
+
+
+def console_line(timestamp: float, message: str, *, level: str = "ERROR") -> str:
+    """A trainer console log line, `<asctime> [<LEVEL>] <message>` (the console shows ERROR and up)."""
+    return f"{_asctime(timestamp)} [{level}] {message}"
+
+
+def debug_line(timestamp: float, message: str, *, level: str = "DEBUG", logger: str = "SimpleTuner") -> str:
+    return f"[RANK 0] {_asctime(timestamp)} [{level}] ({logger}) {message}"
 
 
 def debug_tail(debug_lines: list[str], final_line: str, limit: int = 5000) -> list[str]:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from simpletuner_cloud.sandbox.predictions import find_job, list_jobs
 from simpletuner_cloud.sandbox.problems import DESTINATION_NOT_FOUND, INVALID_VERSION, NOT_FOUND, Problem
-from simpletuner_cloud.sandbox.submission import create_job, read_body
+from simpletuner_cloud.sandbox.submission import TRAINING_FIELDS, check_body_fields, create_job, read_body
 
 router = APIRouter()
 
@@ -19,6 +19,7 @@ router = APIRouter()
 async def create_training(request: Request, owner: str, name: str, vid: str) -> JSONResponse:
     sandbox = request.app.state.sandbox
     body = await read_body(request)
+    check_body_fields(body, TRAINING_FIELDS, required=("destination", "input"))
     model = sandbox.catalogue.get(f"{owner}/{name}")
     if model is None:
         raise Problem(404, NOT_FOUND)
@@ -27,8 +28,8 @@ async def create_training(request: Request, owner: str, name: str, vid: str) -> 
         "schemas", {}
     ):
         raise Problem(422, INVALID_VERSION)
-    destination = body.get("destination")
-    if not isinstance(destination, str) or sandbox.catalogue.get(destination) is None:
+    destination = body["destination"]
+    if sandbox.catalogue.get(destination) is None:
         raise Problem(404, DESTINATION_NOT_FOUND)
     return await create_job(
         request, body, kind="training", model=model, version=version, destination=destination
