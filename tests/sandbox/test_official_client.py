@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from replicate.exceptions import ReplicateError
 
 import replicate
 from simpletuner_cloud.sandbox import create_sandbox_app
-from tests.sandbox.conftest import SECRET, TOKEN, TRAINER, fast_config, images_zip, trainer_config
+from tests.sandbox.conftest import AUTH, SECRET, TOKEN, TRAINER, fast_config, images_zip, trainer_config
 from tests.support.live_server import free_port, live_server
 from tests.support.waiting import eventually_sync
 
@@ -149,3 +150,16 @@ def test_upload_over_100_mib_is_413(standalone: str, tmp_path: Path) -> None:
         client.files.create(big)
     assert caught.value.status == 413
     assert caught.value.detail == "Files must be less than 100MB in size"
+
+
+def test_dropped_connection_after_create_when_mounted(mounted: str) -> None:
+    """The official client, against the sandbox mounted in a host app: a create whose connection is
+    dropped raises a transport error, yet the prediction exists and `list` finds it."""
+    client = replicate.Client(api_token=TOKEN, base_url=mounted)
+    version = client.models.get(TRAINER).latest_version
+    assert version is not None
+    faults = httpx.post(f"{mounted}/faults", json={"connection_drops": {"count": 1}}, headers=AUTH)
+    assert faults.status_code == 200
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        client.predictions.create(version=version.id, input={"max_train_steps": 2})
+    assert [p.input for p in client.predictions.list().results] == [{"max_train_steps": 2}]
