@@ -272,9 +272,13 @@ class JobRunner:
         replicate = await self._replicate_settings()
         async with progress.running():
             try:
-                archive = await build_dataset_archive(
-                    preflight, path, lambda done, total: progress.update("packaging", done, total)
-                )
+
+                def packaging(done: int, total: int) -> None:
+                    progress.update("packaging", done, total)
+                    if done and self.settings.fault_point == "during_packaging":
+                        self._maybe_crash("during_packaging")
+
+                archive = await build_dataset_archive(preflight, path, packaging)
                 await self._move(job.id, JobStatus.UPLOADING, message=f"Uploading {archive.size:,} bytes.")
                 progress.update("uploading", 0, archive.size)
                 async with (
