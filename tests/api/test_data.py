@@ -17,6 +17,7 @@ from tests.datasets.factory import (
     LIMIT,
     local_entry,
     write_environment,
+    write_image,
     write_images,
     write_oversized_environment,
 )
@@ -33,33 +34,65 @@ async def preview(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Resp
     return await client.post(PREVIEW, json=body)
 
 
+NOT_READ = "caption file the trainer does not read (the dataset is captioned by file name)"
+
+
+def uploaded(
+    dataset_id: str, folder: Path, taken: list[str], skipped: list[tuple[str, str, str]], prefix: str = ""
+) -> dict[str, Any]:
+    """The preview of one uploaded set: `taken` file names (relative), `skipped` (path, reason, why)."""
+    reasons: dict[str, int] = {}
+    for _, reason, _ in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return {
+        "id": dataset_id, "action": "upload", "reason": "local images, sent as the `images` archive",
+        "folder": str(folder), "files": len(taken),
+        "images": sum(1 for name in taken if not name.endswith(".txt")),
+        "bytes": sum((folder / name).stat().st_size for name in taken),
+        "skipped": [{"path": p, "reason": r, "explanation": e} for p, r, e in skipped],
+        "skipped_count": len(skipped), "skipped_reasons": dict(sorted(reasons.items())),
+        "archive_files": [{"path": name, "archive_name": f"{prefix}{name}"} for name in taken],
+        "caption_changes": [],
+    }  # fmt: skip
+
+
+def filename_set(dataset_id: str, folder: Path, count: int, prefix: str = "") -> dict[str, Any]:
+    """A set made by `write_images`, captioned by file name: the .txt files stay home."""
+    names = [f"sks_plushie_photo_{index}" for index in range(count)]
+    return uploaded(
+        dataset_id,
+        folder,
+        [f"{name}.jpg" for name in names],
+        [(f"{name}.txt", "caption_not_used", NOT_READ) for name in names],
+        prefix,
+    )
+
+
 async def test_preview_of_a_named_environment(client: httpx.AsyncClient, configs_dir: Path) -> None:
     folder = write_environment(configs_dir, "env", images=2)
     (folder / "data" / ".env").write_text("HF_TOKEN=hf_x")
     response = await preview(client, {"config": "env"})
     assert response.status_code == 200, response.text
     size = run_preflight(load_environment("env", configs_dir)).archive_size
-    data = folder / "data"
+    expected = filename_set("plushie", folder / "data", 2)
+    expected["skipped"].insert(
+        0,
+        {"path": ".env", "reason": "secret", "explanation": "looks like a secret (.env, key or certificate)"},
+    )
+    expected |= {"skipped_count": 3, "skipped_reasons": {"caption_not_used": 2, "secret": 1}}
     assert response.json() == {
         "config": "env",
         "mode": "upload",
         "needs_upload": True,
-        "datasets": [
-            {
-                "id": "plushie", "action": "upload", "reason": "local images, sent as the `images` archive",
-                "folder": str(data), "files": 4, "images": 2,
-                "bytes": sum(p.stat().st_size for p in data.iterdir() if p.name != ".env"),
-                "skipped": [{"path": ".env", "reason": "secret",
-                             "explanation": "looks like a secret (.env, key or certificate)"}],
-            }
-        ],
+        "rename_to_captions": False,
+        "datasets": [expected],
         "archive_bytes": size,
         "limit_bytes": 104_857_600,
         "within_limit": True,
         "error": None,
         "warnings": [],
         "problems": [],
-    }  # fmt: skip
+    }
 
 
 async def test_inline_remote_preview_needs_no_upload(client: httpx.AsyncClient) -> None:
@@ -73,7 +106,8 @@ async def test_inline_remote_preview_needs_no_upload(client: httpx.AsyncClient) 
     assert (result["mode"], result["needs_upload"], result["archive_bytes"]) == ("remote", False, 0)
     assert result["datasets"] == [
         {"id": "hub", "action": "remote", "reason": "Hugging Face dataset, read by the trainer",
-         "folder": None, "files": None, "images": None, "bytes": None, "skipped": []}
+         "folder": None, "files": None, "images": None, "bytes": None, "skipped": [], "skipped_count": None,
+         "skipped_reasons": {}, "archive_files": [], "caption_changes": []}
     ]  # fmt: skip
 
 
@@ -108,12 +142,8 @@ async def test_inline_json_with_a_local_folder(client: httpx.AsyncClient, tmp_pa
     assert response.status_code == 200, response.text
     config = load_inline(body["config_json"], body["dataloader_json"])
     assert response.json() == {
-        "config": None, "mode": "upload", "needs_upload": True,
-        "datasets": [
-            {"id": "plushie", "action": "upload", "reason": "local images, sent as the `images` archive",
-             "folder": str(data), "files": 4, "images": 2,
-             "bytes": sum(p.stat().st_size for p in data.iterdir()), "skipped": []}
-        ],
+        "config": None, "mode": "upload", "needs_upload": True, "rename_to_captions": False,
+        "datasets": [filename_set("plushie", data, 2)],
         "archive_bytes": run_preflight(config).archive_size, "limit_bytes": LIMIT, "within_limit": True,
         "error": None, "warnings": [], "problems": [],
     }  # fmt: skip
@@ -146,7 +176,7 @@ async def test_empty_dataset_is_dataset_empty(client: httpx.AsyncClient, configs
                 "message": f"Dataset `plushie` has no images in {folder / 'data'}.",
                 "hint": "Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
                 "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",
-                "details": {"skipped": []},
+                "details": {"skipped": [], "skipped_count": 0, "skipped_reasons": {}},
             }
         },
     )
@@ -223,14 +253,10 @@ async def test_two_local_sets_are_merged_when_the_request_agrees(
     response = await preview(client, {"config": "env", "merge_local_datasets": True})
     assert response.status_code == 200, response.text
     size = run_preflight(load_environment("env", configs_dir), merge_local=True).archive_size
-    sets = [("a", folder / "data", 6, 3), ("b", folder / "more", 4, 2)]
     assert response.json() == {
-        "config": "env", "mode": "upload", "needs_upload": True,
+        "config": "env", "mode": "upload", "needs_upload": True, "rename_to_captions": False,
         "datasets": [
-            {"id": name, "action": "upload", "reason": "local images, sent as the `images` archive",
-             "folder": str(path), "files": files, "images": images,
-             "bytes": sum(p.stat().st_size for p in path.iterdir()), "skipped": []}
-            for name, path, files, images in sets
+            filename_set("a", folder / "data", 3, "a/"), filename_set("b", folder / "more", 2, "b/")
         ],
         "archive_bytes": size, "limit_bytes": LIMIT, "within_limit": True, "error": None,
         "warnings": [
@@ -321,3 +347,95 @@ async def test_inline_configs_nested_too_deeply_are_refused(client: httpx.AsyncC
     assert (
         response.json()["error"]["message"] == "config_json nests lists or objects more than 32 levels deep."
     )
+
+
+# Textfile captions that differ from the file names: refused, or with the user's agreement each image is
+# named after its caption in the archive, and the preview shows exactly what the archive holds.
+
+
+async def test_textfile_captions_are_renamed_into_the_archive_when_the_request_agrees(
+    client: httpx.AsyncClient, configs_dir: Path
+) -> None:
+    folder = write_environment(
+        configs_dir, "env", datasets=[local_entry(caption_strategy="textfile")], images=0
+    )
+    data = folder / "data"
+    write_image(data / "IMG_0001.jpg", caption="sks plushie on a desk")
+    write_image(data / "IMG_0002.jpg", caption="sks plushie on a desk")
+    write_image(data / "IMG_0003.png", caption="AC/DC poster\nsecond line")
+    refused = await preview(client, {"config": "env"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "dataset_unsupported")
+    response = await preview(client, {"config": "env", "rename_to_captions": True})
+    assert response.status_code == 200, response.text
+    expected = uploaded(
+        "plushie",
+        data,
+        ["IMG_0001.jpg", "IMG_0001.txt", "IMG_0002.jpg", "IMG_0002.txt", "IMG_0003.png", "IMG_0003.txt"],
+        [],
+    )
+    expected["archive_files"] = [
+        {"path": "IMG_0003.png", "archive_name": "AC_DC_poster.png"},
+        {"path": "IMG_0003.txt", "archive_name": "AC_DC_poster.txt"},
+        {"path": "IMG_0002.jpg", "archive_name": "same-caption-2/sks_plushie_on_a_desk.jpg"},
+        {"path": "IMG_0002.txt", "archive_name": "same-caption-2/sks_plushie_on_a_desk.txt"},
+        {"path": "IMG_0001.jpg", "archive_name": "sks_plushie_on_a_desk.jpg"},
+        {"path": "IMG_0001.txt", "archive_name": "sks_plushie_on_a_desk.txt"},
+    ]
+    expected["caption_changes"] = [
+        {
+            "path": "IMG_0003.png", "archive_name": "AC_DC_poster.png", "caption": "AC/DC poster",
+            "trainer_caption": "AC DC poster",
+            "changes": [
+                {"code": "first_line",
+                 "explanation": "the caption file has several lines; only the first is used"},
+                {"code": "replaced",
+                 "explanation": "characters that cannot be in a file name (/, \\, control characters) became "
+                 "spaces"},
+            ],
+        }
+    ]  # fmt: skip
+    config = load_environment("env", configs_dir)
+    assert response.json() == {
+        "config": "env", "mode": "upload", "needs_upload": True, "rename_to_captions": True,
+        "datasets": [expected],
+        "archive_bytes": run_preflight(config, rename_to_captions=True).archive_size, "limit_bytes": LIMIT,
+        "within_limit": True, "error": None,
+        "warnings": [
+            "`plushie`: each image is named after its caption in the archive, as agreed (the files on disk "
+            "keep their names); the preview lists every caption that had to change."
+        ],
+        "problems": [],
+    }  # fmt: skip
+
+
+async def test_a_preview_names_at_most_fifty_skipped_files_and_counts_the_rest(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    write_images(data, 1, textfiles=False)
+    for index in range(300):
+        (data / f"private_{index:03d}.conf").write_text("x")
+    (data / ".ssh").mkdir()
+    body = {"config_json": {"model_family": "flux"}, "dataloader_json": [local_entry(folder=str(data))]}
+    response = await preview(client, body)
+    assert response.status_code == 200, response.text
+    item = response.json()["datasets"][0]
+    explanation = "not an image, video, audio or caption file (the trainer would ignore it)"
+    assert (item["skipped"], item["skipped_count"], item["skipped_reasons"]) == (
+        [{"path": ".ssh/", "reason": "hidden", "explanation": "hidden file or folder"}]
+        + [
+            {"path": f"private_{i:03d}.conf", "reason": "not_training_data", "explanation": explanation}
+            for i in range(49)
+        ],
+        301,
+        {"hidden": 1, "not_training_data": 300},
+    )
+
+
+async def test_a_preview_of_etc_does_not_list_every_file_name_under_it(client: httpx.AsyncClient) -> None:
+    body = {"config_json": {"model_family": "flux"}, "dataloader_json": [local_entry(folder="/etc")]}
+    response = await preview(client, body)
+    assert response.status_code in (200, 422), response.text
+    answer = response.json()
+    found = answer["datasets"][0] if response.status_code == 200 else answer["error"]["details"]
+    assert len(found["skipped"]) <= 50 < found["skipped_count"] == sum(found["skipped_reasons"].values())

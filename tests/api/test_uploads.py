@@ -18,15 +18,18 @@ from simpletuner_cloud.datasets.environments import load_environment
 from simpletuner_cloud.datasets.plan import WHAT_WORKS
 from simpletuner_cloud.datasets.preflight import run_preflight
 from simpletuner_cloud.replicate.errors import token_missing
+from simpletuner_cloud.sandbox.dataset_archive import sample_captions
 from simpletuner_cloud.services.datasets import install_example, package_dataset
 from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN, load_settings
 from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, build_trainer_inputs
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 from tests.api.test_data import MERGE_REFUSAL, TWO_SETS
 from tests.datasets.factory import (
+    JPEG_START,
     LIMIT,
     local_entry,
     write_environment,
+    write_image,
     write_images,
     write_oversized_environment,
 )
@@ -137,7 +140,11 @@ async def test_no_images_is_dataset_empty(client: httpx.AsyncClient, configs_dir
                 "message": f"Dataset `plushie` has no images in {folder / 'data'} (1 skipped file).",
                 "hint": "Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
                 "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",
-                "details": {"skipped": [{"path": ".env", "reason": "secret"}]},
+                "details": {
+                    "skipped": [{"path": ".env", "reason": "secret"}],
+                    "skipped_count": 1,
+                    "skipped_reasons": {"secret": 1},
+                },
             }
         },
     )
@@ -303,7 +310,7 @@ def test_allow_needs_no_consent_and_real_byte_progress_is_streamed(
     folder = write_environment(app.state.settings.effective_configs_dir, "env", images=0)
     for index in range(3):  # 3 MiB: the upload reports each MiB it sends
         (folder / "data").mkdir(exist_ok=True)
-        (folder / "data" / f"photo_{index}.jpg").write_bytes(os.urandom(1024 * 1024))
+        (folder / "data" / f"photo_{index}.jpg").write_bytes(JPEG_START + os.urandom(1024 * 1024))
     final = upload(http, {"config": "env"})
     assert final["result"]["size"] == final["bytes_done"] == final["archive_bytes"] > 3 * 1024 * 1024
     assert final["result"]["reused"] is False
@@ -318,7 +325,7 @@ def test_inline_json_is_uploaded(sandbox_server: tuple[httpx.Client, FastAPI], t
         "consent": True,
     }
     final = upload(http, body)
-    assert (final["config"], final["files"], final["result"]["files"]) == (None, 4, 4)
+    assert (final["config"], final["files"], final["result"]["files"]) == (None, 2, 2)  # captions stay home
 
 
 def test_two_local_sets_are_uploaded_merged_when_agreed(
@@ -337,7 +344,7 @@ def test_two_local_sets_are_uploaded_merged_when_agreed(
     assert started.status_code == 202
     assert started.json()["warnings"][0].startswith("2 local datasets are merged into one set, as agreed")
     final = follow(http, started.json()["events_url"])[-1][1]
-    assert (final["files"], final["result"]["files"], final["result"]["reused"]) == (6, 6, False)
+    assert (final["files"], final["result"]["files"], final["result"]["reused"]) == (3, 3, False)
     assert final["warnings"] == started.json()["warnings"]
 
 
@@ -379,3 +386,63 @@ def test_an_input_the_pinned_version_lacks_is_refused_before_upload(
     assert sandbox_api(http, "GET", "/v1/files")["results"] == []
     assert http.put(SETTINGS, json={"version": None}).status_code == 200  # the latest declares it
     assert upload(http, {"config": "env", "consent": True})["result"]["reused"] is False
+
+
+def test_textfile_captions_renamed_into_the_archive_are_what_the_sandbox_trainer_reads(
+    sandbox_server: tuple[httpx.Client, FastAPI],
+) -> None:
+    """Captions that differ from the file names, uploaded through the real API with the user's
+    agreement: the stored archive, staged like the trainer does, captions each image with its own
+    caption (cut, first line, replaced characters as the preview said), and a training run succeeds."""
+    http, app = sandbox_server
+    folder = write_environment(
+        app.state.settings.effective_configs_dir,
+        "env",
+        datasets=[local_entry(caption_strategy="textfile")],
+        images=0,
+    )
+    captions = {
+        "DSC_0001.jpg": "sks plushie on a wooden desk",
+        "DSC_0002.jpg": "sks plushie on a wooden desk",
+        "holiday/DSC_0003.png": "sks plushie at the beach, 1/2\nsecond caption",
+        "DSC_0004.webp": " ".join(["very"] * 60) + " long",
+    }
+    for index, (name, caption) in enumerate(captions.items()):
+        write_image(folder / "data" / name, 1500 + index, seed=index)
+        (folder / "data" / name).with_suffix(".txt").write_text(caption)
+    body = {"config": "env", "consent": True, "rename_to_captions": True}
+    preview = http.post("/api/cloud/data-consent/preview", json=body).json()
+    final = upload(http, body)
+    assert final["warnings"] == preview["warnings"] and final["files"] == 8
+
+    sandbox = app.state.sandbox_app.state.sandbox
+    stored = sandbox.files.get(final["result"]["file_id"], sandbox.clock.now())  # what the trainer fetches
+    derived = sample_captions(stored.path.read_bytes())
+    assert derived == {
+        "sks_plushie_on_a_wooden_desk.jpg": "sks plushie on a wooden desk",
+        "same-caption-2/sks_plushie_on_a_wooden_desk.jpg": "sks plushie on a wooden desk",
+        "sks_plushie_at_the_beach,_1_2.png": "sks plushie at the beach, 1 2",
+        "_".join(["very"] * 50) + ".webp": " ".join(["very"] * 50),
+    }
+    listed = [f["archive_name"] for f in preview["datasets"][0]["archive_files"]]
+    assert [name for name in listed if not name.endswith(".txt")] == sorted(derived, key=str.encode)
+    changed = {c["archive_name"]: c["trainer_caption"] for c in preview["datasets"][0]["caption_changes"]}
+    cut = "_".join(["very"] * 50) + ".webp"
+    assert changed == {name: derived[name] for name in ("sks_plushie_at_the_beach,_1_2.png", cut)}
+
+    config = load_environment("env", app.state.settings.effective_configs_dir)
+    preflight = run_preflight(config, rename_to_captions=True)
+    destination = HubDestination("me/plushie-lora", "hf_test_token")
+    inputs = build_trainer_inputs(JobSpec(config, preflight.plan, destination, final["result"]["url"]))
+    version = sandbox_api(http, "GET", "/v1/models/simpletuner/advanced-trainer")["latest_version"]
+    prediction = sandbox_api(
+        http, "POST", "/v1/predictions", json={"version": version["id"], "input": inputs}
+    )
+
+    def finished() -> dict[str, Any] | None:
+        polled: dict[str, Any] = sandbox_api(http, "GET", f"/v1/predictions/{prediction['id']}")
+        return polled if polled["status"] in ("succeeded", "failed", "canceled") else None
+
+    prediction = eventually_sync(finished, what="the sandbox trainer finishing")
+    assert prediction["status"] == "succeeded", prediction.get("error")
+    assert "Num batches = 4" in prediction["logs"]

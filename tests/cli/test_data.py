@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.cli import app
 from simpletuner_cloud.settings import load_settings
-from tests.datasets.factory import local_entry, write_environment, write_images
+from tests.datasets.factory import local_entry, write_environment, write_image, write_images
 from tests.support.live_server import live_server
 from tests.support.provider_sandbox import sandbox_mode_server
 
@@ -88,7 +88,7 @@ def test_package_of_two_local_sets_needs_merge(configs_dir: Path, tmp_path: Path
     assert MERGED_WARNING in flat(merged.output)
     with zipfile.ZipFile(out) as archive:
         assert {name.split("/")[0] for name in archive.namelist()} == {"a", "b"}
-        assert len(archive.namelist()) == 10
+        assert len(archive.namelist()) == 5  # captioned by file name: the .txt files stay home
 
 
 def test_preview_of_two_local_sets_with_and_without_merge(configs_dir: Path, server_url: str) -> None:
@@ -166,5 +166,50 @@ def test_upload_of_two_local_sets_with_merge(configs_dir: Path, sandbox_url: str
     assert "error[dataset_unsupported]" in flat(refused.output)
     merged = runner.invoke(app, [*command, "--merge"], terminal_width=200)
     assert merged.exit_code == 0, merged.output
-    assert ", 10 files, sha256 " in merged.output and "reused: false" in merged.output
+    assert ", 5 files, sha256 " in merged.output and "reused: false" in merged.output
     assert MERGED_WARNING in flat(merged.output)  # the upload says what the merge loses, too
+
+
+def textfile_env(configs_dir: Path) -> None:
+    folder = write_environment(
+        configs_dir, "env", datasets=[local_entry(caption_strategy="textfile")], images=0
+    )
+    write_image(folder / "data" / "IMG_1.jpg", caption="sks dog on the beach")
+    write_image(folder / "data" / "IMG_2.jpg", caption="AC/DC poster [live]")
+
+
+def test_package_names_images_after_their_captions_when_agreed(configs_dir: Path, tmp_path: Path) -> None:
+    textfile_env(configs_dir)
+    out = tmp_path / "data.zip"
+    refused = runner.invoke(app, ["cloud", "data", "package", "env", "--out", str(out)])
+    assert refused.exit_code == 1 and "--rename-to-captions" in flat(refused.output)
+    renamed = runner.invoke(
+        app, ["cloud", "data", "package", "env", "--out", str(out), "--rename-to-captions", "-q"]
+    )
+    assert renamed.exit_code == 0, renamed.output
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == [
+            "AC_DC_poster_[live].jpg", "AC_DC_poster_[live].txt",
+            "sks_dog_on_the_beach.jpg", "sks_dog_on_the_beach.txt",
+        ]  # fmt: skip
+
+
+def test_preview_lists_the_captions_that_change_and_the_archive_names(
+    configs_dir: Path, server_url: str
+) -> None:
+    textfile_env(configs_dir)
+    command = ["cloud", "--url", server_url, "data", "preview", "env", "--rename-to-captions", "--files"]
+    result = runner.invoke(app, command, terminal_width=250)
+    assert result.exit_code == 0, result.output
+    output = flat(result.output)
+    assert "Captions that change" in output and "AC DC poster [live]" in output  # `[live]` is not markup
+    assert "IMG_1.jpg │ sks_dog_on_the_beach.jpg" in output and "Archive contents" in output
+
+
+def test_upload_with_rename_to_captions(configs_dir: Path, sandbox_url: str) -> None:
+    textfile_env(configs_dir)
+    command = ["cloud", "--url", sandbox_url, "data", "upload", "env", "--consent", "--rename-to-captions"]
+    result = runner.invoke(app, command, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert ", 4 files, sha256 " in result.output
+    assert "each image is named after its caption in the archive, as agreed" in flat(result.output)

@@ -9,6 +9,20 @@ from typing import Any
 
 LIMIT = 104_857_600  # Replicate's upload limit, as the issue states it
 JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+# The first bytes of each image kind (the selection skips an image whose bytes do not match its name).
+IMAGE_STARTS = {
+    "jpg": JPEG_START,
+    "jpeg": JPEG_START,
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "webp": b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    "gif": b"GIF89a",
+    "bmp": b"BM",
+    "tif": b"II*\x00",
+    "tiff": b"MM\x00*",
+    "jxl": b"\xff\x0a",
+    "avif": b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",
+    "heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+}
 
 BASE_OPTIONS: dict[str, Any] = {
     "model_family": "flux",
@@ -20,14 +34,16 @@ BASE_OPTIONS: dict[str, Any] = {
 }
 
 
-def image_bytes(size: int = 2000, seed: int = 0) -> bytes:
-    body = (bytes(range(256)) * (size // 256 + 1))[: max(0, size - len(JPEG_START) - 2)]
-    return JPEG_START + bytes((b + seed) % 256 for b in body) + b"\xff\xd9"
+def image_bytes(size: int = 2000, seed: int = 0, extension: str = "jpg") -> bytes:
+    """`size` bytes that start like an image of the kind `extension` names (other media: no header)."""
+    start = IMAGE_STARTS.get(extension.lower(), b"")
+    body = (bytes(range(256)) * (size // 256 + 1))[: max(0, size - len(start) - 2)]
+    return start + bytes((b + seed) % 256 for b in body) + b"\xff\xd9"
 
 
 def write_image(path: Path, size: int = 2000, caption: str | None = None, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(image_bytes(size, seed))
+    path.write_bytes(image_bytes(size, seed, path.suffix.lstrip(".")))
     if caption is not None:
         path.with_suffix(".txt").write_text(caption + "\n")
     return path
@@ -85,6 +101,7 @@ def write_oversized_environment(configs_dir: Path, name: str = "env") -> int:
     folder = write_environment(configs_dir, name, images=0)
     (folder / "data").mkdir()
     with open(folder / "data" / "huge_photo.jpg", "wb") as handle:
+        handle.write(JPEG_START)
         handle.truncate(LIMIT)
     size = run_preflight(load_environment(name, configs_dir), limit=None).archive_size
     assert size > LIMIT

@@ -6,9 +6,11 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from simpletuner_cloud.datasets import archive, zipformat
 from simpletuner_cloud.datasets.archive import build_archive, exact_archive_size, plan_archive
 from simpletuner_cloud.datasets.selection import IMAGE_EXTENSIONS, select_files
 from simpletuner_cloud.errors import CloudError
-from tests.datasets.factory import set_mtime, write_image
+from tests.datasets.factory import JPEG_START, set_mtime, write_image
 
 
 def make_dataset(root: Path, order: list[int] | None = None, mtime: int = 1_700_000_000) -> Path:
@@ -152,8 +154,8 @@ def test_building_streams_with_bounded_memory(tmp_path: Path) -> None:
     root = tmp_path / "big"
     root.mkdir()
     for index in range(30):
-        (root / f"photo_{index:02d}.jpg").write_bytes(os.urandom(1024 * 1024))
-    (root / "panorama.jpg").write_bytes(os.urandom(archive.WHOLE_READ_LIMIT + 2 * 1024 * 1024))
+        (root / f"photo_{index:02d}.jpg").write_bytes(JPEG_START + os.urandom(1024 * 1024))
+    (root / "panorama.jpg").write_bytes(JPEG_START + os.urandom(archive.WHOLE_READ_LIMIT + 2 * 1024 * 1024))
     layout = plan_archive(select_files(root, "set").files)
     tracemalloc.start()
     try:
@@ -164,3 +166,63 @@ def test_building_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert result.size > 40 * 1024 * 1024
     # three read-ahead batches at most (two queued, one being written), plus a few chunks in flight
     assert peak < 3 * archive.BATCH_BYTES + 6 * archive.CHUNK
+
+
+def changed_after_selection(tmp_path: Path, change: Callable[[Path], None]) -> CloudError:
+    root = make_dataset(tmp_path / "a")
+    layout = plan_archive(select_files(root, "set").files)
+    change(root)
+    with pytest.raises(CloudError) as caught:
+        build_archive(layout, tmp_path / "a.zip")
+    assert not (tmp_path / "a.zip").exists() and not list(tmp_path.glob(".a.zip*"))
+    return caught.value
+
+
+def swap_for_another_file(root: Path) -> None:
+    """Same name, same size, same mtime: only the inode tells it is not the file that was shown."""
+    original = root / "photo_1.jpg"
+    other = root / "swap.tmp"
+    other.write_bytes(b"\xff\xd8\xff" + b"x" * (original.stat().st_size - 3))
+    os.utime(other, ns=(original.stat().st_atime_ns, original.stat().st_mtime_ns))
+    os.replace(other, original)
+
+
+def swap_for_a_link(root: Path, target: Path) -> None:
+    (root / "photo_1.jpg").unlink()
+    (root / "photo_1.jpg").symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (swap_for_another_file, "it was replaced by another file"),
+        (lambda root: os.utime(root / "photo_1.jpg", (1, 1)), "it was modified"),
+        (lambda root: (root / "photo_1.jpg").unlink(), "it was deleted or moved"),
+        (lambda root: (root / "sub" / "long_caption.txt").write_text("other"), "its size changed from"),
+    ],
+)
+def test_a_file_swapped_or_changed_after_selection_fails_the_package(
+    tmp_path: Path, change: Callable[[Path], None], why: str
+) -> None:
+    error = changed_after_selection(tmp_path, change)
+    assert error.code == "dataset_changed" and why in error.message
+    assert "changed after it was selected" in error.message and "preview" in error.hint
+
+
+def test_a_file_replaced_by_a_link_is_never_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(b"\xff\xd8\xff" + b"k" * 2998)  # an image by its first bytes, the same size
+    error = changed_after_selection(tmp_path, lambda root: swap_for_a_link(root, secret))
+    assert (error.code, error.message.split(": ", 1)[1].split(";")[0]) == (
+        "dataset_changed",
+        "it was replaced by a symbolic link",
+    )
+
+
+def test_the_archive_is_written_owner_only(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        build(make_dataset(tmp_path / "a"), tmp_path / "a.zip")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.zip").stat().st_mode) == 0o600

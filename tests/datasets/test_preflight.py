@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,11 @@ def test_a_folder_without_images_is_dataset_empty_and_lists_skipped_files(tmp_pa
     with pytest.raises(CloudError) as caught:
         run_preflight(load_environment("env", tmp_path))
     assert caught.value.code == "dataset_empty"
-    assert caught.value.details["skipped"] == [{"path": ".env", "reason": "secret"}]
+    assert caught.value.details == {
+        "skipped": [{"path": ".env", "reason": "secret"}],
+        "skipped_count": 1,
+        "skipped_reasons": {"secret": 1},
+    }
 
 
 def test_over_the_limit_is_upload_too_large_naming_size_and_limit(tmp_path: Path) -> None:
@@ -79,3 +84,37 @@ def test_remote_plans_need_no_archive(tmp_path: Path) -> None:
     write_environment(tmp_path, "env", datasets=[{"id": "hub", "type": "huggingface", "dataset_name": "a/b"}])
     preflight = run_preflight(load_environment("env", tmp_path))
     assert (preflight.needs_upload, preflight.archive_size, preflight.layout) == (False, 0, None)
+
+
+def test_a_set_captioned_by_file_name_packages_no_text_files(tmp_path: Path) -> None:
+    write_environment(tmp_path, "env", datasets=[local_entry(caption_strategy="filename")])
+    preflight = run_preflight(load_environment("env", tmp_path))
+    assert preflight.layout is not None
+    archive = build_archive(preflight.layout, tmp_path / "out.zip")
+    assert [entry.path for entry in archive.manifest] == [f"sks_plushie_photo_{i}.jpg" for i in range(3)]
+    assert [s.reason for s in preflight.selections[0].skipped] == ["caption_not_used"] * 3
+
+
+def test_hard_links_inside_the_dataset_are_packaged_and_reported(tmp_path: Path) -> None:
+    folder = write_environment(tmp_path, "env")
+    os.link(folder / "data" / "sks_plushie_photo_0.jpg", folder / "data" / "copy_photo.jpg")
+    preflight = run_preflight(load_environment("env", tmp_path))
+    assert preflight.selections[0].media_count == 4
+    assert preflight.plan.warnings == [
+        "`plushie`: 2 file(s) have several hard links, all inside the dataset folder, and are packaged under "
+        "each name (copy_photo.jpg, sks_plushie_photo_0.jpg)."
+    ]
+
+
+def test_the_dataset_empty_error_names_the_first_fifty_skipped_files(tmp_path: Path) -> None:
+    folder = write_environment(tmp_path, "env", images=0)
+    (folder / "data").mkdir()
+    for index in range(80):
+        (folder / "data" / f"passwd_{index:02d}").write_text("root:x:0:0")
+    with pytest.raises(CloudError) as caught:
+        run_preflight(load_environment("env", tmp_path))
+    assert caught.value.details == {
+        "skipped": [{"path": f"passwd_{index:02d}", "reason": "not_training_data"} for index in range(50)],
+        "skipped_count": 80,
+        "skipped_reasons": {"not_training_data": 80},
+    }

@@ -9,7 +9,7 @@ import pytest
 
 from simpletuner_cloud.datasets import selection
 from simpletuner_cloud.datasets.selection import REASONS, select_files
-from tests.datasets.factory import write_image
+from tests.datasets.factory import IMAGE_STARTS, write_image
 
 
 @pytest.fixture
@@ -215,3 +215,98 @@ def test_counts(folder: Path) -> None:
     selection = select_files(folder, "set")
     assert selection.media_count == 1
     assert selection.total_bytes == sum(p.stat().st_size for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("extension", sorted(IMAGE_STARTS))
+def test_an_image_of_every_accepted_kind_is_taken(folder: Path, extension: str) -> None:
+    write_image(folder / f"b_photo.{extension}")
+    assert f"b_photo.{extension}" in taken(folder)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("png_named.jpg", IMAGE_STARTS["png"] + b"\0" * 100),
+        ("text.png", b"just some text, not a picture"),
+        ("empty.webp", b""),
+        ("riff_audio.webp", b"RIFF\0\0\0\0WAVEfmt "),
+        ("movie.avif", b"\0\0\0\x18ftypisom\0\0\0\0isomavc1"),
+        ("heic_named.avif", IMAGE_STARTS["heic"]),
+        ("zip.gif", b"PK\x03\x04"),
+        ("script.bmp", b"#!/bin/sh\n"),
+        ("jpeg_named.tiff", IMAGE_STARTS["jpg"]),
+    ],
+)
+def test_a_file_whose_bytes_are_not_the_image_its_name_says_is_skipped(
+    folder: Path, name: str, content: bytes
+) -> None:
+    (folder / name).write_bytes(content)
+    assert skipped(folder) == {name: "not_an_image"}
+
+
+def test_the_caption_of_a_file_that_is_not_an_image_is_not_taken(folder: Path) -> None:
+    (folder / "fake.jpg").write_text("not an image")
+    (folder / "fake.txt").write_text("fake")
+    assert skipped(folder) == {"fake.jpg": "not_an_image", "fake.txt": "caption_without_media"}
+
+
+def test_captions_stay_home_when_the_set_is_captioned_by_file_name(folder: Path) -> None:
+    result = select_files(folder, "set", captions=False)
+    assert [f.arcname for f in result.files] == ["a_photo.jpg"]
+    assert {s.path: s.reason for s in result.skipped} == {"a_photo.txt": "caption_not_used"}
+
+
+def test_each_file_keeps_the_identity_the_selection_saw(folder: Path) -> None:
+    item = select_files(folder, "set").files[0]
+    info = (folder / "a_photo.jpg").stat()
+    assert (item.path, item.device, item.inode, item.size, item.mtime_ns, item.links) == (
+        "a_photo.jpg", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, 1,
+    )  # fmt: skip
+
+
+def test_a_link_inside_is_packaged_from_its_target_under_its_own_name(folder: Path) -> None:
+    (folder / "alias_photo.jpg").symlink_to(folder / "a_photo.jpg")
+    alias = next(f for f in select_files(folder, "set").files if f.arcname == "alias_photo.jpg")
+    assert (alias.source, alias.path) == ((folder / "a_photo.jpg").resolve(), "alias_photo.jpg")
+
+
+def test_a_hard_link_to_a_file_outside_the_dataset_is_skipped(folder: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(IMAGE_STARTS["jpg"] + b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    os.link(secret, folder / "holiday.jpg")  # passes every name and symlink rule
+    hidden = folder / ".trash"
+    hidden.mkdir()
+    write_image(folder / "twin.jpg")
+    os.link(folder / "twin.jpg", hidden / "twin.jpg")  # inside the folder, but in a part never walked
+    assert skipped(folder) == {
+        ".trash/": "hidden",
+        "holiday.jpg": "hard_link_outside",
+        "twin.jpg": "hard_link_outside",
+    }
+
+
+def test_hard_links_that_all_stay_inside_are_taken_and_reported(folder: Path) -> None:
+    os.link(folder / "a_photo.jpg", folder / "same_photo.jpg")
+    (folder / "sub").mkdir()
+    os.link(folder / "a_photo.jpg", folder / "sub" / "a_photo.jpg")
+    result = select_files(folder, "set")
+    assert [f.arcname for f in result.files] == [
+        "a_photo.jpg",
+        "a_photo.txt",
+        "same_photo.jpg",
+        "sub/a_photo.jpg",
+    ]
+    assert (result.skipped, result.hard_linked) == ([], ["a_photo.jpg", "same_photo.jpg", "sub/a_photo.jpg"])
+
+
+def test_skipped_files_are_summarised_past_the_first_fifty(folder: Path) -> None:
+    for index in range(60):
+        (folder / f"notes_{index:02d}.md").write_text("x")
+    (folder / ".env").write_text("x")
+    summary = selection.skipped_summary(select_files(folder, "set").skipped)
+    assert summary == {
+        "skipped": [{"path": ".env", "reason": "secret"}]
+        + [{"path": f"notes_{index:02d}.md", "reason": "not_training_data"} for index in range(49)],
+        "skipped_count": 61,
+        "skipped_reasons": {"not_training_data": 60, "secret": 1},
+    }

@@ -188,5 +188,37 @@ def test_several_local_datasets_need_the_merge_box(page: Any, sandboxed: str) ->
     page.locator("#upload-consent").check()
     page.get_by_role("button", name="Upload to Replicate").click()
     expect(page.locator("#upload-result")).to_contain_text(
-        "(10 files)"
-    )  # 3 + 2 images, each with its caption
+        "(5 files)"
+    )  # 3 + 2 images; captioned by file name, so their .txt files stay home
+
+
+def test_textfile_captions_need_the_rename_box_and_the_preview_shows_the_names(
+    page: Any, sandboxed: str
+) -> None:
+    from tests.datasets.factory import local_entry, write_environment, write_image
+
+    folder = write_environment(
+        load_settings().effective_configs_dir,
+        "captions",
+        datasets=[local_entry(caption_strategy="textfile")],
+        images=0,
+    )
+    write_image(folder / "data" / "IMG_1.jpg", caption="sks dog on the beach")
+    write_image(folder / "data" / "IMG_2.jpg", caption="AC/DC poster")
+    open_tab(page, sandboxed)
+    row = page.locator("#configs tbody tr", has_text="captions")
+    row.get_by_role("button", name="Preview upload").click()
+    preview = page.locator("#preview")
+    expect(preview).to_contain_text("(dataset_unsupported)")
+    expect(preview).to_contain_text("'Name images after their captions' box")
+    page.get_by_label("Name images after their captions").check()
+    row.get_by_role("button", name="Preview upload").click()
+    changes = page.locator("#preview-caption-changes tbody tr")
+    expect(changes).to_have_count(1)
+    expect(changes.first).to_contain_text("IMG_2.jpg")
+    expect(changes.first).to_contain_text("AC DC poster")
+    page.locator("#preview-archive summary").click()
+    expect(page.locator("#preview-archive-files")).to_contain_text("sks_dog_on_the_beach.jpg")
+    page.locator("#upload-consent").check()
+    page.get_by_role("button", name="Upload to Replicate").click()
+    expect(page.locator("#upload-result")).to_contain_text("(4 files)")

@@ -1,10 +1,14 @@
 """The deterministic dataset zip: sorted entries, fixed 1980-01-01 timestamps, media stored, text deflated.
-Its exact size is known before building (`plan_archive`); `build_archive` streams it with bounded memory."""
+Its exact size is known before building (`plan_archive`); `build_archive` streams it with bounded memory.
+Every file is opened without following links and must still be the one the selection saw (device, inode,
+size, mtime) before and after it is read; anything else fails the package with `dataset_changed`."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -34,8 +38,9 @@ BATCH_BYTES = 4 * 1024 * 1024  # worker threads read this much per task: a few f
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int], None]
 
-# (path, size, mtime_ns) -> (crc32, deflated size); preflight fills it, the build re-checks it.
-_deflate_cache: dict[tuple[str, int, int], tuple[int, int]] = {}
+# (path, device, inode, size, mtime_ns) -> (crc32, deflated size); preflight fills it, the build
+# re-checks it.
+_deflate_cache: dict[tuple[str, int, int, int, int], tuple[int, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def _total_size(entries: list[ArchiveEntry]) -> int:
 
 
 def _deflated_size(item: SelectedFile) -> tuple[int, int]:
-    key = (str(item.source), item.size, item.mtime_ns)
+    key = (str(item.source), item.device, item.inode, item.size, item.mtime_ns)
     if key not in _deflate_cache:
         crc, size, _ = _deflate(item, None)
         if len(_deflate_cache) > 100_000:
@@ -115,6 +120,7 @@ def _deflate(item: SelectedFile, sink: Callable[[bytes], None] | None) -> tuple[
             size += len(out)
             if sink and out:
                 sink(out)
+        _check_unchanged(handle, item)
     out = compressor.flush()
     size += len(out)
     if sink:
@@ -129,7 +135,7 @@ def build_archive(
     if isinstance(out, Path):
         temporary = out.with_name(f".{out.name}.partial")
         try:
-            with open(temporary, "wb", buffering=CHUNK) as handle:
+            with _create_private(temporary) as handle:  # 0600: it holds the user's images
                 result = _write(layout, handle, progress)
             os.replace(temporary, out)
         finally:
@@ -155,7 +161,7 @@ def _write(layout: ArchiveLayout, out: BinaryIO, progress: Progress | None) -> A
                 writer.write(local_header(name, DEFLATED, entry.crc, item.size, entry.compressed_size))
                 crc, size, sha = _deflate(item, writer.write)
                 if (crc, size) != (entry.crc, entry.compressed_size):
-                    raise _changed(item)
+                    raise _changed(item, "its content changed since the preview")
             else:
                 crc, sha = _large_file_sums(item)
                 writer.write(local_header(name, STORED, crc, item.size, item.size))
@@ -223,8 +229,9 @@ def _read_batch(batch: list[ArchiveEntry]) -> list[tuple[bytes, int, str]]:
     for entry in batch:
         with _open(entry.file) as handle:
             data = handle.read(entry.file.size + 1)
+            _check_unchanged(handle, entry.file)
         if len(data) != entry.file.size:
-            raise _changed(entry.file)
+            raise _changed(entry.file, "its size changed")
         results.append((data, zlib.crc32(data), hashlib.sha256(data).hexdigest()))
     return results
 
@@ -236,8 +243,9 @@ def _large_file_sums(item: SelectedFile) -> tuple[int, str]:
             crc = zlib.crc32(chunk, crc)
             digest.update(chunk)
             size += len(chunk)
+        _check_unchanged(handle, item)
     if size != item.size:
-        raise _changed(item)
+        raise _changed(item, "its size changed")
     return crc, digest.hexdigest()
 
 
@@ -248,8 +256,9 @@ def _copy_large_file(item: SelectedFile, crc: int, writer: _HashingWriter) -> No
             check = zlib.crc32(chunk, check)
             size += len(chunk)
             writer.write(chunk)
+        _check_unchanged(handle, item)
     if (check, size) != (crc, item.size):
-        raise _changed(item)
+        raise _changed(item, "its content changed while it was read")
 
 
 class _HashingWriter:
@@ -274,18 +283,51 @@ class _HashingWriter:
             self.progress(self.written, self.total)
 
 
+def _create_private(path: Path) -> BinaryIO:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "wb", buffering=CHUNK)
+
+
 def _open(item: SelectedFile) -> BinaryIO:
+    """The selected file itself: opened without following a link, and refused unless it is still the
+    regular file the selection saw (same device and inode, size and mtime)."""
     try:
-        return open(item.source, "rb", buffering=0)
+        # O_NONBLOCK: a FIFO swapped in must not hang the open (no effect on regular files)
+        fd = os.open(item.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise _changed(item, exc.strerror) from None
+        if exc.errno == errno.ELOOP:
+            raise _changed(item, "it was replaced by a symbolic link") from None
+        if exc.errno == errno.ENOENT:
+            raise _changed(item, "it was deleted or moved") from None
+        raise _changed(item, (exc.strerror or "it cannot be opened").lower()) from None
+    handle = os.fdopen(fd, "rb", buffering=0)
+    try:
+        _check_unchanged(handle, item)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _check_unchanged(handle: BinaryIO, item: SelectedFile) -> None:
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise _changed(item, "it is no longer a regular file")
+    if item.inode and (info.st_dev, info.st_ino) != (item.device, item.inode):
+        raise _changed(item, "it was replaced by another file")
+    if info.st_size != item.size:
+        raise _changed(item, f"its size changed from {item.size:,} to {info.st_size:,} bytes")
+    if info.st_mtime_ns != item.mtime_ns:
+        raise _changed(item, "it was modified")
 
 
 def _changed(item: SelectedFile, why: str | None = None) -> CloudError:
     return CloudError(
-        f"{item.source} changed or vanished while packaging{f' ({why})' if why else ''}.",
+        f"{item.source} changed after it was selected{f': {why}' if why else ''}; the archive would not be "
+        "what the preview showed, so nothing was packaged.",
         code="dataset_changed",
-        hint="Leave the dataset folder untouched while packaging, then run it again.",
+        hint="Leave the dataset folder untouched while packaging, then run it again (preview first if "
+        "you changed it on purpose).",
     )
 
 

@@ -18,12 +18,12 @@ CACHE_TYPES = frozenset({"text_embeds", "image_embeds", "conditioning_image_embe
 UPLOADABLE_CAPTIONS = frozenset({"filename", "textfile"})
 WHAT_WORKS = (
     "What works on the published trainer: one local image folder captioned by file name, or with "
-    "`textfile` captions (that equal the file names, or, if you agree, with each image named after its "
-    "caption in the archive: `rename_to_captions: true`, `--rename-to-captions` on the command line) "
-    "(several folders with the same resolution only if you "
-    "agree to merge them into one set: `merge_local_datasets: true`, `--merge` on the command line); or "
-    "only remote datasets (`huggingface`, `webshart` from a URL or the Hub). For anything else, push the "
-    "data to a (private) Hugging Face dataset and use `type: huggingface` with your HF token."
+    "`textfile` captions that equal the file names, or that name each image in the archive if you agree "
+    "(`rename_to_captions: true`, `--rename-to-captions` on the command line); several folders with the "
+    "same resolution only if you agree to merge them into one set (`merge_local_datasets: true`, "
+    "`--merge`); or only remote datasets (`huggingface`, `webshart` from a URL or the Hub). For anything "
+    "else, push the data to a (private) Hugging Face dataset and use `type: huggingface` with your HF "
+    "token."
 )
 MERGE_LOSES = (
     "per-set repeats, size filters, crops and caption strategy differences (every image is captioned by "

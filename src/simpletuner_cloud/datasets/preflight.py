@@ -1,5 +1,6 @@
 """Everything checked before a byte is packaged: the dataset plan, the folders, the safe file selection,
-textfile captions, and the exact archive size against Replicate's 100 MiB upload limit."""
+textfile captions (checked, or with the user's agreement each image named after its caption), and the
+exact archive size against Replicate's 100 MiB upload limit."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import re
 from dataclasses import dataclass, field
 
 from simpletuner_cloud.datasets.archive import ArchiveLayout, plan_archive
+from simpletuner_cloud.datasets.captions import CaptionChange, name_after_captions
 from simpletuner_cloud.datasets.configs import TrainingConfig
 from simpletuner_cloud.datasets.plan import DatasetPlan, check_textfile_captions, plan_datasets
-from simpletuner_cloud.datasets.selection import Selection, select_files
+from simpletuner_cloud.datasets.selection import Selection, select_files, skipped_summary
 from simpletuner_cloud.errors import CloudError
 
 UPLOAD_LIMIT_BYTES = 104_857_600  # 100 MiB, Replicate's file upload limit
@@ -22,6 +24,7 @@ class Preflight:
     selections: list[Selection] = field(default_factory=list)
     layout: ArchiveLayout | None = None
     limit: int = UPLOAD_LIMIT_BYTES
+    caption_changes: dict[str, list[CaptionChange]] = field(default_factory=dict)  # by dataset id
 
     @property
     def needs_upload(self) -> bool:
@@ -38,11 +41,15 @@ def run_preflight(
     limit: int | None = UPLOAD_LIMIT_BYTES,
     allow_aws: bool = False,
     merge_local: bool = False,
+    rename_to_captions: bool = False,
 ) -> Preflight:
     """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large` (unless
     `limit` is None: a preview reports the size instead of refusing). `merge_local` is the user's
-    agreement to merge several compatible local sets into one (see `plan_datasets`)."""
-    plan = plan_datasets(config, allow_aws=allow_aws, merge_local=merge_local)
+    agreement to merge several compatible local sets into one (see `plan_datasets`);
+    `rename_to_captions` their agreement to name each image of a `textfile` set after its caption."""
+    plan = plan_datasets(
+        config, allow_aws=allow_aws, merge_local=merge_local, rename_to_captions=rename_to_captions
+    )
     preflight = Preflight(config, plan, limit=UPLOAD_LIMIT_BYTES if limit is None else limit)
     if not plan.needs_upload:
         return preflight
@@ -57,8 +64,18 @@ def run_preflight(
             while prefix in used:
                 prefix += "_"
             used.add(prefix)
-        selection = select_files(dataset.folder, dataset.id, prefix)
-        check_textfile_captions(dataset, selection)
+        textfile = dataset.caption_strategy == "textfile"
+        selection = select_files(dataset.folder, dataset.id, prefix, captions=textfile)
+        if textfile and plan.rename_to_captions:
+            preflight.caption_changes[dataset.id] = name_after_captions(selection)
+        else:
+            check_textfile_captions(dataset, selection)
+        if selection.hard_linked:
+            shown = ", ".join(selection.hard_linked[:5]) + (", ..." if len(selection.hard_linked) > 5 else "")
+            plan.warnings.append(
+                f"`{dataset.id}`: {len(selection.hard_linked)} file(s) have several hard links, all inside "
+                f"the dataset folder, and are packaged under each name ({shown})."
+            )
         if selection.media_count == 0:
             skipped = len(selection.skipped)
             raise CloudError(
@@ -67,7 +84,7 @@ def run_preflight(
                 code="dataset_empty",
                 hint="Put .jpg/.png/.webp images in the folder; hidden files, links that leave it and "
                 "secrets are never taken. `simpletuner cloud data preview` lists what was skipped and why.",
-                details={"skipped": [{"path": s.path, "reason": s.reason} for s in selection.skipped]},
+                details=skipped_summary(selection.skipped),
             )
         preflight.selections.append(selection)
     preflight.layout = plan_archive(item for selection in preflight.selections for item in selection.files)

@@ -1,5 +1,7 @@
 """Choose which files of a dataset folder may leave this machine. Only regular files inside the folder
-that the trainer can use (media and captions) are taken; every other file is reported with a reason."""
+that the trainer can use (media, images that really are images, and captions it reads) are taken; every
+other file is reported with a reason. Each taken file keeps its identity (device, inode, size, mtime),
+so packaging can refuse a file that was swapped or changed after this selection was shown."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 IMAGE_EXTENSIONS = frozenset(
     {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "jxl", "avif", "heic"}
@@ -42,15 +45,39 @@ REASONS = {
     "bad_name": "file name is not valid UTF-8",
     "not_training_data": "not an image, video, audio or caption file (the trainer would ignore it)",
     "caption_without_media": "text file with no image, video or audio of the same name beside it",
+    "caption_not_used": "caption file the trainer does not read (the dataset is captioned by file name)",
+    "not_an_image": "its first bytes are not an image of the kind its extension names",
+    "hard_link_outside": "hard link to a file that is also linked from outside the dataset folder",
 }
+
+# The first bytes of each image kind the selection takes (extension -> accepted signatures).
+_ISO_BRANDS = {
+    "avif": (b"avif", b"avis"),
+    "heic": (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"),
+}
+_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "jpg": (b"\xff\xd8\xff",),
+    "jpeg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "bmp": (b"BM",),
+    "tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "jxl": (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"),
+}
+HEADER_BYTES = 64
 
 
 @dataclass(frozen=True)
 class SelectedFile:
-    source: Path  # on disk
+    source: Path  # on disk (a link inside the folder: its target)
     arcname: str  # inside the archive, POSIX, relative
     size: int
     mtime_ns: int
+    path: str = ""  # relative to the dataset folder, as found
+    device: int = 0
+    inode: int = 0
+    links: int = 1
 
     @property
     def extension(self) -> str:
@@ -77,6 +104,8 @@ class Selection:
     folder: Path
     files: list[SelectedFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    prefix: str = ""  # the archive folder of this dataset ("" = the archive root)
+    hard_linked: list[str] = field(default_factory=list)  # taken: every link is inside the folder
 
     @property
     def media_count(self) -> int:
@@ -85,6 +114,22 @@ class Selection:
     @property
     def total_bytes(self) -> int:
         return sum(item.size for item in self.files)
+
+
+SKIPPED_SHOWN = 50  # an answer names this many skipped files; the rest are counted by reason
+
+
+def skipped_summary(skipped: list[SkippedFile], limit: int = SKIPPED_SHOWN) -> dict[str, Any]:
+    """The first `limit` skipped files (path and reason), how many there are, and how many per reason:
+    a preview of `/etc` must not list every file name under it."""
+    reasons: dict[str, int] = {}
+    for item in skipped:
+        reasons[item.reason] = reasons.get(item.reason, 0) + 1
+    return {
+        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped[:limit]],
+        "skipped_count": len(skipped),
+        "skipped_reasons": dict(sorted(reasons.items())),
+    }
 
 
 def classify_name(name: str, is_dir: bool) -> str | None:
@@ -103,17 +148,45 @@ def classify_name(name: str, is_dir: bool) -> str | None:
     return None
 
 
-def select_files(folder: Path, dataset_id: str, prefix: str = "") -> Selection:
-    """Walk `folder` (already known to exist). `prefix` puts the files under a sub-folder of the archive."""
+def select_files(folder: Path, dataset_id: str, prefix: str = "", *, captions: bool = True) -> Selection:
+    """Walk `folder` (already known to exist). `prefix` puts the files under a sub-folder of the archive.
+    `captions=False` (a set captioned by file name) leaves the `.txt` files home: the trainer never
+    reads them."""
     root = folder.resolve()
-    selection = Selection(dataset_id=dataset_id, folder=root)
-    _walk(root, root, PurePosixPath(prefix) if prefix else None, selection)
+    selection = Selection(dataset_id=dataset_id, folder=root, prefix=prefix)
+    _walk(root, root, PurePosixPath(prefix) if prefix else None, selection, captions)
+    _check_hard_links(selection)
     selection.files.sort(key=lambda item: item.arcname.encode("utf-8"))
     selection.skipped.sort(key=lambda item: item.path)
+    selection.hard_linked.sort()
     return selection
 
 
-def _walk(root: Path, current: Path, prefix: PurePosixPath | None, selection: Selection) -> None:
+def _check_hard_links(selection: Selection) -> None:
+    """A file with several hard links is taken only when the walk met every one of them inside the
+    folder; one linked from outside (`ln ~/.ssh/id_rsa photo.jpg`) could carry anything out."""
+    seen: dict[tuple[int, int], int] = {}
+    links: dict[tuple[int, int], int] = {}
+    for item in selection.files:
+        if item.links > 1 and item.source == selection.folder / item.path:  # found as itself, not a link
+            key = (item.device, item.inode)
+            seen[key] = seen.get(key, 0) + 1
+            links[key] = item.links
+    outside = {key for key, count in seen.items() if count < links[key]}
+    kept = []
+    for item in selection.files:
+        if (item.device, item.inode) in outside:
+            selection.skipped.append(SkippedFile(item.path, "hard_link_outside"))
+        else:
+            if item.links > 1:
+                selection.hard_linked.append(item.path)
+            kept.append(item)
+    selection.files = kept
+
+
+def _walk(
+    root: Path, current: Path, prefix: PurePosixPath | None, selection: Selection, captions: bool
+) -> None:
     try:
         entries = sorted(os.scandir(current), key=lambda e: e.name)
     except OSError:
@@ -131,7 +204,7 @@ def _walk(root: Path, current: Path, prefix: PurePosixPath | None, selection: Se
             continue
         reason, info = _check_entry(root, entry, Path(entry.path))
         if reason == "descend":
-            _walk(root, Path(entry.path), prefix, selection)
+            _walk(root, Path(entry.path), prefix, selection, captions)
             continue
         checked.append((entry, relative, reason, info))
     # A .txt is only a caption next to a sample of the same stem that is itself taken; any other text
@@ -143,14 +216,24 @@ def _walk(root: Path, current: Path, prefix: PurePosixPath | None, selection: Se
     }
     for entry, relative, reason, info in checked:
         if reason is None and _extension(entry.name) in CAPTION_EXTENSIONS:
-            reason = None if _stem(entry.name) in media_stems else "caption_without_media"
+            if _stem(entry.name) not in media_stems:
+                reason = "caption_without_media"
+            elif not captions:
+                reason = "caption_not_used"
         if reason is not None or info is None:
             selection.skipped.append(
                 SkippedFile(relative + ("/" if _is_dir(entry) else ""), reason or "unreadable")
             )
             continue
         arcname = f"{prefix}/{relative}" if prefix else relative
-        selection.files.append(SelectedFile(Path(entry.path), arcname, info.st_size, info.st_mtime_ns))
+        # a link inside the folder is packaged from its target (opened later without following links)
+        source = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
+        selection.files.append(
+            SelectedFile(
+                source, arcname, info.st_size, info.st_mtime_ns, relative, info.st_dev, info.st_ino,
+                info.st_nlink,
+            )
+        )  # fmt: skip
 
 
 def _check_entry(root: Path, entry: os.DirEntry[str], path: Path) -> tuple[str | None, os.stat_result | None]:
@@ -184,7 +267,28 @@ def _check_entry(root: Path, entry: os.DirEntry[str], path: Path) -> tuple[str |
         return "not_training_data", None
     if not os.access(entry.path, os.R_OK):
         return "unreadable", None
+    if extension in IMAGE_EXTENSIONS:
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(HEADER_BYTES)
+        except OSError:
+            return "unreadable", None
+        if not looks_like(extension, header):
+            return "not_an_image", None
     return None, info
+
+
+def looks_like(extension: str, header: bytes) -> bool:
+    """Whether a file's first bytes are an image of the kind `extension` names."""
+    if extension == "webp":
+        return header[:4] == b"RIFF" and header[8:12] == b"WEBP"
+    if extension in _ISO_BRANDS:  # ISO media: a `ftyp` box whose brands name the kind
+        if header[4:8] != b"ftyp":
+            return False
+        box = header[8 : min(len(header), int.from_bytes(header[:4], "big"))]
+        brands = [box[i : i + 4] for i in range(0, len(box), 4) if i != 4]  # skip the minor version
+        return any(brand in _ISO_BRANDS[extension] for brand in brands)
+    return header.startswith(_SIGNATURES.get(extension, (b"",)))
 
 
 def _target_is_skipped(root: Path, target: Path) -> bool:

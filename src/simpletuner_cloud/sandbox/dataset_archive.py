@@ -1,5 +1,6 @@
 """Staging of the `images` input like the real trainer: detect zip, then tar (any compression), by
-content; refuse unsafe member names; count samples by extension."""
+content; refuse unsafe member names; count samples by extension; caption each sample by its file stem
+with `_` read as spaces (trainer-contract §2.2: the generated entry uses `caption_strategy: filename`)."""
 
 from __future__ import annotations
 
@@ -56,11 +57,21 @@ def _names(data: bytes) -> tuple[str, list[str]]:
 
 def count_samples(data: bytes) -> int:
     """The number of image/video/audio files, or `ArchiveRejected` with the trainer's message."""
+    return len(sample_captions(data))
+
+
+def sample_captions(data: bytes) -> dict[str, str]:
+    """Each sample's member name and the caption the trainer gives it (the stem, `_` as spaces; folders
+    play no part), or `ArchiveRejected` with the trainer's message."""
     kind, names = _names(data)
     for name in names:
         if not _safe(name):
             raise ArchiveRejected(f"Unsafe {kind} path detected: {name}")
-    samples = sum(1 for name in names if posixpath.splitext(name.lower())[1] in SAMPLE_EXTENSIONS)
-    if samples == 0:
+    samples = {
+        name: posixpath.splitext(posixpath.basename(name))[0].replace("_", " ")
+        for name in names
+        if posixpath.splitext(name.lower())[1] in SAMPLE_EXTENSIONS
+    }
+    if not samples:
         raise ArchiveRejected("No images were discovered in the dataset archive.")
     return samples

@@ -12,10 +12,11 @@ from typing import Any
 import anyio
 
 from simpletuner_cloud.datasets.archive import ArchiveResult, Progress, build_archive, manifest_as_json
+from simpletuner_cloud.datasets.captions import CHANGES, CaptionChange
 from simpletuner_cloud.datasets.configs import TrainingConfig, load_inline
 from simpletuner_cloud.datasets.environments import list_environments, load_environment, load_training_config
 from simpletuner_cloud.datasets.preflight import UPLOAD_LIMIT_BYTES, Preflight, run_preflight, too_large
-from simpletuner_cloud.datasets.selection import REASONS
+from simpletuner_cloud.datasets.selection import REASONS, Selection, skipped_summary
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.security.redaction import secret_value
 from simpletuner_cloud.settings import Settings
@@ -88,12 +89,17 @@ def preview_data_consent(
     dataloader_json: Any = None,
     *,
     merge_local: bool = False,
+    rename_to_captions: bool = False,
 ) -> dict[str, Any]:
-    """What would leave this machine: per dataset the files, bytes and skipped files with reasons, and the
+    """What would leave this machine: per dataset every archive entry (with the file it comes from), the
+    captions that change, the skipped files with reasons (the first 50, counted by reason), and the
     archive size against the limit. An oversized archive is reported, not raised, so it can be shown.
-    Several local sets are refused unless `merge_local` (the user agreed to merge them)."""
+    Several local sets are refused unless `merge_local`; `textfile` captions that differ from the file
+    names unless `rename_to_captions` (the user agreed to each)."""
     config = load_config(settings, reference, config_json, dataloader_json)
-    preflight = run_preflight(config, limit=None, merge_local=merge_local)
+    preflight = run_preflight(
+        config, limit=None, merge_local=merge_local, rename_to_captions=rename_to_captions
+    )
     return describe_preflight(preflight)
 
 
@@ -104,20 +110,14 @@ def describe_preflight(preflight: Preflight) -> dict[str, Any]:
         item: dict[str, Any] = {"id": planned.id, "action": planned.action, "reason": planned.reason}
         selection = selections.get(planned.id)
         if selection is not None:
-            item |= {
-                "folder": str(selection.folder),
-                "files": len(selection.files),
-                "images": selection.media_count,
-                "bytes": selection.total_bytes,
-                "skipped": [{"path": s.path, "reason": s.reason, "explanation": REASONS[s.reason]}
-                            for s in selection.skipped],
-            }  # fmt: skip
+            item |= describe_selection(selection, preflight.caption_changes.get(planned.id, []))
         datasets.append(item)
     over = preflight.archive_size > UPLOAD_LIMIT_BYTES
     return {
         "config": preflight.config.name,
         "mode": preflight.plan.mode,
         "needs_upload": preflight.needs_upload,
+        "rename_to_captions": preflight.plan.rename_to_captions,
         "datasets": datasets,
         "archive_bytes": preflight.archive_size,
         "limit_bytes": UPLOAD_LIMIT_BYTES,
@@ -128,6 +128,31 @@ def describe_preflight(preflight: Preflight) -> dict[str, Any]:
     }
 
 
+def describe_selection(selection: Selection, changes: list[CaptionChange]) -> dict[str, Any]:
+    skipped = skipped_summary(selection.skipped)
+    return {
+        "folder": str(selection.folder),
+        "files": len(selection.files),
+        "images": selection.media_count,
+        "bytes": selection.total_bytes,
+        "skipped": [s | {"explanation": REASONS[s["reason"]]} for s in skipped["skipped"]],
+        "skipped_count": skipped["skipped_count"],
+        "skipped_reasons": skipped["skipped_reasons"],
+        "archive_files": [{"path": f.path, "archive_name": f.arcname} for f in selection.files],
+        "caption_changes": [describe_caption_change(change) for change in changes],
+    }
+
+
+def describe_caption_change(change: CaptionChange) -> dict[str, Any]:
+    return {
+        "path": change.path,
+        "archive_name": change.archive_name,
+        "caption": change.caption,
+        "trainer_caption": change.trainer_caption,
+        "changes": [{"code": code, "explanation": CHANGES[code]} for code in change.changes],
+    }
+
+
 def package_dataset(
     settings: Settings,
     reference: str,
@@ -135,9 +160,15 @@ def package_dataset(
     progress: Progress | None = None,
     limit: int = UPLOAD_LIMIT_BYTES,
     merge_local: bool = False,
+    rename_to_captions: bool = False,
 ) -> tuple[Preflight, ArchiveResult]:
     """Exactly the archive a job would upload, written to `out` (blocking; the CLI runs it directly)."""
-    preflight = run_preflight(load_config(settings, reference), limit=limit, merge_local=merge_local)
+    preflight = run_preflight(
+        load_config(settings, reference),
+        limit=limit,
+        merge_local=merge_local,
+        rename_to_captions=rename_to_captions,
+    )
     if preflight.layout is None:
         raise remote_only()
     return preflight, build_archive(preflight.layout, out, progress)

@@ -83,13 +83,16 @@ async def start_dataset_upload(
     dataloader_json: Any = None,
     consent: bool = False,
     merge_local: bool = False,
+    rename_to_captions: bool = False,
 ) -> dict[str, Any]:
-    """Refuse now what would fail (dataset errors, several local sets without `merge_local`, size,
-    consent, trainer inputs), then start packaging and uploading in the background. Returns the task's
-    first snapshot."""
+    """Refuse now what would fail (dataset errors, several local sets without `merge_local`, textfile
+    captions that differ from the names without `rename_to_captions`, size, consent, trainer inputs),
+    then start packaging and uploading in the background. Returns the task's first snapshot."""
     preflight = await anyio.to_thread.run_sync(  # reading configs and walking folders: one thread hop
         lambda: run_preflight(
-            load_config(settings, reference, config_json, dataloader_json), merge_local=merge_local
+            load_config(settings, reference, config_json, dataloader_json),
+            merge_local=merge_local,
+            rename_to_captions=rename_to_captions,
         )
     )
     config = preflight.config

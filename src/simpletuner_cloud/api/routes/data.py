@@ -1,5 +1,6 @@
-"""`POST /api/cloud/data-consent/preview`: what a job would upload (per dataset: files, bytes, skipped
-files with reasons) and the archive size against Replicate's limit, before the user consents."""
+"""`POST /api/cloud/data-consent/preview`: what a job would upload (per dataset: every archive entry
+and the file it comes from, captions that change, bytes, skipped files with reasons) and the archive
+size against Replicate's limit, before the user consents."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ class DataConsentPreviewRequest(BaseModel):
         "losing per-set repeats, size filters, crops and caption strategy differences. Without it, "
         "several local datasets are refused (`dataset_unsupported`).",
     )
+    rename_to_captions: bool = Field(
+        False,
+        description="Agree to name each image of a `textfile` dataset after its caption inside the archive "
+        "(the files on disk keep their names), since the trainer captions uploads by file name. Without "
+        "it, textfile captions that differ from the file names are refused (`dataset_unsupported`).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConsentPreviewRequest:
@@ -45,6 +52,24 @@ class SkippedFileResponse(BaseModel):
     explanation: str
 
 
+class ArchiveFileResponse(BaseModel):
+    path: str = Field(description="The file, relative to its dataset folder.")
+    archive_name: str = Field(description="Its name inside the archive.")
+
+
+class CaptionChangeDetail(BaseModel):
+    code: Literal["first_line", "replaced", "spaces", "underscore", "cut"]
+    explanation: str
+
+
+class CaptionChangeResponse(BaseModel):
+    path: str
+    archive_name: str
+    caption: str = Field(description="The first line of its caption file, as written.")
+    trainer_caption: str = Field(description="The caption the trainer derives from the archive name.")
+    changes: list[CaptionChangeDetail]
+
+
 class DatasetPreviewResponse(BaseModel):
     id: str
     action: Literal["upload", "remote", "skip", "refuse"]
@@ -53,7 +78,11 @@ class DatasetPreviewResponse(BaseModel):
     files: int | None = None
     images: int | None = None
     bytes: int | None = None
-    skipped: list[SkippedFileResponse] = []
+    skipped: list[SkippedFileResponse] = Field([], description="The first 50 skipped files.")
+    skipped_count: int | None = None
+    skipped_reasons: dict[str, int] = Field({}, description="How many files were skipped for each reason.")
+    archive_files: list[ArchiveFileResponse] = []
+    caption_changes: list[CaptionChangeResponse] = []
 
 
 class ErrorDetailResponse(BaseModel):
@@ -67,6 +96,7 @@ class DataConsentPreviewResponse(BaseModel):
     config: str | None
     mode: Literal["upload", "remote"]
     needs_upload: bool
+    rename_to_captions: bool
     datasets: list[DatasetPreviewResponse]
     archive_bytes: int
     limit_bytes: int
@@ -84,4 +114,5 @@ def preview_data_consent(body: DataConsentPreviewRequest, settings: SettingsDep)
         body.config_json,
         body.dataloader_json,
         merge_local=body.merge_local_datasets,
+        rename_to_captions=body.rename_to_captions,
     )

@@ -78,6 +78,7 @@ async def start_upload(
         dataloader_json=body.dataloader_json,
         consent=body.consent,
         merge_local=body.merge_local_datasets,
+        rename_to_captions=body.rename_to_captions,
     )
 
 

@@ -34,6 +34,11 @@ MERGE_HELP = (
     "Agree to merge several local datasets (same resolution) into one set, losing per-set repeats, size "
     "filters, crops and caption strategy differences. Without it they are refused."
 )
+RENAME_HELP = (
+    "Agree to name each image of a textfile-captioned dataset after its caption inside the archive (the "
+    "trainer captions uploads by file name; the files on disk keep their names). Without it, captions "
+    "that differ from the file names are refused."
+)
 
 
 @app.command("preview")
@@ -42,18 +47,21 @@ def preview(
     config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
     merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
+    rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
+    files: bool = typer.Option(False, "--files", help="Also list every archive entry and its source file."),
 ) -> None:
-    """List the datasets, the files that would be uploaded or skipped (with reasons), and the archive size."""
+    """List the datasets, the files that would be uploaded or skipped (with reasons), the captions that
+    change, and the archive size."""
     url = (ctx.obj or {}).get("url")
-    body = {"config": _reference(config), "merge_local_datasets": merge}
+    body = {"config": _reference(config), "merge_local_datasets": merge, "rename_to_captions": rename}
     result = ServerClient(url).post("/api/cloud/data-consent/preview", body)
     if as_json:
         print_json(result)
         return
-    show_preview(result)
+    show_preview(result, files)
 
 
-def show_preview(result: dict[str, Any]) -> None:
+def show_preview(result: dict[str, Any], files: bool = False) -> None:
     print_table(
         f"Datasets of {result.get('config') or 'the config'} ({result['mode']} mode)",
         ["dataset", "action", "files", "images", "bytes", "why"],
@@ -65,8 +73,38 @@ def show_preview(result: dict[str, Any]) -> None:
     ]
     if skipped:
         print_table("Skipped files (never uploaded)", ["dataset", "file", "reason"], skipped)
+    for dataset in result["datasets"]:
+        unlisted = (dataset.get("skipped_count") or 0) - len(dataset.get("skipped", []))
+        if unlisted > 0:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in dataset["skipped_reasons"].items())
+            console.print(
+                escape(f"`{dataset['id']}`: {unlisted} more skipped files not listed ({reasons} in all)."),
+                soft_wrap=True,
+            )
+    renamed = [
+        (
+            c["path"],
+            c["archive_name"],
+            c["trainer_caption"],
+            "; ".join(x["explanation"] for x in c["changes"]),
+        )
+        for d in result["datasets"]
+        for c in d.get("caption_changes", [])
+    ]
+    if renamed:
+        print_table("Captions that change", ["file", "archive name", "the trainer reads", "why"], renamed)
+    if files:
+        print_table(
+            "Archive contents",
+            ["dataset", "file", "archive name"],
+            (
+                (d["id"], f["path"], f["archive_name"])
+                for d in result["datasets"]
+                for f in d.get("archive_files", [])
+            ),
+        )
     for warning in result.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if not result["needs_upload"]:
         console.print("Nothing is uploaded: the trainer reads these datasets itself.")
         return
@@ -86,6 +124,7 @@ def package(
     manifest: Path | None = typer.Option(None, "--manifest", help="Also write the manifest (JSON) here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
+    rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
 ) -> None:
     """Write exactly the archive a job would upload (deterministic: same files, same sha256)."""
     try:
@@ -97,11 +136,12 @@ def package(
                 out,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 merge_local=merge,
+                rename_to_captions=rename,
             )
     except CloudError as exc:
         fail(exc.message, exc.hint, exc.code)
     for warning in preflight.plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if manifest is not None:
         manifest.write_text(json.dumps(manifest_document(result), indent=2) + "\n")
     console.print(
@@ -119,11 +159,17 @@ def upload(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
     merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
+    rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
 ) -> None:
     """Package the dataset and upload it to Replicate through the server (a live upload of the same
     archive is reused). The server checks data consent and the trainer version first."""
     client = ServerClient((ctx.obj or {}).get("url"))
-    body = {"config": _reference(config), "consent": consent, "merge_local_datasets": merge}
+    body = {
+        "config": _reference(config),
+        "consent": consent,
+        "merge_local_datasets": merge,
+        "rename_to_captions": rename,
+    }
     started = client.post("/api/cloud/data/uploads", body)
     for warning in started.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
