@@ -1,6 +1,7 @@
 """Map every failure to `{"error": {"code", "message", "hint"}}`: CloudError by its code, FastAPI's
 validation errors naming the field, unknown paths as JSON 404, and anything unexpected as a 500
-without a traceback (the traceback goes to the redacted log)."""
+without a traceback (the traceback goes to the redacted log). The OpenAPI document declares that same
+body for every error status, so /docs and schema-driven clients (and tests) see what is really sent."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simpletuner_cloud.errors import CloudError
@@ -25,6 +27,20 @@ _HTTP_CODES = {
     413: ("payload_too_large", ""),
     415: ("unsupported_media_type", "Send `Content-Type: application/json`."),
 }
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow", title="ErrorDetail")  # e.g. `retry_after`
+    code: str  # stable: errors.STATUS_BY_CODE
+    message: str
+    hint: str
+    details: dict[str, Any] | None = None  # `fields` for validation errors, provider evidence, ...
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
 
 
 def error_response(status: int, code: str, message: str, hint: str = "", **extra: Any) -> JSONResponse:
@@ -48,7 +64,48 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _error_schema(app: FastAPI) -> None:
+    """FastAPI documents its own `{"detail": [...]}` for 422, which this app never sends: declare our
+    body for 422 and for any other 4XX/5XX instead."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, part in (
+            ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            .pop("$defs", {})
+            .items()
+        ):
+            components[name] = part
+        components["ErrorResponse"] = ErrorResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components["ErrorResponse"].pop("$defs", None)
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {
+                        "description": "Invalid request (the fields are named)",
+                        "content": body,
+                    }
+                responses.setdefault("4XX", {"description": "Refused (see `error.code`)", "content": body})
+                responses.setdefault("5XX", {"description": "Provider or server failure", "content": body})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _error_schema(app)
+
     @app.exception_handler(CloudError)
     async def _cloud_error(_: Request, exc: CloudError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status)
