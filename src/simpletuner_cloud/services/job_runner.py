@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from simpletuner_cloud.datasets.preflight import run_preflight
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, is_terminal, map_replicate_status
@@ -53,6 +53,7 @@ PREPARE_STATUSES = frozenset(
     {JobStatus.CREATED, JobStatus.PACKAGING, JobStatus.UPLOADING, JobStatus.SUBMITTING}
 )
 REMOTE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+ACTIVE = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
 LOOKUP_WINDOW = timedelta(minutes=2)  # a create's prediction was made at most this long before it was sent
 LIST_PAGES = 5
 MAX_CREATE_ATTEMPTS = 3
@@ -647,7 +648,9 @@ class JobRunner:
                         cost = final_cost(prediction, rate_of(self.catalogue, current.hardware))
                         await repo.set_fields(session, job_id, actual_cost_usd=cost)
                     await session.commit()
-        await self._delete_dataset(job)
+        if not await self._delete_dataset(job):
+            await self._later(job_id, self.settings.poll_seconds)
+            return
         delete_job_secrets(self.settings, job_id)
         async with self.database.session() as session:
             await repo.set_fields(session, job_id, fence=self.holder, cleaned_at=utcnow(), next_poll_at=None)
@@ -658,29 +661,37 @@ class JobRunner:
             await session.commit()
         self.bus.notify()
 
-    async def _delete_dataset(self, job: JobRow) -> None:
+    async def _delete_dataset(self, job: JobRow) -> bool:
+        """Delete the job's dataset file at Replicate, unless another job may still read it: one that
+        holds the same upload, or one not yet past `submitting` (it may be about to reuse it: the
+        reuse check and this delete would race). False: come back later."""
         if job.upload_id is None:
-            return
+            return True
         async with self.database.session() as session:
             still_needed = await session.scalar(
                 select(JobRow.id)
                 .where(
-                    JobRow.upload_id == job.upload_id,
                     JobRow.id != job.id,
-                    JobRow.status.in_([s.value for s in JobStatus if s not in TERMINAL_STATUSES]),
+                    or_(
+                        and_(JobRow.upload_id == job.upload_id, JobRow.status.in_(ACTIVE)),
+                        JobRow.status.in_([s.value for s in PREPARE_STATUSES]),
+                    ),
                 )
                 .limit(1)
             )
         if still_needed is not None:
-            return  # another job reuses the same archive: the last one to finish deletes it
+            return False
         replicate = await self._replicate_settings()
         async with self.runtime.client(self.settings, replicate) as client:
             await delete_dataset_upload(self.database, client.http, job.upload_id)
+        return True
 
     # Small steps -----------------------------------------------------------------------------------
     async def _move(self, job_id: str, target: JobStatus, *, message: str) -> None:
         async with self.database.session() as session:
-            job, _ = await repo.apply_status(session, job_id, target, fence=self.holder, message=message)
+            job, _ = await repo.apply_status(
+                session, job_id, target, fence=self.holder, message=message, data={"worker": self.holder}
+            )
             await announce(session, job_id)
             await session.commit()
         self.bus.notify()
