@@ -3,6 +3,7 @@ field, and the seed's curl example run verbatim with the real curl binary agains
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 from decimal import Decimal
@@ -11,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.replicate.retries import RetryPolicy
+from simpletuner_cloud.services.provider import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import load_replicate_settings
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
@@ -321,3 +326,75 @@ async def test_a_missing_proxy_password_is_a_warning(client: httpx.AsyncClient, 
             "until you save `proxy_url` again."
         ],
     )
+
+
+# What a settings value may do to the routes that read the settings later: the property below.
+READERS = ["/api/cloud/providers", URL, f"{URL}/validate", f"{URL}/versions", f"{URL}/billing",
+           "/api/cloud/system-status"]  # fmt: skip
+PROVIDER_FAILURES = {502: {"provider_unavailable", "provider_error"}, 504: {"provider_timeout"}}
+CLOSED_PORT = free_port()  # nothing listens there: a proxy or "Replicate" on it fails at once, offline
+JUNK = ["", "\r\n", "\n", "\r", " ", "\t", "\x00", "\x7f", "é", "@", "%", "%zz", "[", "]", ":", "/x", "?q=1",
+        "#f", "\\", "'", '"']  # fmt: skip
+
+
+@st.composite
+def urls(draw: st.DrawFn, schemes: list[str]) -> str:
+    """URLs pointing at this machine only (no DNS, no network), with odd bytes in odd places."""
+    port = draw(st.one_of(st.just(str(CLOSED_PORT)), st.integers(0, 999_999).map(str), st.just("x")))
+    parts = [draw(st.sampled_from(schemes)), "://", draw(st.sampled_from(["", "bob@", "bob:pw@", ":pw@"])),
+             "127.0.0.1", ":" + port, draw(st.sampled_from(["", "/", "/path"]))]  # fmt: skip
+    where = draw(st.integers(0, len(parts)))
+    parts.insert(where, draw(st.sampled_from(JUNK)))
+    return "".join(parts)
+
+
+AMOUNTS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**40), 10**40),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.sampled_from([1e308, 1e-300, "1e400", "-0", "0.0000001"]),
+)
+SETTINGS_CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "proxy_url": urls(["http", "https", "socks5", "socks5h", "ftp"]),
+        "public_url": urls(["http", "https"]),
+        "cost_limit": st.fixed_dictionaries({"enabled": st.just(True), "amount": AMOUNTS}),
+        "model": st.one_of(st.text(max_size=40), st.just("a/" + "b" * 70_000), st.just("owner/" + "n" * 300)),
+        "http_timeout": st.one_of(st.floats(min_value=1e-9, max_value=1e6), st.just(float("nan"))),
+        "hardware": st.one_of(st.sampled_from(["l40s", "a100"]), st.text(max_size=20)),
+    },
+)
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(changes=SETTINGS_CHANGES)
+async def test_no_accepted_setting_breaks_a_reader(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any]
+) -> None:
+    """Whatever PUT accepts, every route that reads the settings still answers (a provider failure
+    through an unreachable proxy is an answer; a 500 is not), and no answer balloons."""
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_" + "p" * 37)
+    app.state.provider_runtime = ProviderRuntime(
+        retry_policy=RetryPolicy(max_attempts=1), environ={"REPLICATE_API_TOKEN": "r8_" + "p" * 37}
+    )
+    app.state.settings.replicate_base_url = f"http://127.0.0.1:{CLOSED_PORT}"
+    app.state.settings.status_page_url = f"http://127.0.0.1:{CLOSED_PORT}"
+    await client.put(URL, json=dict.fromkeys(DEFAULTS) | {"derived": None, "warnings": None})
+    body = json.dumps(changes, allow_nan=True)  # NaN and Infinity, as a careless client sends them
+    saved = await client.put(URL, content=body, headers={"Content-Type": "application/json"})
+    assert saved.status_code in (200, 422), saved.text[:500]
+    if saved.status_code != 200:
+        return
+    for path in READERS:
+        answer = await client.get(path)
+        code = answer.json().get("error", {}).get("code")
+        assert answer.status_code < 500 or code in PROVIDER_FAILURES.get(answer.status_code, ()), (
+            f"after PUT {body[:300]}: GET {path} -> {answer.status_code} {answer.text[:300]}"
+        )
+        assert len(answer.content) < 16_384, f"GET {path} answered {len(answer.content)} bytes"
