@@ -294,3 +294,25 @@ def read_events(
                 found.append((event_id, name, json.loads("\n".join(data))))
                 name, data = "message", []
     return found
+
+
+def test_a_job_stuck_in_queued_says_why_with_the_status_page(server: tuple[httpx.Client, FastAPI]) -> None:
+    http, app = server
+    app.state.settings.stuck_queued_seconds = 0.5
+    sandbox(http, "POST", "/faults", json={"starting_delay": 3, "status_page": {"indicator": "major"}})
+    job_id = http.post(SUBMIT, json=EXAMPLE).json()["job_id"]
+
+    def noticed() -> dict[str, Any] | None:
+        job: dict[str, Any] = http.get(f"/api/cloud/jobs/{job_id}").json()
+        return job if job["notice"] else None
+
+    job = eventually_sync(noticed, timeout=60, interval=0.05, what="the stuck-job notice")
+    assert job["status"] == "queued"
+    notice = job["notice"]
+    assert (
+        notice["kind"] == "stuck_queued" and "Replicate queues jobs while GPUs are busy" in notice["message"]
+    )
+    assert "replicate.statuspage.io" in notice["hint"]
+    assert notice["status_page"]["indicator"] == "major"
+    assert any(e["kind"] == "stuck" for e in job["timeline"])
+    assert wait_for(http, job_id, "succeeded")["notice"] == notice  # kept as history
