@@ -13,7 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from simpletuner_cloud.sandbox.dataset_archive import sample_captions
 from simpletuner_cloud.services.datasets import install_example
+from tests.datasets.factory import local_entry, write_environment, write_image
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
 from tests.support.waiting import eventually_sync
 
@@ -316,3 +318,37 @@ def test_a_job_stuck_in_queued_says_why_with_the_status_page(server: tuple[httpx
     assert notice["status_page"]["indicator"] == "major"
     assert any(e["kind"] == "stuck" for e in job["timeline"])
     assert wait_for(http, job_id, "succeeded")["notice"] == notice  # kept as history
+
+
+def test_textfile_captions_need_the_rename_agreement_and_then_train(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    http, app = server
+    folder = write_environment(
+        app.state.settings.effective_configs_dir,
+        "captioned",
+        datasets=[local_entry(caption_strategy="textfile")],
+        images=0,
+    )
+    for index, caption in enumerate(["sks plushie on a desk", "sks plushie in the snow"]):
+        name = folder / "data" / f"DSC_{index:04d}.jpg"
+        write_image(name, 1500 + index, seed=index)
+        name.with_suffix(".txt").write_text(caption)
+    body = {"config": "captioned", "consent": True, "delivery": "none"}
+    refused = http.post(SUBMIT, json=body)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "dataset_unsupported")
+    app.state.sandbox_app.state.sandbox.config.step_seconds = 0.2  # time to read the file while it runs
+    job_id = http.post(SUBMIT, json={**body, "rename_to_captions": True}).json()["job_id"]
+    running = wait_for(http, job_id, "running", "succeeded", "failed")
+    assert running["status"] == "running", running
+    images = sandbox(http, "GET", f"/v1/predictions/{running['prediction_id']}")["input"]["images"]
+    sandbox_state = app.state.sandbox_app.state.sandbox
+    file_id = next(
+        f["id"] for f in sandbox(http, "GET", "/v1/files")["results"] if f["urls"]["get"] == images
+    )
+    stored = sandbox_state.files.get(file_id, sandbox_state.clock.now())  # what the trainer fetched
+    assert sorted(sample_captions(stored.path.read_bytes()).values()) == [
+        "sks plushie in the snow",
+        "sks plushie on a desk",
+    ]
+    assert wait_for(http, job_id, "succeeded", "failed")["status"] == "succeeded"

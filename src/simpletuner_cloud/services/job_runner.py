@@ -218,7 +218,11 @@ class JobRunner:
                 )
             )
             preflight = await anyio.to_thread.run_sync(
-                lambda: run_preflight(config, merge_local=bool(request.get("merge_local_datasets")))
+                lambda: run_preflight(
+                    config,
+                    merge_local=bool(request.get("merge_local_datasets")),
+                    rename_to_captions=bool(request.get("rename_to_captions")),
+                )
             )
             spec = JobSpec(
                 preflight.config,

@@ -221,7 +221,9 @@ async def _check(
 
 def _preflight(settings: Settings, request: SubmitJob) -> Preflight:
     config = load_config(settings, request.config, request.config_json, request.dataloader_json)
-    return run_preflight(config, merge_local=request.merge_local_datasets)
+    return run_preflight(
+        config, merge_local=request.merge_local_datasets, rename_to_captions=request.rename_to_captions
+    )
 
 
 def _destination(
