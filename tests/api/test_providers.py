@@ -553,3 +553,25 @@ async def test_a_rejected_replicate_token_is_not_a_failed_login(
         )
     assert (rejected.status_code, rejected.json()["error"]["code"]) == (422, "token_invalid")
     assert (login.status_code, login.json()["error"]["code"]) == (401, "unauthorized")
+
+
+@pytest.mark.parametrize("proxy", ["http://a\nb:3128", "notaurl", "http://proxy:99999x"])
+async def test_an_unusable_proxy_variable_is_a_network_error_not_a_500(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, with_env_token: str, proxy: str
+) -> None:
+    """HTTP_PROXY is read from the environment, so it is never validated at a PUT: a value httpx cannot
+    use made Validate, the provider list and the always-200 status page answer 500."""
+    monkeypatch.setenv("HTTP_PROXY", proxy)  # the sandbox is http://
+    validated = await client.get("/api/cloud/providers/replicate/validate")
+    assert validated.status_code == 502
+    error = validated.json()["error"]
+    assert (error["code"], error["details"]["network_error"]) == ("provider_unavailable", "InvalidProxy")
+    assert error["message"] == (
+        "Could not reach Replicate at 127.0.0.1: the proxy for http:// requests (the proxy_url setting, or "
+        "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) is not a valid proxy URL"
+    )
+    status = await client.get("/api/cloud/system-status")
+    assert (status.status_code, status.json()["indicator"]) == (200, "unknown")
+    assert status.json()["reason"] == "could not reach the status page (InvalidProxy)"
+    listed = await client.get("/api/cloud/providers")
+    assert (listed.status_code, listed.json()["providers"][0]["token_check"]) == (200, "unknown")

@@ -124,6 +124,12 @@ def with_proxy_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=_netloc(parts, password)))
 
 
+class InvalidProxy(httpx.TransportError):
+    """The proxy a request should go through is not a usable URL (say, a line break in HTTPS_PROXY).
+    A transport error, so every caller answers it like an unreachable network, never a 500; not worth
+    retrying, and no evidence that Replicate is down."""
+
+
 class ProxyRoutingTransport(httpx.AsyncBaseTransport):
     """Sends each request through the proxy its URL calls for, or directly."""
 
@@ -137,11 +143,22 @@ class ProxyRoutingTransport(httpx.AsyncBaseTransport):
         if proxy is None:
             return self._direct
         if proxy not in self._proxied:
-            self._proxied[proxy] = httpx.AsyncHTTPTransport(proxy=proxy)
+            try:
+                self._proxied[proxy] = httpx.AsyncHTTPTransport(proxy=proxy)
+            except (httpx.InvalidURL, ValueError):  # the message never quotes the URL (a password)
+                raise InvalidProxy(
+                    f"the proxy for {url.scheme}:// requests (the proxy_url setting, or HTTPS_PROXY, "
+                    "HTTP_PROXY, ALL_PROXY) is not a valid proxy URL"
+                ) from None
         return self._proxied[proxy]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._for(request.url).handle_async_request(request)
+        try:
+            transport = self._for(request.url)
+        except InvalidProxy as exc:
+            exc.request = request
+            raise
+        return await transport.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._direct.aclose()

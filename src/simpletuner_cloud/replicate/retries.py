@@ -21,6 +21,7 @@ from simpletuner_cloud.replicate.errors import (
     parse_problem,
     retry_after_seconds,
 )
+from simpletuner_cloud.replicate.proxies import InvalidProxy
 
 Sleep = Callable[[float], Awaitable[None]]
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -147,6 +148,9 @@ class PolicyTransport(httpx.AsyncBaseTransport):
                     # Read here, so a body that breaks off or stalls is a network failure under this
                     # policy (retried when safe, mapped to a CloudError), not a raw httpx error above.
                     await response.aread()
+            except InvalidProxy as exc:  # this machine's configuration, not Replicate failing
+                self.breaker.abandon_trial()
+                raise error_from_network(request, exc) from None
             except httpx.TransportError as exc:
                 self.breaker.record_failure(type(exc).__name__)
                 if not last_try and (safe or isinstance(exc, NOT_SENT_ERRORS)):
