@@ -53,6 +53,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "hf_token_missing": 422,
     "cost_limit_unavailable": 503,
     "job_active": 409,
+    # The webhook receiver, its flight recorder and the self-test
+    "signature_missing": 401,
+    "signature_invalid": 401,
+    "timestamp_out_of_tolerance": 401,
+    "ip_not_allowed": 403,
+    "webhook_body_invalid": 400,
+    "webhook_secret_unavailable": 503,
+    "delivery_not_found": 404,
+    "delivery_not_replayable": 409,
+    "public_url_missing": 422,
 }
 
 

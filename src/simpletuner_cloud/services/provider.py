@@ -30,6 +30,7 @@ from simpletuner_cloud.services.provider_settings import (
     ReplicateSettings,
     load_replicate_settings,
     webhook_url,
+    webhook_warning,
 )
 from simpletuner_cloud.settings import SANDBOX_BANNER, Settings
 
@@ -278,6 +279,6 @@ async def list_providers(
         "hardware": replicate.hardware,
         "model": replicate.trainer_model(load_hardware_catalogue(settings)),
         "not_ready_reason": reason,
-        "warning": None if hook else "No public URL: jobs are followed by polling until you set one.",
+        "warning": webhook_warning(settings, replicate),
     }
     return {"providers": [entry]}

@@ -118,6 +118,21 @@ def webhook_url(settings: Settings, replicate: ReplicateSettings) -> str | None:
     return f"{base}{WEBHOOK_PATH}" if base else None
 
 
+def webhook_warning(settings: Settings, replicate: ReplicateSettings) -> str | None:
+    """What the provider status says about webhooks: none flow without a public URL, and with
+    signature checks off every delivery is only a hint."""
+    warnings = []
+    if not replicate.require_signature:
+        warnings.append(
+            "Webhook signature checks are off (require_signature: false): a delivery is only a hint, "
+            "and the job is read from Replicate before anything changes. Turn them back on unless "
+            "something in front of this server rewrites request bodies."
+        )
+    if not webhook_url(settings, replicate):
+        warnings.append("No public URL: jobs are followed by polling until you set one.")
+    return " ".join(warnings) or None
+
+
 def settings_answer(settings: Settings, replicate: ReplicateSettings) -> dict[str, Any]:
     """GET's answer: the settings (proxy password masked) plus what follows from them."""
     return {

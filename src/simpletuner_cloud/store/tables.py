@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -224,18 +225,33 @@ class ProviderSettingsRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """Every webhook that arrived, unique by its `webhook-id` header (a redelivery is not new).
+    """Every webhook that arrived (the flight recorder). Only a verified first arrival claims its
+    `webhook-id` (unique); duplicates, rejections and unsigned hints keep theirs in `presented_id`
+    with `webhook_id` NULL, so a forged request can never take a real delivery's id.
 
     `job_id` is deliberately not a foreign key: deliveries for unknown jobs are recorded too."""
 
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    webhook_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     event: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str | None] = mapped_column(String(32))
     body_sha256: Mapped[str | None] = mapped_column(String(64))
     accepted: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Added by revision 0003: the flight recorder.
+    presented_id: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16), default="accepted", server_default="accepted")
+    error_code: Mapped[str | None] = mapped_column(String(64))  # why a rejected one was refused
+    prediction_id: Mapped[str | None] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    peer_ip: Mapped[str | None] = mapped_column(String(64))
+    headers: Mapped[dict[str, Any] | None]  # secrets removed
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)  # zlib; accepted deliveries only
+    body_size: Mapped[int | None] = mapped_column(BigInteger)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    replayed_at: Mapped[datetime | None]

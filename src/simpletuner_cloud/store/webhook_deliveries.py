@@ -1,17 +1,41 @@
-"""Webhook deliveries, unique by the `webhook-id` header, so a redelivery is recognised and ignored.
+"""Webhook deliveries, the flight recorder. A verified first arrival *claims* its `webhook-id` (the
+unique column), so a redelivery is recognised and ignored; every other arrival (a duplicate, a
+rejection, an unsigned hint) is recorded with `webhook_id` NULL and its header in `presented_id`.
 
 Race-safe without a SAVEPOINT: `INSERT ... ON CONFLICT DO NOTHING` on both SQLite and PostgreSQL,
-so of two concurrent receivers of the same delivery exactly one sees it as new."""
+so of two concurrent receivers of the same delivery exactly one claims it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from simpletuner_cloud.store.database import dialect_insert
 from simpletuner_cloud.store.tables import WebhookDeliveryRow, utcnow
+
+OUTCOMES = ("accepted", "duplicate", "ignored", "rejected", "hint", "test")
+# Events whose body a later delivery of the same job makes redundant (each body is the whole object).
+SUPERSEDED_EVENTS = ("start", "logs", "output")
+
+
+async def claim_delivery(
+    session: AsyncSession, webhook_id: str, *, received_at: datetime | None = None, **fields: Any
+) -> int | None:
+    """The new row's id when this `webhook-id` is new; None for a redelivery (the first is kept)."""
+    fields.setdefault("presented_id", webhook_id)
+    fields.setdefault("accepted", fields.get("outcome", "accepted") == "accepted")
+    insert = (
+        dialect_insert(session, WebhookDeliveryRow)
+        .values(webhook_id=webhook_id, received_at=received_at or utcnow(), **fields)
+        .on_conflict_do_nothing(index_elements=["webhook_id"])
+        .returning(WebhookDeliveryRow.id)
+    )
+    inserted: int | None = (await session.execute(insert)).scalar_one_or_none()
+    return inserted
 
 
 async def record_delivery(
@@ -25,25 +49,43 @@ async def record_delivery(
     accepted: bool = True,
     reason: str | None = None,
     received_at: datetime | None = None,
+    **fields: Any,
 ) -> bool:
     """True when this `webhook-id` is new; False for a redelivery (the first record is kept)."""
+    claimed = await claim_delivery(
+        session,
+        webhook_id,
+        job_id=job_id,
+        event=event,
+        status=status,
+        body_sha256=body_sha256,
+        accepted=accepted,
+        reason=reason,
+        received_at=received_at,
+        **fields,
+    )
+    return claimed is not None
+
+
+async def record_arrival(session: AsyncSession, *, received_at: datetime | None = None, **fields: Any) -> int:
+    """An arrival that claims no id (duplicate, rejected, hint); returns its row id."""
+    fields.setdefault("accepted", False)
     insert = (
         dialect_insert(session, WebhookDeliveryRow)
-        .values(
-            webhook_id=webhook_id,
-            job_id=job_id,
-            event=event,
-            status=status,
-            body_sha256=body_sha256,
-            accepted=accepted,
-            reason=reason,
-            received_at=received_at or utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["webhook_id"])
+        .values(webhook_id=None, received_at=received_at or utcnow(), **fields)
         .returning(WebhookDeliveryRow.id)
     )
-    inserted = (await session.execute(insert)).scalar_one_or_none()
-    return inserted is not None
+    return int((await session.execute(insert)).scalar_one())
+
+
+async def update_delivery(session: AsyncSession, row_id: int, **values: Any) -> bool:
+    statement = (
+        update(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.id == row_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).rowcount == 1  # type: ignore[attr-defined]
 
 
 async def mark_delivery(
@@ -72,11 +114,71 @@ async def get_delivery(session: AsyncSession, webhook_id: str) -> WebhookDeliver
     return (await session.scalars(query.execution_options(populate_existing=True))).one_or_none()
 
 
+async def get_delivery_row(session: AsyncSession, row_id: int) -> WebhookDeliveryRow | None:
+    query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.id == row_id)
+    return (await session.scalars(query.execution_options(populate_existing=True))).one_or_none()
+
+
 async def list_deliveries(
-    session: AsyncSession, *, job_id: str | None = None, limit: int = 100
+    session: AsyncSession,
+    *,
+    job_id: str | None = None,
+    outcome: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
 ) -> list[WebhookDeliveryRow]:
-    """Newest first."""
+    """Newest first; `before` is the last row id of the previous page."""
     query = select(WebhookDeliveryRow).order_by(WebhookDeliveryRow.id.desc()).limit(limit)
     if job_id is not None:
         query = query.where(WebhookDeliveryRow.job_id == job_id)
+    if outcome is not None:
+        query = query.where(WebhookDeliveryRow.outcome == outcome)
+    if before is not None:
+        query = query.where(WebhookDeliveryRow.id < before)
     return list((await session.scalars(query)).all())
+
+
+async def prune_deliveries(session: AsyncSession, older_than: datetime) -> int:
+    statement = delete(WebhookDeliveryRow).where(WebhookDeliveryRow.received_at < older_than)
+    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+
+async def drop_superseded_bodies(session: AsyncSession) -> int:
+    """Forget the body of an accepted `start`/`logs`/`output` delivery once a later accepted one of
+    the same job is recorded: every body is the whole prediction (logs included), so the latest says
+    all the earlier ones said, and keeping each would store a long run's logs thousands of times."""
+    newer = aliased(WebhookDeliveryRow)
+    later_exists = exists().where(
+        newer.job_id == WebhookDeliveryRow.job_id,
+        newer.id > WebhookDeliveryRow.id,
+        newer.outcome == "accepted",
+    )
+    statement = (
+        update(WebhookDeliveryRow)
+        .where(
+            WebhookDeliveryRow.body.is_not(None),
+            WebhookDeliveryRow.outcome == "accepted",
+            WebhookDeliveryRow.event.in_(SUPERSEDED_EVENTS),
+            later_exists,
+        )
+        .values(body=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+
+async def trim_unclaimed(session: AsyncSession, keep: int) -> int:
+    """Keep only the newest `keep` rows that claim no id (rejections, hints, duplicates): anyone can
+    send those, so their number must stay bounded between two prunes."""
+    cutoff = (
+        select(WebhookDeliveryRow.id)
+        .where(WebhookDeliveryRow.webhook_id.is_(None))
+        .order_by(WebhookDeliveryRow.id.desc())
+        .offset(keep)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = delete(WebhookDeliveryRow).where(
+        WebhookDeliveryRow.webhook_id.is_(None), WebhookDeliveryRow.id <= cutoff
+    )
+    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]

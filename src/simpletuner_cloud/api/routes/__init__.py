@@ -15,6 +15,7 @@ from simpletuner_cloud.api.routes import (
     login,
     providers,
     system_status,
+    webhooks,
 )
 from simpletuner_cloud.api.routes.uploads import router as uploads_router
 
@@ -27,6 +28,7 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     uploads_router,
     jobs.router,
     events.router,
+    webhooks.router,
 ]
 
-PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router]
+PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router, webhooks.receiver_router]

@@ -1,0 +1,497 @@
+"""Receive one Replicate webhook: verify the Standard Webhooks signature over the raw body (the account
+secret cached, refetched once on a mismatch), then the IP allowlist, then apply the prediction to its
+job forward-only, recording the delivery by `webhook-id` in the same transaction. A redelivery is
+acknowledged and changes nothing; a delivery for an unknown job is acknowledged and recorded as
+ignored. Every refusal is a `CloudError` (401/403/400/503), recorded in the flight recorder first.
+
+With `require_signature: false` a delivery is only a hint: the job's own prediction is read from
+Replicate in the background and *that* is applied, so a forged request can at most cause one poll."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simpletuner_cloud.domain.hardware import HardwareCatalogue
+from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, is_terminal, map_replicate_status
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate.factory import replicate_base_url, resolve_token
+from simpletuner_cloud.replicate.webhooks import InvalidSignature, verify_webhook
+from simpletuner_cloud.services import webhook_sources as sources
+from simpletuner_cloud.services.event_bus import EventBus
+from simpletuner_cloud.services.job_tracking import apply_prediction
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
+from simpletuner_cloud.services.provider_settings import ReplicateSettings, load_replicate_settings
+from simpletuner_cloud.services.webhook_recorder import ArrivalBudget, kept_headers, stored_body
+from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store import webhook_deliveries as deliveries
+from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.notify import announce
+from simpletuner_cloud.store.tables import JobRow, utcnow
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SELF_TEST_MARK = "simpletuner_self_test"  # set in the body the self-test signs
+SECRET_FETCH_TIMEOUT = 5.0
+MIN_REFETCH_SECONDS = 10.0  # a flood of bad signatures refetches the secret at most this often
+FAILED_FETCH_SECONDS = 5.0  # after a failed fetch, deliveries are refused at once for this long
+HINT_REASON = "signature checks are off: the job is read from Replicate instead"
+SELF_TEST_HINT = (
+    "Replicate signs every delivery; this answer means the URL reaches the receiver. To test the whole "
+    "path with a signed event, run POST /api/cloud/providers/replicate/test-webhook "
+    "(`simpletuner cloud webhooks test`)."
+)
+_CODES = {
+    "missing_headers": "signature_missing",
+    "timestamp_too_old": "timestamp_out_of_tolerance",
+    "timestamp_too_new": "timestamp_out_of_tolerance",
+}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One request as the route saw it."""
+
+    body: bytes
+    headers: list[tuple[str, str]]
+    peer: str | None
+    job_ref: str | None  # the `?job=` our webhook URL carries (not signed: checked against the body)
+    started: float = field(default_factory=time.perf_counter)
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key.lower() == name]
+        return ", ".join(values) if values else None
+
+    def headers_named(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name]
+
+    @property
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The 2xx answer: what became of the delivery."""
+
+    status: int
+    outcome: str
+    delivery_id: int | None = None
+    job_id: str | None = None
+    job_status: str | None = None
+    reason: str | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return {
+            "received": True,
+            "outcome": self.outcome,
+            "delivery_id": self.delivery_id,
+            "job_id": self.job_id,
+            "status": self.job_status,
+            "reason": self.reason,
+        }
+
+
+class WebhookSecrets:
+    """The account's signing secret, fetched once and kept per (Replicate URL, token): a new token may
+    belong to another account. `refreshed` refetches after a mismatch (a rotated key), single-flight
+    and at most every MIN_REFETCH_SECONDS, so forged signatures cannot make us hammer Replicate."""
+
+    def __init__(self, min_refetch: float = MIN_REFETCH_SECONDS) -> None:
+        self.min_refetch = min_refetch
+        self._key: str | None = None
+        self._secret: str | None = None
+        self._refetched_at = float("-inf")
+        self._failure: tuple[float, CloudError] | None = None
+        self._lock = asyncio.Lock()
+
+    async def current(self, key: str, fetch: Callable[[], Awaitable[str]]) -> str:
+        if self._secret is not None and self._key == key:
+            return self._secret
+        async with self._lock:
+            if self._secret is None or self._key != key:
+                await self._fetch(key, fetch)
+        assert self._secret is not None
+        return self._secret
+
+    async def refreshed(self, key: str, fetch: Callable[[], Awaitable[str]]) -> str | None:
+        """A different secret than the one that just failed, or None (unchanged, or asked too recently)."""
+        before = self._secret
+        async with self._lock:
+            if self._secret != before:
+                return self._secret  # another request refetched it while we waited
+            if time.monotonic() - self._refetched_at < self.min_refetch:
+                return None
+            self._refetched_at = time.monotonic()
+            await self._fetch(key, fetch)
+        return self._secret if self._secret != before else None
+
+    async def _fetch(self, key: str, fetch: Callable[[], Awaitable[str]]) -> None:
+        if self._failure is not None and time.monotonic() - self._failure[0] < FAILED_FETCH_SECONDS:
+            raise self._failure[1]  # a queue of deliveries behind a dead Replicate fails fast
+        try:
+            async with asyncio.timeout(SECRET_FETCH_TIMEOUT):
+                secret = await fetch()
+        except (CloudError, TimeoutError) as exc:
+            reason = (
+                exc.message if isinstance(exc, CloudError) else f"no answer in {SECRET_FETCH_TIMEOUT:g} s"
+            )
+            error = CloudError(
+                f"The webhook signing secret could not be read from Replicate ({reason}).",
+                code="webhook_secret_unavailable",
+                hint="Check the Replicate token (`simpletuner cloud provider validate`) and Replicate's "
+                "status; Replicate retries the final delivery, and polling follows the job meanwhile.",
+            )
+            self._failure = (time.monotonic(), error)
+            raise error from None
+        self._failure = None
+        self._key, self._secret = key, secret
+
+
+def signature_error(exc: InvalidSignature, arrival: Arrival) -> CloudError:
+    code = _CODES.get(exc.reason, "signature_invalid")
+    if code == "signature_missing":
+        missing = [name for name in SIGNATURE_HEADERS if not (arrival.header(name) or "").strip()]
+        return CloudError(
+            f"This request is not a signed webhook: the {', '.join(missing)} header"
+            f"{'s are' if len(missing) > 1 else ' is'} missing.",
+            code=code,
+            hint=SELF_TEST_HINT,
+            details={"missing_headers": missing},
+        )
+    if code == "timestamp_out_of_tolerance":
+        return CloudError(
+            f"{exc.message} Deliveries are accepted within 5 minutes of their webhook-timestamp.",
+            code=code,
+            hint="Check this machine's clock (NTP); an old capture replayed later is refused on purpose.",
+        )
+    return CloudError(
+        f"The webhook signature does not match ({exc.reason}).",
+        code=code,
+        hint="The body must arrive byte for byte as Replicate signed it (a proxy must not rewrite it), "
+        "and the server must use the token of the account that created the job.",
+    )
+
+
+def infer_event(payload: dict[str, Any]) -> str:
+    """Replicate does not say which event a delivery is; the body tells it closely enough."""
+    status = map_replicate_status(str(payload.get("status") or "") or None)
+    if status in TERMINAL_STATUSES:
+        return "completed"
+    if payload.get("output") is not None:
+        return "output"
+    if payload.get("logs"):
+        return "logs"
+    return "start"
+
+
+def _claimable(webhook_id: str) -> str:
+    """The id as the unique key: over-long ids (never seen from Replicate) are hashed, not cut."""
+    return (
+        webhook_id if len(webhook_id) <= 255 else "sha256:" + hashlib.sha256(webhook_id.encode()).hexdigest()
+    )
+
+
+class WebhookReceiver:
+    """One per app (`app.state.webhook_receiver`): the secret cache, the budget for recording what
+    anyone can send, and the background polls of unsigned hints."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        runtime: Callable[[], ProviderRuntime],
+        bus: EventBus,
+        wake: Callable[[], None],
+        catalogue: HardwareCatalogue,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self._runtime = runtime
+        self.bus = bus
+        self.wake = wake
+        self.catalogue = catalogue
+        self.secrets = WebhookSecrets()
+        self.budget = ArrivalBudget()
+        self._hints: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def runtime(self) -> ProviderRuntime:
+        return self._runtime()
+
+    async def stop(self) -> None:
+        tasks = list(self._hints.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # The secret ------------------------------------------------------------------------------------
+    def _secret_key(self) -> str:
+        token = resolve_token(self.settings, self.runtime.environ).value or ""
+        return f"{replicate_base_url(self.settings)} {hashlib.sha256(token.encode()).hexdigest()}"
+
+    def _fetcher(self, replicate: ReplicateSettings) -> Callable[[], Awaitable[str]]:
+        async def fetch() -> str:
+            async with self.runtime.client(self.settings, replicate) as client:
+                return await client.webhook_secret()
+
+        return fetch
+
+    async def signing_secret(self, replicate: ReplicateSettings) -> str:
+        """The secret Replicate signs with (the self-test signs its event with it too)."""
+        return await self.secrets.current(self._secret_key(), self._fetcher(replicate))
+
+    async def _verify(self, replicate: ReplicateSettings, arrival: Arrival) -> None:
+        headers = {name: arrival.header(name) or "" for name in SIGNATURE_HEADERS}
+        if not all(value.strip() for value in headers.values()):
+            verify_webhook("", headers, arrival.body)  # raises missing_headers before any fetch
+        key, fetch = self._secret_key(), self._fetcher(replicate)
+        try:
+            verify_webhook(await self.secrets.current(key, fetch), headers, arrival.body)
+        except InvalidSignature as exc:
+            if exc.reason != "no_matching_signature":
+                raise
+            rotated = await self.secrets.refreshed(key, fetch)
+            if rotated is None:
+                raise
+            verify_webhook(rotated, headers, arrival.body)
+
+    # Receiving -------------------------------------------------------------------------------------
+    async def receive(self, arrival: Arrival) -> Receipt:
+        async with self.database.session() as session:
+            replicate = await load_replicate_settings(session, self.settings)
+        trusted = sources.networks(replicate.trusted_proxies)
+        client_ip = sources.client_address(
+            arrival.peer, arrival.headers_named("x-forwarded-for"), arrival.header("x-real-ip"), trusted
+        )
+        context = {"client_ip": client_ip, "peer_ip": arrival.peer}
+        allowed = sources.is_allowed(client_ip, sources.networks(replicate.webhook_allowed_ips))
+        if not replicate.require_signature:
+            if not allowed:
+                await self._reject(arrival, context, self._ip_refused(client_ip))
+            return await self._hint(arrival, context)
+        try:
+            await self._verify(replicate, arrival)
+        except InvalidSignature as exc:
+            await self._reject(arrival, context, signature_error(exc, arrival))
+        except CloudError as exc:
+            await self._reject(arrival, context, exc)
+        if not allowed:
+            await self._reject(arrival, context, self._ip_refused(client_ip))
+        payload = await self._payload(arrival, context)
+        return await self._apply(arrival, context, payload)
+
+    def _ip_refused(self, client_ip: str | None) -> CloudError:
+        return CloudError(
+            f"Webhooks from {client_ip or 'an unknown address'} are not allowed.",
+            code="ip_not_allowed",
+            hint="Add the source to `webhook_allowed_ips`, or list the reverse proxy in front of this "
+            "server in `trusted_proxies` so its X-Forwarded-For is believed.",
+            details={"client_ip": client_ip},
+        )
+
+    async def _payload(self, arrival: Arrival, context: dict[str, Any]) -> dict[str, Any]:
+        try:
+            payload = json.loads(arrival.body)
+        except (UnicodeDecodeError, ValueError):
+            payload = None
+        if not isinstance(payload, dict):
+            await self._reject(
+                arrival,
+                context,
+                CloudError(
+                    "The webhook body is not a JSON object.",
+                    code="webhook_body_invalid",
+                    hint="Replicate sends the prediction as a JSON object; something in between changed it.",
+                ),
+            )
+        assert isinstance(payload, dict)
+        return payload
+
+    async def _reject(self, arrival: Arrival, context: dict[str, Any], error: CloudError) -> None:
+        """Record the refusal (within the budget) and raise it."""
+        if self.budget.take():
+            async with self.database.session() as session:
+                await deliveries.record_arrival(
+                    session,
+                    outcome="rejected",
+                    error_code=error.code,
+                    reason=error.message,
+                    http_status=error.status,
+                    **self._fields(arrival, context),
+                )
+                await session.commit()
+        raise error
+
+    def _fields(self, arrival: Arrival, context: dict[str, Any]) -> dict[str, Any]:
+        presented = arrival.header("webhook-id")
+        return {
+            "presented_id": presented[:255] if presented else None,
+            "headers": kept_headers(arrival.headers),
+            "body_size": len(arrival.body),
+            "body_sha256": hashlib.sha256(arrival.body).hexdigest(),
+            "latency_ms": arrival.elapsed_ms,
+            **context,
+        }
+
+    async def _find_job(
+        self, session: Any, payload: dict[str, Any], job_ref: str | None
+    ) -> tuple[JobRow | None, str | None]:
+        """The job a delivery is about, or None with the reason it is ignored. The prediction id in
+        the (signed) body decides; the URL's `?job=` only names a job whose create has not returned."""
+        prediction_id = str(payload.get("id") or "")
+        if not prediction_id:
+            return None, "the body has no prediction id"
+        owner = await repo.get_job_by_prediction_id(session, prediction_id)
+        if owner is not None:
+            if job_ref and job_ref != owner.id:
+                return None, f"prediction {prediction_id} belongs to job {owner.id}, not {job_ref}"
+            return owner, None
+        if not job_ref:
+            return None, f"no job follows prediction {prediction_id}"
+        named = await repo.get_job(session, job_ref)
+        if named is None:
+            return None, f"no job {job_ref}"
+        if named.prediction_id is not None:
+            return None, f"job {job_ref} follows prediction {named.prediction_id}, not {prediction_id}"
+        return named, None
+
+    async def _apply(self, arrival: Arrival, context: dict[str, Any], payload: dict[str, Any]) -> Receipt:
+        webhook_id = (arrival.header("webhook-id") or "").strip()
+        prediction_id = str(payload.get("id") or "") or None
+        fields = {
+            **self._fields(arrival, context),
+            "event": infer_event(payload),
+            "status": str(payload.get("status") or "")[:32] or None,
+            "prediction_id": prediction_id[:64] if prediction_id else None,
+            "http_status": 200,
+        }
+        now = utcnow()
+        async with self.database.session() as session:
+            if payload.get(SELF_TEST_MARK) is True:
+                fields |= {"outcome": "test", "event": "test", "reason": "the self-test's signed event"}
+                row_id = await deliveries.claim_delivery(session, _claimable(webhook_id), **fields)
+                await session.commit()
+                return Receipt(200, "test", row_id)
+            row_id = await deliveries.claim_delivery(
+                session, _claimable(webhook_id), outcome="accepted", **fields
+            )
+            if row_id is None:
+                await session.rollback()
+                duplicate = await deliveries.record_arrival(
+                    session, outcome="duplicate", reason="already received", **fields
+                )
+                await session.commit()
+                return Receipt(200, "duplicate", duplicate, reason="already received")
+            job, ignored = await self._find_job(session, payload, arrival.job_ref)
+            if job is None:
+                await deliveries.update_delivery(
+                    session, row_id, outcome="ignored", accepted=False, reason=ignored, job_id=None
+                )
+                await session.commit()
+                return Receipt(200, "ignored", row_id, reason=ignored)
+            applied = await apply_prediction(
+                session, job.id, payload, self.catalogue, source="webhook", now=now
+            )
+            await repo.set_fields(session, job.id, last_webhook_at=now)
+            quiet = not applied.status_changed and not applied.new_logs
+            await deliveries.update_delivery(
+                session,
+                row_id,
+                job_id=job.id,
+                body=stored_body(arrival.body, payload),
+                latency_ms=arrival.elapsed_ms,
+                reason="nothing newer than what the job already had" if quiet else None,
+            )
+            await announce(session, job.id)
+            await session.commit()
+        self.bus.notify()
+        self.wake()
+        return Receipt(200, "accepted", row_id, job.id, applied.status.value)
+
+    # Unsigned hints ------------------------------------------------------------------------------
+    async def _hint(self, arrival: Arrival, context: dict[str, Any]) -> Receipt:
+        try:
+            payload = json.loads(arrival.body)
+        except (UnicodeDecodeError, ValueError):
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+        async with self.database.session() as session:
+            job, ignored = await self._find_job(session, payload, arrival.job_ref)
+        outcome = "test" if payload.get(SELF_TEST_MARK) is True else "hint" if job else "ignored"
+        reason = {
+            "test": "the self-test's event (signature checks are off)",
+            "hint": HINT_REASON,
+        }.get(outcome, ignored)
+        row_id = None
+        if self.budget.take():
+            async with self.database.session() as session:
+                row_id = await deliveries.record_arrival(
+                    session,
+                    outcome=outcome,
+                    reason=reason,
+                    job_id=job.id if job else None,
+                    http_status=202,
+                    **self._fields(arrival, context),
+                )
+                await session.commit()
+        if job is not None and outcome == "hint":
+            self._poll_soon(job.id)
+        if outcome == "test":
+            return Receipt(202, "test", row_id, reason=reason)
+        # The same answer whether or not a job matched: an unsigned caller learns nothing about jobs.
+        return Receipt(202, "hint", row_id, reason=HINT_REASON)
+
+    def _poll_soon(self, job_id: str) -> None:
+        if job_id in self._hints:
+            return  # one read per job at a time: a flood of hints is still one poll
+        task = asyncio.create_task(self._read_for_hint(job_id), name=f"webhook-hint-{job_id}")
+        self._hints[job_id] = task
+        task.add_done_callback(lambda _: self._hints.pop(job_id, None))
+
+    async def _read_for_hint(self, job_id: str) -> None:
+        try:
+            async with self.database.session() as session:
+                job = await repo.get_job(session, job_id)
+                replicate = await load_replicate_settings(session, self.settings)
+            if job is None or (is_terminal(job.status) and job.cleaned_at is not None):
+                return
+            if job.prediction_id is None:  # never trust a body to name the prediction: the worker finds it
+                async with self.database.session() as session:
+                    await repo.set_fields(session, job_id, next_poll_at=utcnow())
+                    await session.commit()
+                self.wake()
+                return
+            async with self.runtime.client(self.settings, replicate) as client:
+                prediction = await client.get_prediction(job.prediction_id)
+            now = utcnow()
+            async with self.database.session() as session:
+                await apply_prediction(
+                    session, job_id, prediction, self.catalogue, source="webhook-hint", now=now
+                )
+                await repo.set_fields(session, job_id, last_webhook_at=now)
+                await announce(session, job_id)
+                await session.commit()
+            self.bus.notify()
+            self.wake()
+        except asyncio.CancelledError:
+            raise
+        except CloudError as exc:
+            log.info("webhook hint for job %s: reading the prediction failed (%s)", job_id, exc.code)
+        except Exception:
+            log.exception("webhook hint for job %s failed", job_id)
+
+    async def wait_for_hints(self) -> None:
+        """Tests and shutdown: until every background read started so far is done."""
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._hints.values(), return_exceptions=True)
