@@ -352,3 +352,20 @@ def test_textfile_captions_need_the_rename_agreement_and_then_train(
         "sks plushie on a desk",
     ]
     assert wait_for(http, job_id, "succeeded", "failed")["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://127.0.0.1:1", "http://127.0.0.1:1/api/webhooks/replicate?job="),
+        ("http://127.0.0.1:1/custom/path?token=1", "http://127.0.0.1:1/custom/path?token=1&job="),
+    ],
+)
+def test_simpletuner_webhook_url_names_where_this_job_reports(
+    server: tuple[httpx.Client, FastAPI], given: str, expected: str
+) -> None:
+    http, app = server
+    job_id = http.post(SUBMIT, json={**EXAMPLE, "webhook_url": given}).json()["job_id"]
+    job = wait_for(http, job_id, "queued", "running", "succeeded")
+    recorded = app.state.sandbox_app.state.sandbox.jobs[job["prediction_id"]]
+    assert recorded.webhook == f"{expected}{job_id}"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,7 @@ from simpletuner_cloud.services.datasets import load_config
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
 from simpletuner_cloud.services.job_views import SubmitResult, job_view
+from simpletuner_cloud.services.provider_fields import WEBHOOK_PATH
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import (
     ReplicateSettings,
@@ -103,10 +105,10 @@ async def submit_job(
     warnings = [*checked.warnings, *([warning] if warning else [])]
 
     job_id = new_job_id()
-    base = request.webhook_url or webhook_url(settings, replicate)
+    base = _job_webhook_base(request.webhook_url) or webhook_url(settings, replicate)
     spec = {
         "request": {k: v for k, v in asdict(request).items() if k != "idempotency_key"},
-        "webhook": f"{base.rstrip('/')}?job={job_id}" if base else None,
+        "webhook": f"{base}{'&' if '?' in base else '?'}job={job_id}" if base else None,
         "webhook_events_filter": EVENTS_FILTER,
         "hub_model_id": request.hub_model_id,
         "archive_bytes": checked.preflight.archive_size,
@@ -268,6 +270,16 @@ def _destination(
         secrets,
         ['Delivery "none": the trained weights stay on Replicate\'s machine and are lost when it stops.'],
     )
+
+
+def _job_webhook_base(url: str | None) -> str | None:
+    """SimpleTuner's `webhook_url`: a base URL gets our webhook path, a full URL is kept as given."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=WEBHOOK_PATH)
+    return urlunsplit(parts)
 
 
 def _extra_arguments(environ: Mapping[str, str] | None) -> list[str]:
