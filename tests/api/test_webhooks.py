@@ -5,6 +5,7 @@ as it would from Replicate."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -481,3 +482,113 @@ async def test_a_final_delivery_wakes_the_worker_which_cleans_the_job_up(
             return (await job_of(application, job_id)).cleaned_at is not None
 
         await eventually(cleaned, what="the clean-up the delivery's wake-up started")
+
+
+# The flight recorder -----------------------------------------------------------------------------------
+async def test_the_recorder_lists_and_shows_a_delivery_without_secrets(
+    app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    job_id = await tracked_job(app.state.database, "p_rec")
+    body = prediction("p_rec", "processing", input={"config_json": "{}", "hf_token": "hf_" + "a" * 30})
+    raw, headers = signed(body, msg_id="msg_recorded")
+    extra = {"authorization": "Bearer r8_" + "b" * 37, "cookie": "s=1", "x-note": "token=r8_" + "c" * 37}
+    answer = await replicate.post(HOOK, content=raw, headers={**headers, **extra}, params={"job": job_id})
+    delivery_id = answer.json()["delivery_id"]
+    [entry] = await recorded(client)
+    assert entry == {
+        "id": delivery_id,
+        "webhook_id": "msg_recorded",
+        "outcome": "accepted",
+        "code": None,
+        "reason": None,
+        "received_at": entry["received_at"],
+        "job_id": job_id,
+        "prediction_id": "p_rec",
+        "event": "start",
+        "status": "processing",
+        "client_ip": REPLICATE_PEER,
+        "peer_ip": REPLICATE_PEER,
+        "http_status": 200,
+        "latency_ms": entry["latency_ms"],
+        "body_sha256": hashlib.sha256(raw).hexdigest(),
+        "body_size": len(raw),
+        "body_kept": True,
+        "replayed_at": None,
+        "headers": {
+            "host": "127.0.0.1:8080",
+            "accept": "*/*",
+            "accept-encoding": "gzip, deflate",
+            "connection": "keep-alive",
+            "user-agent": f"python-httpx/{httpx.__version__}",
+            "content-length": str(len(raw)),
+            "webhook-id": "msg_recorded",
+            "webhook-timestamp": headers["webhook-timestamp"],
+            "webhook-signature": headers["webhook-signature"],
+            "content-type": "application/json",
+            "x-note": "token=[REDACTED]",
+        },
+    }
+    assert entry["latency_ms"] >= 0
+    shown = (await client.get(f"/api/cloud/webhooks/deliveries/{delivery_id}")).json()
+    assert shown["body"] == {**body, "input": {"config_json": "{}", "hf_token": "[REDACTED]"}}
+    assert "hf_" + "a" * 30 not in json.dumps(shown)
+    missing = await client.get("/api/cloud/webhooks/deliveries/999999")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "delivery_not_found")
+
+
+async def test_the_recorder_pages_and_filters(
+    app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await tracked_job(app.state.database, "p_page")
+    for status in ("starting", "processing", "succeeded"):
+        await deliver(replicate, prediction("p_page", status))
+    await replicate.post(HOOK, content=b"{}")
+    first = (await client.get("/api/cloud/webhooks/deliveries", params={"limit": 2})).json()
+    assert [e["outcome"] for e in first["deliveries"]] == ["rejected", "accepted"]
+    rest = (
+        await client.get(
+            "/api/cloud/webhooks/deliveries", params={"limit": 2, "before": first["next_before"]}
+        )
+    ).json()
+    assert [e["status"] for e in rest["deliveries"]] == ["processing", "starting"]
+    assert rest["next_before"] is None
+    rejected = await recorded(client, outcome="rejected")
+    assert [e["code"] for e in rejected] == ["signature_missing"]
+    async with remote_client(app, OUTSIDER) as outsider:
+        closed = await outsider.get("/api/cloud/webhooks/deliveries")
+    assert closed.status_code == 401  # the recorder is a management route
+
+
+async def test_replay_reapplies_a_recorded_delivery(
+    app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    job_id = await tracked_job(app.state.database, "p_replay")
+    done = prediction("p_replay", "succeeded", metrics={"predict_time": 10})
+    delivery_id = (await deliver(replicate, done)).json()["delivery_id"]
+    # A bug lost what the delivery applied: the job was put back by hand.
+    async with app.state.database.session() as session:
+        await repo.set_fields(session, job_id, status="running", actual_cost_usd=None)
+        await session.commit()
+    replayed = await client.post(f"/api/cloud/webhooks/deliveries/{delivery_id}/replay")
+    assert replayed.status_code == 200, replayed.text
+    answer = replayed.json()
+    assert (answer["job_id"], answer["status"], answer["status_changed"]) == (job_id, "succeeded", True)
+    assert answer["delivery"]["replayed_at"] is not None
+    assert (await job_of(app, job_id)).status == "succeeded"
+    again = (await client.post(f"/api/cloud/webhooks/deliveries/{delivery_id}/replay")).json()
+    assert again["status_changed"] is False  # forward-only: replaying twice changes nothing more
+    timeline = (await client.get(f"/api/cloud/jobs/{job_id}")).json()["timeline"]
+    assert [e["kind"] for e in timeline].count("webhook_replayed") == 2
+
+
+async def test_only_an_accepted_delivery_with_its_body_can_be_replayed(
+    replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await replicate.post(HOOK, content=b"{}")
+    ignored = (await deliver(replicate, prediction("p_nobody"))).json()["delivery_id"]
+    [rejected] = await recorded(client, outcome="rejected")
+    for row_id, why in ((rejected["id"], "it was rejected"), (ignored, "it was ignored")):
+        answer = await client.post(f"/api/cloud/webhooks/deliveries/{row_id}/replay")
+        assert answer.status_code == 409
+        assert answer.json()["error"]["code"] == "delivery_not_replayable"
+        assert why in answer.json()["error"]["message"]

@@ -20,6 +20,7 @@ MAX_MODEL_REF_LENGTH = 200
 MAX_COST_LIMIT_USD = Decimal(1_000_000)
 USD_DECIMAL_PLACES = 6  # what billing answers carry (sub-cent prices per second)
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 _MODEL_REF = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$")
@@ -79,7 +80,36 @@ def public_base_url(value: str) -> str:
         raise ValueError(
             f"must have no path or query: the webhook path {WEBHOOK_PATH} is added automatically"
         )
-    return f"{parts.scheme}://{parts.netloc}"
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ValueError(
+            "must use https: Replicate delivers webhooks over HTTPS only (http is accepted for this "
+            "machine alone: localhost, 127.0.0.1, [::1]); a tunnel such as `ngrok http 8080` gives an "
+            "https URL"
+        )
+    return normalised_base_url(parts.scheme, host, parts.port)
+
+
+def is_loopback_host(host: str) -> bool:
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def normalised_base_url(scheme: str, host: str, port: int | None) -> str:
+    """Lower case, no trailing dot, no default port, IPv6 compressed in brackets: one spelling per URL."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        shown_host = host.lower()
+    else:
+        shown_host = f"[{address.compressed}]" if address.version == 6 else str(address)
+    default = DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{shown_host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def proxy_address(value: str) -> str:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -96,12 +96,16 @@ class ArrivalBudget:
 
     rate: float = UNCLAIMED_PER_SECOND
     burst: float = UNCLAIMED_PER_SECOND * 2
-    tokens: float = UNCLAIMED_PER_SECOND * 2
-    stamp: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
     skipped: int = 0
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens, self.stamp = self.burst, self.clock()
 
     def take(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:

@@ -119,6 +119,17 @@ async def get_delivery_row(session: AsyncSession, row_id: int) -> WebhookDeliver
     return (await session.scalars(query.execution_options(populate_existing=True))).one_or_none()
 
 
+async def find_presented(session: AsyncSession, presented_id: str) -> WebhookDeliveryRow | None:
+    """The latest arrival that presented this `webhook-id` (claimed or not)."""
+    query = (
+        select(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.presented_id == presented_id)
+        .order_by(WebhookDeliveryRow.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).one_or_none()
+
+
 async def list_deliveries(
     session: AsyncSession,
     *,

@@ -18,7 +18,7 @@ from simpletuner_cloud.api.routes.provider_schemas import (
     ValidateResponse,
     VersionsResponse,
 )
-from simpletuner_cloud.services import billing, provider
+from simpletuner_cloud.services import billing, provider, webhook_selftest
 from simpletuner_cloud.services.provider_fields import (
     Action,
     Consent,
@@ -126,3 +126,9 @@ async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeD
 @router.get("/replicate/billing", response_model=BillingResponse)
 async def billing_summary(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await billing.billing_summary(session, settings, runtime.now())
+
+
+@router.post("/replicate/test-webhook", response_model=webhook_selftest.WebhookTestResult)
+async def test_webhook(request: Request) -> webhook_selftest.WebhookTestResult:
+    """Send a signed test event through the public URL to this server's receiver and report the way."""
+    return await webhook_selftest.run_self_test(request.app.state.webhook_receiver)
