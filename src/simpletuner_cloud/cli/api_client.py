@@ -4,6 +4,7 @@ token from the state root, and turns error bodies and a dead server into one-lin
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -51,8 +52,16 @@ class ServerClient:
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        hints: Mapping[str, str] | None = None,
     ) -> Any:
+        """The decoded answer; an error answer ends the command with its message and hint (`hints`
+        replaces the server's hint for the codes it names, when the command knows a better one)."""
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.ConnectError:
@@ -65,7 +74,7 @@ class ServerClient:
         except httpx.TimeoutException:
             fail(f"The server at {self.url} did not answer in time.", code="server_timeout")
         self._announce_sandbox(response)
-        return self._decode(response)
+        return self._decode(response, hints)
 
     def _announce_sandbox(self, response: httpx.Response) -> None:
         banner = response.headers.get(SANDBOX_HEADER)
@@ -78,8 +87,8 @@ class ServerClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None} or None)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json=body if body is not None else {})
+    def post(self, path: str, body: Any = None, hints: Mapping[str, str] | None = None) -> Any:
+        return self.request("POST", path, json=body if body is not None else {}, hints=hints)
 
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, json=body)
@@ -87,11 +96,20 @@ class ServerClient:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
+    def get_quietly(self, path: str) -> Any | None:
+        """A GET that never ends the command: None when the server is unreachable or answers an
+        error (for refreshes while something else, like an event stream, reports the connection)."""
+        try:
+            response = self._http.get(path)
+            return response.json() if response.is_success else None
+        except (httpx.TransportError, ValueError):
+            return None
+
     def stream(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._http.stream(method, path, **kwargs)
 
     @staticmethod
-    def _decode(response: httpx.Response) -> Any:
+    def _decode(response: httpx.Response, hints: Mapping[str, str] | None = None) -> Any:
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -100,6 +118,6 @@ class ServerClient:
             return body
         error = (body or {}).get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):
-            hint = cli_hint(str(error.get("hint") or ""))
+            hint = (hints or {}).get(str(error.get("code"))) or cli_hint(str(error.get("hint") or ""))
             fail(str(error.get("message", "request failed")), hint, str(error.get("code", "")))
         fail(f"The server answered HTTP {response.status_code}.", code="http_error")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from simpletuner_cloud.cli.cloud import data, provider
+from simpletuner_cloud.cli.cloud import data, jobs, provider, webhooks
 
 app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
 app.add_typer(data.app, name="data")
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(provider.app, name="provider")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 @app.callback()
