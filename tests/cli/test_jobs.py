@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from simpletuner_cloud.cli import app as cli
 from simpletuner_cloud.cli.cloud import job_watch
+from simpletuner_cloud.cli.cloud.job_watch import usd
 from simpletuner_cloud.services.datasets import install_example
 from tests.support.live_server import free_port
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
@@ -167,7 +168,7 @@ def test_submit_and_wait_to_success(server: Server) -> None:
     ]
     assert [line for line in out if line.startswith("status: ")][:3] == STATUS_LINES
     assert announced_the_happy_path(out), out
-    cost = f"${float(job['cost']['final_usd']):.4f}"
+    cost = usd(job["cost"]["final_usd"])
     upload_bar = next(line for line in out if line.startswith("upload "))
     assert upload_bar.endswith("100% 32.9 KiB of 32.9 KiB")
     training_bar = next(line for line in out if line.startswith("succeeded "))
@@ -252,7 +253,7 @@ def test_list_show_and_logs(server: Server, state_root: Path) -> None:
         "id", "status", "hardware", "progress", "cost", "created"
     ]  # fmt: skip
     for line, job in zip(out[2:], listed["jobs"], strict=True):
-        cost = f"${float(job['cost']['final_usd']):.4f}"
+        cost = usd(job["cost"]["final_usd"])
         assert line.split()[:5] == [job["id"], "succeeded", job["hardware"], "100%", cost]
     assert [line.split()[0] for line in out[2:]] == ids[::-1]  # newest first, whole ids
 
@@ -281,7 +282,7 @@ def test_list_show_and_logs(server: Server, state_root: Path) -> None:
         "hardware": "a100 ($5.04/hour)",
         "delivery": "none",
         "prediction": job["prediction_id"],
-        "cost": f"${float(job['cost']['final_usd']):.4f}",
+        "cost": usd(job["cost"]["final_usd"]),
     }
     assert (
         rows["progress"]
@@ -555,7 +556,7 @@ def test_wait_resumes_a_dropped_stream_after_the_last_event(server: Server) -> N
     # each status exactly once and in order: nothing lost, nothing replayed
     assert announced_the_happy_path(out), out
     job_id = submitted_id(result.stdout)
-    assert out[-2] == f"Job {job_id} succeeded; cost ${float(server.job(job_id)['cost']['final_usd']):.4f}."
+    assert out[-2] == f"Job {job_id} succeeded; cost {usd(server.job(job_id)['cost']['final_usd'])}."
 
 
 def test_wait_gives_up_on_a_server_that_went_away(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,13 +245,16 @@ class JobDisplay:
 
 
 def usd(value: str | None) -> str:
-    """A money string from the API (`"0.000535"`) for people: `$0.0005`; tiny costs keep a digit."""
+    """A money string from the API for people: cents from a dollar up (`$3.51`), below that four
+    decimals (`$0.0005`: a short run costs fractions of a cent), and tiny costs keep a digit."""
     if value is None:
         return ""
     try:
         amount = Decimal(value)
     except InvalidOperation:
         return value
+    if amount >= 1:
+        return f"${amount:.2f}"
     return f"${amount:.4f}" if amount == 0 or amount >= Decimal("0.0001") else f"${amount:.6f}"
 
 
