@@ -5,12 +5,16 @@ factory). Tests point `SIMPLETUNER_HOME` at a temporary folder."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# A fixed 40-character token the sandbox accepts by default; it says what it is.
+# The fixed token a bare `SandboxConfig()` accepts (tests and embedding code). It is public, so neither
+# `simpletuner server --sandbox` nor `simpletuner sandbox` ever uses it: they use the installation's
+# random token (`Settings.sandbox_token`).
 DEFAULT_SANDBOX_TOKEN = "r8_sandboxOfflineReplicateEmulatorToken0"  # noqa: S105 (public, offline only)
 
 DEFAULT_TRAINER_MODEL = "simpletuner/advanced-trainer"
@@ -27,13 +31,19 @@ class Settings(BaseSettings):
     database_url: str | None = None
     configs_dir: Path | None = None
     require_auth: bool = False
+    # Trust requests that look local (loopback peer and Host, no forwarding header) without the admin
+    # token. Unset: yes when bound to a loopback address, no otherwise (see `trusts_local_requests`).
+    trust_local: bool | None = None
 
     host: str = "127.0.0.1"
     port: int = 8080
     url: str = "http://127.0.0.1:8080"  # where `simpletuner cloud ...` finds the server
+    keep_alive_seconds: int = Field(default=5, ge=1)  # idle time before uvicorn closes a connection
+    max_concurrency: int = Field(default=256, ge=1)  # connections + requests; beyond it uvicorn answers 503
 
     sandbox: bool = False
-    sandbox_token: str = DEFAULT_SANDBOX_TOKEN
+    # Unset: the installation's random token (`cloud/sandbox_token`, 0600), filled in sandbox mode.
+    sandbox_token: str | None = None
     sandbox_step_seconds: float = 0.5
 
     replicate_base_url: str = "https://api.replicate.com"
@@ -47,6 +57,33 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _fill_sandbox_token(self) -> Self:
+        if self.sandbox:
+            self.sandbox_token = self.effective_sandbox_token()
+        return self
+
+    def effective_sandbox_token(self) -> str:
+        """`SIMPLETUNER_SANDBOX_TOKEN`, else the installation's random token (0600, made on first use)."""
+        if self.sandbox_token:
+            return self.sandbox_token
+        from simpletuner_cloud.security.sandbox_token import installation_sandbox_token
+
+        return installation_sandbox_token(self.sandbox_token_path)
+
+    @property
+    def host_is_loopback(self) -> bool:
+        return is_loopback_bind_address(self.host)
+
+    @property
+    def trusts_local_requests(self) -> bool:
+        """A same-machine forwarder that adds no header (socat, `ssh -R`) makes remote requests look
+        local, and binding a public address invites one; so local trust follows the bind address
+        unless `SIMPLETUNER_TRUST_LOCAL` says otherwise. `SIMPLETUNER_REQUIRE_AUTH=1` always wins."""
+        if self.require_auth:
+            return False
+        return self.trust_local if self.trust_local is not None else self.host_is_loopback
 
     # The state root layout, in one place.
     @property
@@ -74,8 +111,23 @@ class Settings(BaseSettings):
         return self.home / "cloud_outputs"
 
     @property
+    def sandbox_token_path(self) -> Path:
+        return self.cloud_dir / "sandbox_token"
+
+    @property
     def effective_configs_dir(self) -> Path:
         return self.configs_dir or self.home / "configs"
+
+
+def is_loopback_bind_address(host: str) -> bool:
+    """`127.0.0.1`, `127.0.0.2`, `::1`, `[::1]`, `localhost`: only this machine can connect."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -65,7 +65,7 @@ def test_every_fault_flag_maps_to_the_fault_json() -> None:
     assert sandbox_cli.fault_update(webhook_drop=["all"])["webhooks"]["drop"] is True
 
 
-def test_run_prints_url_and_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_run_prints_url_and_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state_root: Path) -> None:
     served: dict[str, Any] = {}
 
     def fake_run(served_app: Any, **options: Any) -> None:
@@ -88,9 +88,15 @@ def test_run_prints_url_and_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "http://127.0.0.1:5077" in result.output and DEFAULT_SANDBOX_TOKEN in result.output
+    # the installation's own random token, kept 0600 under the state root; never the public test one
+    token_file = state_root / "cloud" / "sandbox_token"
+    token = token_file.read_text().strip()
+    assert token_file.stat().st_mode & 0o777 == 0o600 and token != DEFAULT_SANDBOX_TOKEN
+    assert "http://127.0.0.1:5077" in result.output and f"token:    {token}" in result.output
+    assert DEFAULT_SANDBOX_TOKEN not in result.output and result.stderr == ""
     assert "no GPUs, no charges" in result.output
     sandbox = served["app"].state.sandbox
+    assert sandbox.config.token == token
     assert (served["host"], served["port"]) == ("127.0.0.1", 5077)
     assert sandbox.config.public_base_url == "http://127.0.0.1:5077" and sandbox.config.step_seconds == 0.25
     assert sandbox.faults.fail_at_step == 3 and sandbox.faults.webhooks.drop == ["logs"]
@@ -103,6 +109,51 @@ def test_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
         app, ["sandbox", "--public-url", "https://tunnel.example/", "--data-dir", str(tmp_path)]
     )
     assert "r8_" + "t" * 37 in result.output and "https://tunnel.example " in result.output
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_a_non_loopback_host_prints_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: str
+) -> None:
+    served: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda served_app, **options: served.update(options, app=served_app))
+    result = runner.invoke(app, ["sandbox", "--host", host, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: the sandbox listens on {host}, so other machines can reach it: whoever has the token "
+        "can read uploaded datasets and the webhook signing secret. Prefer --host 127.0.0.1.\n"
+    )
+    assert served["host"] == host and served["app"].state.sandbox.config.token != DEFAULT_SANDBOX_TOKEN
+
+
+def test_the_public_test_token_is_never_used_on_a_non_loopback_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda served_app, **options: served.update(options, app=served_app))
+    monkeypatch.setenv("SIMPLETUNER_SANDBOX_TOKEN", DEFAULT_SANDBOX_TOKEN)
+    result = runner.invoke(app, ["sandbox", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    token = served["app"].state.sandbox.config.token
+    assert token != DEFAULT_SANDBOX_TOKEN and token.startswith("r8_sandbox") and len(token) == 40
+    assert f"token:    {token}" in result.stdout and DEFAULT_SANDBOX_TOKEN not in result.stdout
+    assert result.stderr.endswith(
+        "SIMPLETUNER_SANDBOX_TOKEN is the public test token, so this run uses a new random one.\n"
+    )
+
+
+def test_any_r8_token_is_refused_on_a_non_loopback_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("must not serve"))
+    result = runner.invoke(
+        app, ["sandbox", "--host", "0.0.0.0", "--any-r8-token", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "--any-r8-token accepts every well-formed token, which would open the sandbox on 0.0.0.0 to anyone: "
+        "use it only with a loopback --host.\n"
+    )
 
 
 def test_bad_fault_flags_exit_cleanly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

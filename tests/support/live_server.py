@@ -38,3 +38,18 @@ def live_server(app: Any, host: str = "127.0.0.1", port: int | None = None, **co
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def raw_http(base_url: str, head: str, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send `head` (request line and header lines, each ending in CRLF) exactly as written, with
+    `Connection: close`, to a live server; return the status and body. For what httpx will not send
+    (two Host headers, odd header names)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        sock.sendall(f"{head}Connection: close\r\n\r\n".encode("latin-1"))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), body

@@ -95,8 +95,10 @@ def standalone_sandbox(data_dir: Path, **config: Any) -> Iterator[RunningSandbox
 @contextmanager
 def sandbox_mode_server(**overrides: Any) -> Iterator[tuple[str, FastAPI]]:
     """`simpletuner server --sandbox` on a free port: the provider's calls to
-    http://127.0.0.1:<port>/sandbox really travel over a socket to this same server."""
+    http://127.0.0.1:<port>/sandbox really travel over a socket to this same server. Its sandbox token
+    is the known test token unless `sandbox_token` says otherwise (the product's is random)."""
     port = free_port()
+    overrides.setdefault("sandbox_token", SANDBOX_TOKEN)
     app = create_app(load_settings(sandbox=True, port=port, **overrides))
     with live_server(app, port=port) as base:
         app.state.sandbox_app.state.sandbox.config.status_page_timeout_seconds = 1.0

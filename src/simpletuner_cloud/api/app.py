@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from simpletuner_cloud import __version__
 from simpletuner_cloud.api.body_limits import BodyLimitMiddleware
 from simpletuner_cloud.api.errors import install_error_handlers
 from simpletuner_cloud.api.headers import ResponseHeadersMiddleware
 from simpletuner_cloud.api.routes import MANAGEMENT_ROUTERS, PUBLIC_ROUTERS
-from simpletuner_cloud.api.security import require_management_access
+from simpletuner_cloud.api.routes import docs as api_docs
+from simpletuner_cloud.api.security import SandboxGate, require_management_access
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
@@ -55,11 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sandbox_app.state.sandbox.stop()
             await database.dispose()
 
-    app = FastAPI(
+    # fastapi-offline mounts its copy of Swagger UI's files; our own /docs page (with its CSP) uses them.
+    app = FastAPIOffline(
         title="simpletuner-cloud",
         version=__version__,
         description="Train SimpleTuner LoRAs on Replicate's GPUs from your own machine.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        static_url=api_docs.DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.database = database
@@ -74,10 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     for router in MANAGEMENT_ROUTERS:
         app.include_router(router, prefix="/api/cloud", dependencies=[Depends(require_management_access)])
+    app.include_router(api_docs.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files, name="static")
     if sandbox_app is not None:
-        app.mount("/sandbox", sandbox_app)
+        # The same local-or-admin rule as /api/cloud, with the sandbox's own token check inside.
+        app.mount("/sandbox", SandboxGate(sandbox_app, settings))
     return app
 
 
@@ -86,7 +94,7 @@ def _build_sandbox(settings: Settings) -> FastAPI:
 
     config = SandboxConfig(
         public_base_url=sandbox_base_url(settings),
-        token=settings.sandbox_token,
+        token=settings.effective_sandbox_token(),
         step_seconds=settings.sandbox_step_seconds,
     )
     return create_sandbox_app(config)

@@ -3,12 +3,19 @@ faults switched on from the start (the same knobs as `POST /faults`, see docs/sa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from simpletuner_cloud.settings import load_settings
+from simpletuner_cloud.security.sandbox_token import new_sandbox_token
+from simpletuner_cloud.settings import (
+    DEFAULT_SANDBOX_TOKEN,
+    Settings,
+    is_loopback_bind_address,
+    load_settings,
+)
 
 
 def fault_update(
@@ -28,6 +35,12 @@ def fault_update(
     webhook_delay: float = 0.0,
     webhook_reorder: bool = False,
     status_indicator: str = "none",
+    drops_next: int = 0,
+    drops_before_create: bool = False,
+    slow_body: float = 0.0,
+    slow_upload: float = 0.0,
+    run_timeout: float | None = None,
+    scripts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The `POST /faults` body the flags describe (only what differs from the defaults)."""
     update: dict[str, Any] = {}
@@ -61,7 +74,45 @@ def fault_update(
         update["webhooks"] = webhooks
     if status_indicator != "none":
         update["status_page"] = {"indicator": status_indicator}
+    if drops_next:
+        update["connection_drops"] = {"count": drops_next, "after_create": not drops_before_create}
+    if slow_body or slow_upload:
+        update["slow_bodies"] = {"response_delay": slow_body, "request_delay": slow_upload}
+    if run_timeout is not None:
+        update["run_timeout_seconds"] = run_timeout
+    if scripts:
+        update["scripts"] = scripts
     return update
+
+
+def parse_scripts(values: list[str] | None) -> list[dict[str, Any]]:
+    """`--script` values: each one JSON object, as in the `scripts` list of `POST /faults`."""
+    scripts = []
+    for value in values or []:
+        try:
+            script = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--script must be a JSON object ({exc.msg}): {value}") from exc
+        if not isinstance(script, dict):
+            raise ValueError(f"--script must be a JSON object: {value}")
+        scripts.append(script)
+    return scripts
+
+
+def sandbox_token(settings: Settings, host: str) -> tuple[str, str | None]:
+    """The token this sandbox accepts, and a warning to print. `SIMPLETUNER_SANDBOX_TOKEN` or the
+    installation's random token; on a non-loopback address never the public test token."""
+    token = settings.effective_sandbox_token()
+    if is_loopback_bind_address(host):
+        return token, None
+    warning = (
+        f"warning: the sandbox listens on {host}, so other machines can reach it: whoever has the token "
+        "can read uploaded datasets and the webhook signing secret. Prefer --host 127.0.0.1."
+    )
+    if token == DEFAULT_SANDBOX_TOKEN:
+        token = new_sandbox_token()
+        warning += " SIMPLETUNER_SANDBOX_TOKEN is the public test token, so this run uses a new random one."
+    return token, warning
 
 
 def run(
@@ -101,6 +152,21 @@ def run(
     status_indicator: str = typer.Option(
         "none", help="Status page indicator: none, minor, major or critical."
     ),
+    drops_next: int = typer.Option(
+        0, help="Fault: drop the connection of the next N creates, after the job is created."
+    ),
+    drops_before_create: bool = typer.Option(
+        False, help="With --drops-next: drop any next N API calls before anything is created."
+    ),
+    slow_body: float = typer.Option(0.0, help="Fault: seconds before each 1 KiB chunk of every answer."),
+    slow_upload: float = typer.Option(0.0, help="Fault: seconds before each request-body chunk is read."),
+    run_timeout: float = typer.Option(
+        None, help="Fault: fail runs after this many seconds of running (default 1800, as Replicate)."
+    ),
+    script: list[str] = typer.Option(
+        None,
+        help='Fault: a scripted outcome as JSON, e.g. \'{"times": 1, "outcome": "fail", "at_step": 3}\'.',
+    ),
 ) -> None:
     """Serve a Replicate-compatible API with a simulated simpletuner/advanced-trainer."""
     import uvicorn
@@ -108,11 +174,19 @@ def run(
     from simpletuner_cloud.sandbox import SandboxConfig, create_sandbox_app
 
     settings = load_settings()
+    token, warning = sandbox_token(settings, host)
+    if warning and any_r8_token:
+        typer.echo(
+            f"--any-r8-token accepts every well-formed token, which would open the sandbox on {host} "
+            "to anyone: use it only with a loopback --host.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = (public_url or f"http://{shown_host}:{port}").rstrip("/")
     config = SandboxConfig(
         public_base_url=base,
-        token=settings.sandbox_token,
+        token=token,
         accept_any_r8_token=any_r8_token,
         step_seconds=step_seconds if step_seconds is not None else settings.sandbox_step_seconds,
         boot_seconds=boot_seconds,
@@ -121,6 +195,11 @@ def run(
         data_dir=data_dir,
     )
     app = create_sandbox_app(config)
+    try:
+        scripts = parse_scripts(script)
+    except ValueError as exc:
+        typer.echo(f"Invalid fault flags: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     faults = fault_update(
         fail_at_step=fail_at_step,
         starting_delay=starting_delay,
@@ -137,6 +216,12 @@ def run(
         webhook_delay=webhook_delay,
         webhook_reorder=webhook_reorder,
         status_indicator=status_indicator,
+        drops_next=drops_next,
+        drops_before_create=drops_before_create,
+        slow_body=slow_body,
+        slow_upload=slow_upload,
+        run_timeout=run_timeout,
+        scripts=scripts,
     )
     try:
         app.state.sandbox.faults = app.state.sandbox.faults.merged(faults)
@@ -144,6 +229,8 @@ def run(
         typer.echo(f"Invalid fault flags: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     typer.echo("sandbox: no GPUs, no charges (offline Replicate emulator)")
+    if warning:
+        typer.echo(warning, err=True)
     typer.echo(f"base URL: {base}    (API at {base}/v1)")
     typer.echo(f"token:    {config.token}")
     typer.echo(f"try:      REPLICATE_BASE_URL={base} REPLICATE_API_TOKEN={config.token} python -c ...")
