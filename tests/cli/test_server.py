@@ -181,6 +181,11 @@ def test_nonsense_limits_are_a_message_not_a_traceback(
 
     from simpletuner_cloud.cli import app
 
+    def must_not_serve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server must not start")
+
+    monkeypatch.setattr("uvicorn.run", must_not_serve)
+    monkeypatch.setattr("uvicorn.Server.run", must_not_serve)
     monkeypatch.setenv(f"SIMPLETUNER_{name}", value)
     result = CliRunner().invoke(app, ["server"])
     assert result.exit_code == 2
