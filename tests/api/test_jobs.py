@@ -264,6 +264,14 @@ def test_events_stream_is_resumable(server: tuple[httpx.Client, FastAPI]) -> Non
     http, _ = server
     job_id = http.post(SUBMIT, json=EXAMPLE).json()["job_id"]
     wait_for(http, job_id, "succeeded")
+    eventually_sync(  # the timeline is complete once the clean-up wrote its entry
+        lambda: any(
+            e["kind"] == "cleaned_up" for e in http.get(f"/api/cloud/jobs/{job_id}").json()["timeline"]
+        ),
+        timeout=30,
+        interval=0.05,
+        what="clean-up",
+    )
     events = read_events(http, f"/api/cloud/events?job={job_id}&once=true")
     kinds = {name for _, name, _ in events}
     assert {"status", "log", "progress", "upload"} <= kinds

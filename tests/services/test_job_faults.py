@@ -124,7 +124,9 @@ def test_a_create_of_unknown_fate_is_found_not_repeated(
     assert job["status"] == "succeeded"
     assert [p["id"] for p in predictions(http)] == [job["prediction_id"]]  # the one created, adopted
     kinds = [e["kind"] for e in job["timeline"]]
-    assert "create_failed" in kinds and "create_recovered" in kinds and "create_retry" not in kinds
+    # Found by the list lookup or by its own `start` webhook (its URL names the job), never resent.
+    assert "create_failed" in kinds and "create_retry" not in kinds
+    assert job["submitted_at"] is not None
 
 
 def test_a_5xx_before_the_create_is_looked_for_then_sent_once(server: tuple[httpx.Client, FastAPI]) -> None:
@@ -174,3 +176,26 @@ def test_a_canceled_script_ends_canceled(server: tuple[httpx.Client, FastAPI]) -
     http, _ = server
     job = run_job(http, {"scripts": [{"outcome": "cancel", "at_step": 2}]})
     assert job["status"] == "canceled" and job["provider_status"] == "canceled"
+
+
+def test_with_webhooks_lost_the_unknown_create_is_found_in_the_list(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    http, _ = server
+    job = run_job(
+        http,
+        {
+            "webhooks": {"drop": True},
+            "server_errors": {
+                "count": 1,
+                "status": 503,
+                "after_create": True,
+                "route": "/v1/predictions",
+                "method": "POST",
+            },
+        },
+    )
+    assert job["status"] == "succeeded"
+    assert [p["id"] for p in predictions(http)] == [job["prediction_id"]]
+    kinds = [e["kind"] for e in job["timeline"]]
+    assert "create_recovered" in kinds and "create_retry" not in kinds

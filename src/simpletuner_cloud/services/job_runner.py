@@ -21,6 +21,7 @@ import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -217,6 +218,9 @@ class JobRunner:
                     request.get("dataloader_json"),
                 )
             )
+            overrides = dict(job.spec.get("config_overrides") or {})
+            if overrides:  # what the destination needs (set at submit), over the config as it is now
+                config = replace(config, options={**config.options, **overrides})
             preflight = await anyio.to_thread.run_sync(
                 lambda: run_preflight(
                     config,
@@ -251,9 +255,7 @@ class JobRunner:
                 return False
             await self._fail(job.id, exc)
             return False
-        if hub := job.spec.get("hub_model_id"):
-            if job.delivery == "hub":
-                inputs["hub_model_id"] = hub
+        inputs.update(job.spec.get("destination_inputs") or {})
         new_spec = {**job.spec, "inputs": inputs, "archive_url": archive_url, "prepare_attempts": attempts}
         async with self.database.session() as session:
             await repo.apply_status(

@@ -110,6 +110,8 @@ def _fields_for(
     output: Any,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
+    if job.submitted_at is None:  # found through a webhook or the list before the create's answer
+        fields["submitted_at"] = parse_time(prediction.get("created_at")) or utcnow()
     started = parse_time(prediction.get("started_at"))
     if target is JobStatus.RUNNING and started is not None:
         fields["started_at"] = started

@@ -10,20 +10,22 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from simpletuner_cloud.datasets.configs import TrainingConfig
 from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
 from simpletuner_cloud.domain.hardware import HardwareProfile, UnknownHardware
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.budget_gate import check_cost_limit
 from simpletuner_cloud.services.consent import check_consent
 from simpletuner_cloud.services.datasets import load_config
+from simpletuner_cloud.services.delivery_plan import Delivery, DeliveryPlan, DeliveryRequest, plan_delivery
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
 from simpletuner_cloud.services.job_views import SubmitResult, job_view
@@ -39,10 +41,9 @@ from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import new_job_id
 from simpletuner_cloud.trainer.arguments import check_trainer_arguments
-from simpletuner_cloud.trainer.inputs import HubDestination, JobSpec, dataset_inputs, trainer_config
+from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs, trainer_config
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 
-Delivery = Literal["hub", "s3", "local", "none"]
 EVENTS_FILTER = ["start", "output", "logs", "completed"]
 PENDING_ARCHIVE_URL = "https://api.replicate.com/v1/files/pending"  # stands in for `images` when checking
 MAX_IDEMPOTENCY_KEY = 255
@@ -75,9 +76,8 @@ class SubmitJob:
 class Checked:
     preflight: Preflight
     profile: HardwareProfile
-    delivery: Delivery
+    delivery: DeliveryPlan
     version: str
-    secrets: dict[str, str]
     warnings: list[str]
 
 
@@ -111,10 +111,12 @@ async def submit_job(
         "webhook": f"{base}{'&' if '?' in base else '?'}job={job_id}" if base else None,
         "webhook_events_filter": EVENTS_FILTER,
         "hub_model_id": request.hub_model_id,
+        "destination_inputs": checked.delivery.inputs,
+        "config_overrides": checked.delivery.config_overrides,
         "archive_bytes": checked.preflight.archive_size,
         "needs_upload": checked.preflight.needs_upload,
     }
-    save_job_secrets(settings, job_id, checked.secrets)
+    save_job_secrets(settings, job_id, checked.delivery.secrets)
     job, created = await repo.create_job(
         session,
         job_id=job_id,
@@ -125,7 +127,7 @@ async def submit_job(
         spec=spec,
         idempotency_key=key,
         request_hash=request_hash,
-        delivery=checked.delivery,
+        delivery=checked.delivery.delivery,
         warnings=warnings,
         at=now,
     )
@@ -201,8 +203,11 @@ async def _check(
         archive_url=PENDING_ARCHIVE_URL,
         max_train_steps=request.max_train_steps,
     )
+    delivery = plan_delivery(
+        DeliveryRequest(request.delivery, request.hub_model_id), preflight.config, runtime.environ
+    )
+    spec = replace(spec, config=_with_overrides(preflight.config, delivery.config_overrides))
     check_trainer_arguments(trainer_config(spec), _extra_arguments(runtime.environ))
-    delivery, destination_inputs, secrets, warnings = _destination(request, runtime.environ)
     async with runtime.client(settings, replicate) as client:
         model = replicate.model or profile.model
         if replicate.version:
@@ -215,60 +220,22 @@ async def _check(
             code="provider_error",
             hint="Pin a version in Cloud -> Settings, or check the model name.",
         )
-    check_trainer_inputs({**dataset_inputs(spec), **destination_inputs}, version.get("openapi_schema") or {})
-    return Checked(
-        preflight, profile, delivery, str(version["id"]), secrets, [*preflight.plan.warnings, *warnings]
+    check_trainer_inputs(
+        {**dataset_inputs(spec), **delivery.checked_inputs()}, version.get("openapi_schema") or {}
     )
+    return Checked(
+        preflight, profile, delivery, str(version["id"]), [*preflight.plan.warnings, *delivery.warnings]
+    )
+
+
+def _with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
+    return replace(config, options={**config.options, **overrides}) if overrides else config
 
 
 def _preflight(settings: Settings, request: SubmitJob) -> Preflight:
     config = load_config(settings, request.config, request.config_json, request.dataloader_json)
     return run_preflight(
         config, merge_local=request.merge_local_datasets, rename_to_captions=request.rename_to_captions
-    )
-
-
-def _destination(
-    request: SubmitJob, environ: Mapping[str, str] | None
-) -> tuple[Delivery, dict[str, Any], dict[str, str], list[str]]:
-    """(delivery, the destination's non-secret inputs, secrets for the job, warnings)."""
-    env = os.environ if environ is None else environ
-    hf_token = (env.get("HF_TOKEN") or "").strip()
-    delivery = request.delivery or ("hub" if request.hub_model_id else None)
-    secrets = {"hf_token": hf_token} if hf_token else {}
-    if delivery is None:
-        raise CloudError(
-            "The job has no destination for the trained model; the trainer would discard the weights.",
-            code="delivery_required",
-            hint='Choose where the weights go: "delivery": "hub" with a hub_model_id (and HF_TOKEN set), or '
-            '"delivery": "none" to train without keeping them.',
-        )
-    if delivery == "hub":
-        if not request.hub_model_id or request.hub_model_id.count("/") != 1:
-            raise CloudError(
-                "Push to Hub needs hub_model_id as `username/repo-name`.",
-                code="validation_error",
-                hint="For example `username/my-lora`.",
-            )
-        if not hf_token:
-            raise CloudError(
-                "Push to Hub needs a Hugging Face token, and HF_TOKEN is not set.",
-                code="hf_token_missing",
-                hint='Export it: export HF_TOKEN="hf_..." and restart simpletuner server.',
-            )
-        destination = HubDestination(request.hub_model_id, hf_token)
-        return "hub", {"hub_model_id": destination.hub_model_id, "hf_token": "x"}, secrets, []
-    if delivery in ("s3", "local"):
-        raise CloudError(
-            f"Delivery `{delivery}` is not available in this version yet.",
-            code="delivery_unavailable",
-            hint='Use "delivery": "hub" (Hugging Face) for now.',
-        )
-    return (
-        "none",
-        {},
-        secrets,
-        ['Delivery "none": the trained weights stay on Replicate\'s machine and are lost when it stops.'],
     )
 
 
