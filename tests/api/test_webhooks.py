@@ -5,6 +5,7 @@ as it would from Replicate."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.replicate.webhooks import sign
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.webhook_receiver import SELF_TEST_HINT
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import jobs as repo
@@ -592,3 +594,40 @@ async def test_only_an_accepted_delivery_with_its_body_can_be_replayed(
         assert answer.status_code == 409
         assert answer.json()["error"]["code"] == "delivery_not_replayable"
         assert why in answer.json()["error"]["message"]
+
+
+class GatedReads(httpx.AsyncBaseTransport):
+    """The provider client's transport, holding prediction reads until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/v1/predictions/" in request.url.path:
+            self.reads += 1
+            await self.gate.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_flood_of_unsigned_hints_for_one_job_is_one_read(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    job_id = await tracked_job(app.state.database, "p_flood", status="running")
+    await put_settings(client, require_signature=False)
+    gated = GatedReads()
+    app.state.provider_runtime = ProviderRuntime(transport=gated)
+    async with remote_client(app, OUTSIDER) as outsider:
+        answers = await asyncio.gather(
+            *(
+                outsider.post(HOOK, content=json.dumps(prediction("p_flood", "succeeded")).encode())
+                for _ in range(25)
+            )
+        )
+    assert {answer.status_code for answer in answers} == {202}
+    await eventually(lambda: gated.reads >= 1, what="the hint's read")
+    gated.gate.set()
+    await eventually(lambda: not app.state.webhook_receiver._hints, what="the read to finish")
+    assert gated.reads == 1
+    assert (await job_of(app, job_id)).status == "running"  # Replicate knows no p_flood: nothing applied

@@ -19,9 +19,13 @@ from simpletuner_cloud.api.security import SandboxGate, require_management_acces
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.services.event_bus import EventBus
+from simpletuner_cloud.services.job_runner import JobRunner
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.upload_tasks import UploadTasks
 from simpletuner_cloud.services.uploads import remove_leftover_archives, stop_uploads
+from simpletuner_cloud.services.webhook_receiver import WebhookReceiver
+from simpletuner_cloud.services.webhook_recorder import DeliveryPruner
 from simpletuner_cloud.services.worker import Worker
 from simpletuner_cloud.settings import Settings, load_settings
 from simpletuner_cloud.store.database import Database
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     database = Database(settings.effective_database_url)
     worker = Worker(interval=settings.worker_interval)
+    bus = EventBus()
     sandbox_app = _build_sandbox(settings) if settings.sandbox else None
 
     @asynccontextmanager
@@ -47,12 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         remove_leftover_archives(settings)  # an upload cut off by a crash left its archive behind
         if sandbox_app is not None:
             await sandbox_app.state.sandbox.start()
+        await bus.start(database)
         worker.start()
         try:
             yield
         finally:
             await stop_uploads(app.state.upload_tasks, drain_seconds=settings.shutdown_drain_seconds)
             await worker.stop()
+            await runner.stop(drain_seconds=settings.shutdown_drain_seconds)
+            await receiver.stop()
+            await bus.stop()
             if sandbox_app is not None:
                 await sandbox_app.state.sandbox.stop()
             await database.dispose()
@@ -73,6 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sandbox_app = sandbox_app
     app.state.upload_tasks = UploadTasks()
     app.state.provider_runtime = ProviderRuntime()
+    runner = JobRunner(settings, database, lambda: app.state.provider_runtime, bus)
+    worker.register("jobs", runner.run_pass)
+    receiver = WebhookReceiver(
+        settings, database, lambda: app.state.provider_runtime, bus, worker.wake, runner.catalogue
+    )
+    worker.register("webhook_deliveries", DeliveryPruner(database).run)  # kept 7 days
+    app.state.webhook_receiver = receiver
+    app.state.event_bus = bus
+    app.state.job_runner = runner
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ResponseHeadersMiddleware, sandbox=settings.sandbox)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 SELF_TEST_MARK = "simpletuner_self_test"  # set in the body the self-test signs
 SECRET_FETCH_TIMEOUT = 5.0
 MIN_REFETCH_SECONDS = 10.0  # a flood of bad signatures refetches the secret at most this often
+SETTINGS_TTL = 1.0  # seconds: another server's settings change reaches this receiver this late
 FAILED_FETCH_SECONDS = 5.0  # after a failed fetch, deliveries are refused at once for this long
 HINT_REASON = "signature checks are off: the job is read from Replicate instead"
 SELF_TEST_HINT = (
@@ -223,6 +224,9 @@ class WebhookReceiver:
         self.secrets = WebhookSecrets()
         self.budget = ArrivalBudget()
         self._hints: dict[str, asyncio.Task[None]] = {}
+        self._settings_cache: tuple[float, ReplicateSettings] | None = None
+        self._settings_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock() if database.dialect == "sqlite" else None
 
     @property
     def runtime(self) -> ProviderRuntime:
@@ -266,9 +270,36 @@ class WebhookReceiver:
             verify_webhook(rotated, headers, arrival.body)
 
     # Receiving -------------------------------------------------------------------------------------
+    async def _replicate_settings(self) -> ReplicateSettings:
+        """The provider settings, read at most every SETTINGS_TTL seconds (one read per delivery would
+        cost more than the rest of the check); a PUT on this server forgets them at once."""
+        cached = self._settings_cache
+        if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
+            return cached[1]
+        async with self._settings_lock:  # one read for the deliveries that arrive meanwhile
+            cached = self._settings_cache
+            if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
+                return cached[1]
+            async with self.database.session() as session:
+                replicate = await load_replicate_settings(session, self.settings)
+            self._settings_cache = (time.monotonic(), replicate)
+        return replicate
+
+    def settings_changed(self) -> None:
+        self._settings_cache = None
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """SQLite lets one transaction write at a time and makes the others sleep in its busy handler
+        (up to 100 ms a nap): queue this server's deliveries here instead, in arrival order."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
+
     async def receive(self, arrival: Arrival) -> Receipt:
-        async with self.database.session() as session:
-            replicate = await load_replicate_settings(session, self.settings)
+        replicate = await self._replicate_settings()
         trusted = sources.networks(replicate.trusted_proxies)
         client_ip = sources.client_address(
             arrival.peer, arrival.headers_named("x-forwarded-for"), arrival.header("x-real-ip"), trusted
@@ -376,7 +407,7 @@ class WebhookReceiver:
             "http_status": 200,
         }
         now = utcnow()
-        async with self.database.session() as session:
+        async with self._writing(), self.database.session() as session:
             if payload.get(SELF_TEST_MARK) is True:
                 fields |= {"outcome": "test", "event": "test", "reason": "the self-test's signed event"}
                 row_id = await deliveries.claim_delivery(session, _claimable(webhook_id), **fields)

@@ -95,10 +95,12 @@ async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> 
 
 @router.put("/replicate", response_model=ReplicateSettingsResponse)
 async def put_replicate_settings(
-    body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep
+    body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep, request: Request
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True, exclude={"derived", "warnings"})
-    return settings_answer(settings, await update_replicate_settings(session, settings, changes))
+    updated = await update_replicate_settings(session, settings, changes)
+    request.app.state.webhook_receiver.settings_changed()  # the receiver's short cache
+    return settings_answer(settings, updated)
 
 
 @router.get("/replicate/validate", response_model=ValidateResponse)
