@@ -21,7 +21,7 @@ from simpletuner_cloud.api.app import create_app
 from simpletuner_cloud.replicate.webhooks import sign
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
-from simpletuner_cloud.services.webhook_receiver import SELF_TEST_HINT
+from simpletuner_cloud.services.webhook_signatures import SELF_TEST_HINT
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import jobs as repo
 from tests.api.conftest import remote_client

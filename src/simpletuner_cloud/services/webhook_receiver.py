@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, is_terminal, map_replicate_status
 from simpletuner_cloud.errors import CloudError
@@ -30,6 +32,7 @@ from simpletuner_cloud.services.job_tracking import apply_prediction
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import ReplicateSettings, load_replicate_settings
 from simpletuner_cloud.services.webhook_recorder import ArrivalBudget, kept_headers, stored_body
+from simpletuner_cloud.services.webhook_signatures import SIGNATURE_HEADERS, WebhookSecrets, signature_error
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store import webhook_deliveries as deliveries
@@ -38,23 +41,10 @@ from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import JobRow, utcnow
 
 log = logging.getLogger(__name__)
-SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 SELF_TEST_MARK = "simpletuner_self_test"  # set in the body the self-test signs
-SECRET_FETCH_TIMEOUT = 5.0
-MIN_REFETCH_SECONDS = 10.0  # a flood of bad signatures refetches the secret at most this often
+LARGE_BODY = 256 * 1024  # bytes: compressed in a worker thread, not on the event loop
 SETTINGS_TTL = 1.0  # seconds: another server's settings change reaches this receiver this late
-FAILED_FETCH_SECONDS = 5.0  # after a failed fetch, deliveries are refused at once for this long
 HINT_REASON = "signature checks are off: the job is read from Replicate instead"
-SELF_TEST_HINT = (
-    "Replicate signs every delivery; this answer means the URL reaches the receiver. To test the whole "
-    "path with a signed event, run POST /api/cloud/providers/replicate/test-webhook "
-    "(`simpletuner cloud webhooks test`)."
-)
-_CODES = {
-    "missing_headers": "signature_missing",
-    "timestamp_too_old": "timestamp_out_of_tolerance",
-    "timestamp_too_new": "timestamp_out_of_tolerance",
-}
 
 
 @dataclass(frozen=True)
@@ -70,6 +60,10 @@ class Arrival:
     def header(self, name: str) -> str | None:
         values = [value for key, value in self.headers if key.lower() == name]
         return ", ".join(values) if values else None
+
+    @property
+    def signature_headers(self) -> dict[str, str]:
+        return {name: self.header(name) or "" for name in SIGNATURE_HEADERS}
 
     def headers_named(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key.lower() == name]
@@ -100,87 +94,6 @@ class Receipt:
             "status": self.job_status,
             "reason": self.reason,
         }
-
-
-class WebhookSecrets:
-    """The account's signing secret, fetched once and kept per (Replicate URL, token): a new token may
-    belong to another account. `refreshed` refetches after a mismatch (a rotated key), single-flight
-    and at most every MIN_REFETCH_SECONDS, so forged signatures cannot make us hammer Replicate."""
-
-    def __init__(self, min_refetch: float = MIN_REFETCH_SECONDS) -> None:
-        self.min_refetch = min_refetch
-        self._key: str | None = None
-        self._secret: str | None = None
-        self._refetched_at = float("-inf")
-        self._failure: tuple[float, CloudError] | None = None
-        self._lock = asyncio.Lock()
-
-    async def current(self, key: str, fetch: Callable[[], Awaitable[str]]) -> str:
-        if self._secret is not None and self._key == key:
-            return self._secret
-        async with self._lock:
-            if self._secret is None or self._key != key:
-                await self._fetch(key, fetch)
-        assert self._secret is not None
-        return self._secret
-
-    async def refreshed(self, key: str, fetch: Callable[[], Awaitable[str]]) -> str | None:
-        """A different secret than the one that just failed, or None (unchanged, or asked too recently)."""
-        before = self._secret
-        async with self._lock:
-            if self._secret != before:
-                return self._secret  # another request refetched it while we waited
-            if time.monotonic() - self._refetched_at < self.min_refetch:
-                return None
-            self._refetched_at = time.monotonic()
-            await self._fetch(key, fetch)
-        return self._secret if self._secret != before else None
-
-    async def _fetch(self, key: str, fetch: Callable[[], Awaitable[str]]) -> None:
-        if self._failure is not None and time.monotonic() - self._failure[0] < FAILED_FETCH_SECONDS:
-            raise self._failure[1]  # a queue of deliveries behind a dead Replicate fails fast
-        try:
-            async with asyncio.timeout(SECRET_FETCH_TIMEOUT):
-                secret = await fetch()
-        except (CloudError, TimeoutError) as exc:
-            reason = (
-                exc.message if isinstance(exc, CloudError) else f"no answer in {SECRET_FETCH_TIMEOUT:g} s"
-            )
-            error = CloudError(
-                f"The webhook signing secret could not be read from Replicate ({reason}).",
-                code="webhook_secret_unavailable",
-                hint="Check the Replicate token (`simpletuner cloud provider validate`) and Replicate's "
-                "status; Replicate retries the final delivery, and polling follows the job meanwhile.",
-            )
-            self._failure = (time.monotonic(), error)
-            raise error from None
-        self._failure = None
-        self._key, self._secret = key, secret
-
-
-def signature_error(exc: InvalidSignature, arrival: Arrival) -> CloudError:
-    code = _CODES.get(exc.reason, "signature_invalid")
-    if code == "signature_missing":
-        missing = [name for name in SIGNATURE_HEADERS if not (arrival.header(name) or "").strip()]
-        return CloudError(
-            f"This request is not a signed webhook: the {', '.join(missing)} header"
-            f"{'s are' if len(missing) > 1 else ' is'} missing.",
-            code=code,
-            hint=SELF_TEST_HINT,
-            details={"missing_headers": missing},
-        )
-    if code == "timestamp_out_of_tolerance":
-        return CloudError(
-            f"{exc.message} Deliveries are accepted within 5 minutes of their webhook-timestamp.",
-            code=code,
-            hint="Check this machine's clock (NTP); an old capture replayed later is refused on purpose.",
-        )
-    return CloudError(
-        f"The webhook signature does not match ({exc.reason}).",
-        code=code,
-        hint="The body must arrive byte for byte as Replicate signed it (a proxy must not rewrite it), "
-        "and the server must use the token of the account that created the job.",
-    )
 
 
 def infer_event(payload: dict[str, Any]) -> str:
@@ -255,7 +168,7 @@ class WebhookReceiver:
         return await self.secrets.current(self._secret_key(), self._fetcher(replicate))
 
     async def _verify(self, replicate: ReplicateSettings, arrival: Arrival) -> None:
-        headers = {name: arrival.header(name) or "" for name in SIGNATURE_HEADERS}
+        headers = arrival.signature_headers
         if not all(value.strip() for value in headers.values()):
             verify_webhook("", headers, arrival.body)  # raises missing_headers before any fetch
         key, fetch = self._secret_key(), self._fetcher(replicate)
@@ -313,7 +226,7 @@ class WebhookReceiver:
         try:
             await self._verify(replicate, arrival)
         except InvalidSignature as exc:
-            await self._reject(arrival, context, signature_error(exc, arrival))
+            await self._reject(arrival, context, signature_error(exc, arrival.signature_headers))
         except CloudError as exc:
             await self._reject(arrival, context, exc)
         if not allowed:
@@ -407,6 +320,11 @@ class WebhookReceiver:
             "http_status": 200,
         }
         now = utcnow()
+        # Compressed before the write lock: a 10 MiB body takes a while, and other deliveries wait.
+        if len(arrival.body) > LARGE_BODY:
+            kept = await anyio.to_thread.run_sync(stored_body, arrival.body, payload)
+        else:
+            kept = stored_body(arrival.body, payload)
         async with self._writing(), self.database.session() as session:
             if payload.get(SELF_TEST_MARK) is True:
                 fields |= {"outcome": "test", "event": "test", "reason": "the self-test's signed event"}
@@ -439,7 +357,7 @@ class WebhookReceiver:
                 session,
                 row_id,
                 job_id=job.id,
-                body=stored_body(arrival.body, payload),
+                body=kept,
                 latency_ms=arrival.elapsed_ms,
                 reason="nothing newer than what the job already had" if quiet else None,
             )
@@ -521,8 +439,3 @@ class WebhookReceiver:
             log.info("webhook hint for job %s: reading the prediction failed (%s)", job_id, exc.code)
         except Exception:
             log.exception("webhook hint for job %s failed", job_id)
-
-    async def wait_for_hints(self) -> None:
-        """Tests and shutdown: until every background read started so far is done."""
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._hints.values(), return_exceptions=True)
