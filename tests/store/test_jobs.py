@@ -4,12 +4,16 @@ the timeline and the worker's lease."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, inspect
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.jobs import JobStatus
 from simpletuner_cloud.errors import InvalidTransition, NotFound
@@ -367,3 +371,74 @@ async def test_list_filters_and_total(db: Database) -> None:
         assert [j.id for j in await repo.list_jobs(session, text="001")] == [first.id]
         assert await repo.list_jobs(session, text="%") == []  # wildcards are literal
         assert await repo.count_jobs(session, hardware="a100") == 0
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """Query plans are SQLite's (PostgreSQL plans by its statistics, which a test table lacks)."""
+    database = Database(f"sqlite:///{tmp_path / 'plans.db'}")
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def plan_of(db: Database, run: Callable[[AsyncSession], Awaitable[Any]]) -> list[str]:
+    """SQLite's plan for the first statement `run` sends."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with db.session() as session:
+            await run(session)
+            await session.rollback()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", capture)
+    statement, parameters = sent[0]
+    async with db.engine.connect() as conn:
+        rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)).all()
+    return [row[3] for row in rows]
+
+
+async def test_the_claim_reads_only_jobs_not_cleaned_up(sqlite_db: Database) -> None:
+    active = await new_job(sqlite_db)
+    finishing = await new_job(sqlite_db)
+    done = await new_job(sqlite_db)
+    await move(sqlite_db, finishing.id, JobStatus.FAILED)
+    await move(sqlite_db, done.id, JobStatus.SUCCEEDED)
+    async with sqlite_db.session() as session:
+        await repo.set_fields(session, done.id, cleaned_at=datetime.now(UTC), next_poll_at=None)
+        await session.commit()
+
+    plan = await plan_of(sqlite_db, lambda session: repo.claim_due_jobs(session, "w1"))
+    async with sqlite_db.session() as session:
+        claimed = {job.id for job in await repo.claim_due_jobs(session, "w1")}
+
+    # Not a walk over every finished job (the store's history), nor a sort of them.
+    assert plan == ["SCAN jobs USING INDEX ix_jobs_due"]
+    assert claimed == {active.id, finishing.id}
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [({"status": "failed"}, "ix_jobs_status_id"), ({"hardware": "a100"}, "ix_jobs_hardware_id")],
+)
+async def test_a_filtered_page_is_read_in_order_from_an_index(
+    sqlite_db: Database, filters: dict[str, str], index: str
+) -> None:
+    plan = await plan_of(sqlite_db, lambda session: repo.list_jobs(session, limit=51, **filters))
+    assert plan == [f"SEARCH jobs USING INDEX {index} ({next(iter(filters))}=?)"]  # no TEMP B-TREE: no sort
+
+
+async def test_list_rows_leave_the_spec_unloaded(db: Database) -> None:
+    job = await new_job(db, spec={"inputs": {"config_json": "x" * 10_000}})
+    async with db.session() as session:
+        [row] = await repo.list_jobs(session)
+        assert "spec" in inspect(row).unloaded
+        with pytest.raises(InvalidRequestError, match="raiseload"):
+            _ = row.spec
+        assert (await repo.require_job(session, job.id)).spec == {"inputs": {"config_json": "x" * 10_000}}

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, is_stale, transition
 from simpletuner_cloud.errors import NotFound
@@ -164,8 +165,17 @@ async def list_jobs(
     limit: int = 50,
     before: str | None = None,
 ) -> list[JobRow]:
-    """Newest first. `before` is the id of the last job of the previous page (ids sort by time)."""
-    query = select(JobRow).where(*_filters(status, hardware, text)).order_by(JobRow.id.desc()).limit(limit)
+    """Newest first. `before` is the id of the last job of the previous page (ids sort by time).
+
+    Rows for the list's views: `spec` (the request and the trainer inputs, the widest column by far) is
+    not loaded, and reading it raises instead of querying again; `get_job` reads a whole job."""
+    query = (
+        select(JobRow)
+        .where(*_filters(status, hardware, text))
+        .order_by(JobRow.id.desc())
+        .limit(limit)
+        .options(defer(JobRow.spec, raiseload=True))
+    )
     if before is not None:
         query = query.where(JobRow.id < before)
     return list((await session.scalars(query)).all())
@@ -453,15 +463,23 @@ async def claim_due_jobs(
     finished ones whose clean-up has not run. On PostgreSQL the candidates are locked with
     `FOR UPDATE SKIP LOCKED`, so replicas claiming at once get disjoint batches. Commit right after."""
     current = _now(session, now)
+    # No due job is cleaned up yet (an active one never is): said on its own, that term lets the claim
+    # read only the partial index `ix_jobs_due`, however many finished jobs the store holds. "Active" is
+    # spelt "not terminal" so SQLite's planner does not answer the OR from `(status, id)` instead, which
+    # walks every finished job.
+    terminal = [s.value for s in TERMINAL_STATUSES]
+    not_cleaned = JobRow.cleaned_at.is_(None)
     due = or_(
         and_(
-            JobRow.status.in_([s.value for s in ACTIVE_STATUSES]),
+            JobRow.status.not_in(terminal),
             or_(JobRow.next_poll_at.is_(None), JobRow.next_poll_at <= current),
         ),
-        and_(JobRow.status.in_([s.value for s in TERMINAL_STATUSES]), JobRow.cleaned_at.is_(None)),
+        JobRow.status.in_(terminal),
     )
     free = or_(JobRow.lock_token.is_(None), JobRow.locked_until < current, JobRow.lock_token == holder)
-    query = select(JobRow.id).where(due, free).order_by(JobRow.next_poll_at, JobRow.id).limit(limit)
+    query = (
+        select(JobRow.id).where(not_cleaned, due, free).order_by(JobRow.next_poll_at, JobRow.id).limit(limit)
+    )
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

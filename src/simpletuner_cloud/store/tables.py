@@ -29,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Lowercase Crockford base32: no i, l, o, u, so ids read aloud and copy well.
@@ -123,11 +124,25 @@ class UploadRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    # Revision 0004: the list's filters come with its order (a page of one status or hardware is read
+    # from the index, never sorted), and the worker's claim reads only jobs not cleaned up yet (every
+    # due job is one), so neither grows with the finished history.
+    __table_args__ = (
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_hardware_id", "hardware", "id"),
+        Index(
+            "ix_jobs_due",
+            "next_poll_at",
+            "id",
+            sqlite_where=sql("cleaned_at IS NULL"),
+            postgresql_where=sql("cleaned_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     prediction_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     client_ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_client_ref)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     provider_status: Mapped[str | None] = mapped_column(String(32))
     config_name: Mapped[str] = mapped_column(String(255))
     hardware: Mapped[str] = mapped_column(String(64))
@@ -153,7 +168,7 @@ class JobRow(Base):
     lock_token: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None]
     # Added by revision 0002: the worker's schedule and the submit flow's durable steps.
-    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    next_poll_at: Mapped[datetime | None]
     last_webhook_at: Mapped[datetime | None]
     create_sent_at: Mapped[datetime | None]  # set before a create is sent; with no id it is "maybe created"
     create_attempts: Mapped[int] = mapped_column(Integer, default=0)
