@@ -1,0 +1,130 @@
+// The loss and learning-rate chart: hand-drawn SVG, two series over the training step, loss on the
+// left axis and learning rate on the right. It is drawn at the width of its box (and again when
+// that changes), so text stays readable from 390 px up; points are added as progress arrives.
+import { h, svg } from "./dom.js";
+import { count, number } from "./format.js";
+
+const HEIGHT = 240;
+const MARGIN = { top: 28, right: 64, bottom: 36, left: 56 };
+const SERIES = [
+  { key: "loss", label: "Loss", side: "left", className: "series-loss" },
+  { key: "learning_rate", label: "Learning rate", side: "right", className: "series-lr" },
+];
+
+function extent(values) {
+  let low = Math.min(...values);
+  let high = Math.max(...values);
+  if (!Number.isFinite(low)) return null;
+  if (low === high) {
+    const pad = Math.abs(low) * 0.1 || 1;
+    low -= pad;
+    high += pad;
+  }
+  return [low, high];
+}
+
+function ticks([low, high], n = 4) {
+  return Array.from({ length: n + 1 }, (_, i) => low + ((high - low) * i) / n);
+}
+
+export class LossChart {
+  /** `points`: [{step, loss, learning_rate}]; `totalSteps` fixes the x axis when known. */
+  constructor({ id = "loss-chart", totalSteps = null } = {}) {
+    this.points = [];
+    this.totalSteps = totalSteps;
+    this.id = id;
+    this.figure = h("figure", { class: "chart", id });
+    this.summary = h("figcaption", { class: "hint", id: `${id}-summary` });
+    this.canvas = h("div", { class: "chart-canvas" });
+    this.figure.append(this.canvas, this.summary);
+    this.observer = new ResizeObserver(() => this.draw());
+    this.observer.observe(this.canvas);
+  }
+
+  destroy() {
+    this.observer.disconnect();
+  }
+
+  /** The series from `/metrics`, merged with readings that arrived live meanwhile. */
+  set(points, totalSteps) {
+    const byStep = new Map(this.points.map((p) => [p.step, p]));
+    for (const p of points) byStep.set(p.step, p);
+    this.points = [...byStep.values()].sort((a, b) => a.step - b.step);
+    if (totalSteps) this.totalSteps = totalSteps;
+    this.draw();
+  }
+
+  /** A reading from a live `progress` event; older or repeated steps are ignored. */
+  add(point, totalSteps) {
+    if (totalSteps) this.totalSteps = totalSteps;
+    if (point.step === null || point.step === undefined) return;
+    if (point.loss === null && point.learning_rate === null) return;
+    const last = this.points[this.points.length - 1];
+    if (last && point.step <= last.step) return;
+    this.points.push({ step: point.step, loss: point.loss, learning_rate: point.learning_rate });
+    this.draw();
+  }
+
+  draw() {
+    const width = Math.max(280, Math.floor(this.canvas.clientWidth || 640));
+    const points = this.points;
+    this.figure.dataset.points = String(points.length);
+    this.figure.dataset.lastStep = points.length ? String(points[points.length - 1].step) : "";
+    const last = points[points.length - 1];
+    this.summary.textContent = points.length
+      ? `${count(points.length)} readings, steps ${count(points[0].step)} to ${count(last.step)}; latest loss ${number(last.loss)}, learning rate ${number(last.learning_rate)}.`
+      : "No readings yet: the chart starts with the first training step the trainer logs.";
+    const titleId = `${this.id}-title`;
+    const chart = svg("svg", {
+      width: String(width),
+      height: String(HEIGHT),
+      viewBox: `0 0 ${width} ${HEIGHT}`,
+      role: "img",
+      "aria-labelledby": titleId,
+      "aria-describedby": this.summary.id,
+    });
+    chart.append(svg("title", { id: titleId }, "Loss and learning rate by training step"));
+    const plot = {
+      x0: MARGIN.left,
+      x1: width - MARGIN.right,
+      y0: HEIGHT - MARGIN.bottom,
+      y1: MARGIN.top,
+    };
+    chart.append(svg("rect", { class: "plot", x: plot.x0, y: plot.y1, width: plot.x1 - plot.x0, height: plot.y0 - plot.y1 }));
+    const steps = points.map((p) => p.step);
+    const xDomain = [0, Math.max(this.totalSteps || 0, ...steps, 1)];
+    const x = (step) => plot.x0 + ((step - xDomain[0]) / (xDomain[1] - xDomain[0])) * (plot.x1 - plot.x0);
+    for (const tick of ticks(xDomain)) {
+      const at = x(tick);
+      chart.append(
+        svg("line", { class: "tick", x1: at, x2: at, y1: plot.y0, y2: plot.y0 + 4 }),
+        svg("text", { class: "axis", x: at, y: plot.y0 + 16, "text-anchor": "middle" }, count(Math.round(tick))),
+      );
+    }
+    chart.append(svg("text", { class: "axis-title", x: (plot.x0 + plot.x1) / 2, y: HEIGHT - 4, "text-anchor": "middle" }, "step"));
+    SERIES.forEach((series, index) => {
+      const values = points.map((p) => p[series.key]).filter((v) => v !== null && v !== undefined);
+      const domain = extent(values);
+      const left = series.side === "left";
+      const axisX = left ? plot.x0 : plot.x1;
+      chart.append(
+        svg("text", { class: `legend ${series.className}`, x: left ? plot.x0 : plot.x1, y: 16, "text-anchor": left ? "start" : "end" }, series.label),
+      );
+      if (!domain) return;
+      const y = (v) => plot.y0 - ((v - domain[0]) / (domain[1] - domain[0])) * (plot.y0 - plot.y1);
+      for (const tick of ticks(domain)) {
+        const at = y(tick);
+        if (index === 0) chart.append(svg("line", { class: "grid", x1: plot.x0, x2: plot.x1, y1: at, y2: at }));
+        chart.append(
+          svg("text", { class: "axis", x: left ? axisX - 6 : axisX + 6, y: at + 4, "text-anchor": left ? "end" : "start" }, number(tick)),
+        );
+      }
+      const line = points
+        .filter((p) => p[series.key] !== null && p[series.key] !== undefined)
+        .map((p) => `${x(p.step).toFixed(1)},${y(p[series.key]).toFixed(1)}`)
+        .join(" ");
+      chart.append(svg("polyline", { class: `line ${series.className}`, points: line, fill: "none" }));
+    });
+    this.canvas.replaceChildren(chart);
+  }
+}
