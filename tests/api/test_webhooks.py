@@ -536,6 +536,12 @@ async def test_the_recorder_lists_and_shows_a_delivery_without_secrets(
     assert "hf_" + "a" * 30 not in json.dumps(shown)
     missing = await client.get("/api/cloud/webhooks/deliveries/999999")
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "delivery_not_found")
+    for path in (
+        "/api/cloud/webhooks/deliveries/99999999999999999999",
+        "/api/cloud/webhooks/deliveries?before=0",
+    ):
+        too_big = await client.get(path)  # beyond a 64-bit row id: refused, never a 500
+        assert (too_big.status_code, too_big.json()["error"]["code"]) == (422, "validation_error")
 
 
 async def test_the_recorder_pages_and_filters(

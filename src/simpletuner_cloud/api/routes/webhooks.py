@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -18,6 +19,8 @@ from simpletuner_cloud.services.webhook_receiver import Arrival, WebhookReceiver
 receiver_router = APIRouter(tags=["webhooks"])
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 Outcome = Literal["accepted", "duplicate", "ignored", "rejected", "hint", "test"]
+# Row ids are 64-bit: a larger number names no delivery, and SQLite cannot even compare it.
+DeliveryId = Annotated[int, FastAPIPath(ge=1, le=2**63 - 1)]
 
 
 class ReceiptResponse(BaseModel):
@@ -94,19 +97,19 @@ async def list_deliveries(
     session: SessionDep,
     job: str | None = None,
     outcome: Outcome | None = None,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     return await recorder.list_recorded(session, job_id=job, outcome=outcome, before=before, limit=limit)
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
-async def show_delivery(delivery_id: int, session: SessionDep) -> dict[str, Any]:
+async def show_delivery(delivery_id: DeliveryId, session: SessionDep) -> dict[str, Any]:
     return await recorder.show_recorded(session, delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=ReplayResponse)
-async def replay_delivery(delivery_id: int, request: Request) -> dict[str, Any]:
+async def replay_delivery(delivery_id: DeliveryId, request: Request) -> dict[str, Any]:
     receiver = _receiver(request)
     answer = await recorder.replay_delivery(receiver.database, receiver.bus, receiver.catalogue, delivery_id)
     receiver.wake()
