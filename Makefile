@@ -29,6 +29,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/packaging.py
+	$(BIN)/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV)
