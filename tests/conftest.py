@@ -43,6 +43,7 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "state"
     monkeypatch.setenv("SIMPLETUNER_HOME", str(home))
     monkeypatch.setenv("SIMPLETUNER_WORKER_INTERVAL", "0.05")
+    monkeypatch.setenv("TZ", "UTC")  # budget periods follow the machine's zone unless a test names one
     return home
 
 

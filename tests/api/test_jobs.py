@@ -83,7 +83,10 @@ def test_a_job_runs_to_success_with_progress_logs_metrics_and_cost(
     assert done["cost"]["usd_per_hour"] == "3.6" or float(done["cost"]["usd_per_hour"]) > 0
     assert rate is not None
     statuses = [e["to_status"] for e in done["timeline"] if e["kind"] == "status"]
-    assert statuses == ["created", "packaging", "uploading", "submitting", "queued", "running", "succeeded"]
+    order = ["created", "packaging", "uploading", "submitting", "queued", "running", "succeeded"]
+    # A `start` webhook can arrive before the create's answer is applied, so `queued` may be skipped;
+    # everything else is entered once, in order.
+    assert statuses == [s for s in order if s in statuses] and set(order) - set(statuses) <= {"queued"}
 
     prediction = sandbox(http, "GET", f"/v1/predictions/{done['prediction_id']}")
     logs = http.get(f"/api/cloud/jobs/{job_id}/logs").json()

@@ -30,6 +30,7 @@ SEED_CURL = """curl -X PUT http://localhost:8080/api/cloud/providers/replicate \
     "webhook_allowed_ips": ["34.82.0.0/16", "35.185.0.0/16"]
   }'"""
 
+COST_LIMIT_EXTRAS = {"cancel_running_at_limit": False, "cancel_on": "accrued", "time_zone": None}
 DEFAULTS: dict[str, Any] = {
     "model": None,
     "version": None,
@@ -38,7 +39,13 @@ DEFAULTS: dict[str, Any] = {
     "webhook_allowed_ips": [],
     "trusted_proxies": [],
     "require_signature": True,
-    "cost_limit": {"enabled": False, "amount": None, "period": "monthly", "action": "warn"},
+    "cost_limit": {
+        "enabled": False,
+        "amount": None,
+        "period": "monthly",
+        "action": "warn",
+        **COST_LIMIT_EXTRAS,
+    },
     "http_timeout": 30.0,
     "proxy_url": None,
     "data_consent": "ask",
@@ -73,7 +80,13 @@ async def test_partial_update_keeps_other_values(client: httpx.AsyncClient) -> N
         "public_url": "https://training.example.com",
         "trusted_proxies": ["10.0.0.1", "fd00::/8"],
         "require_signature": False,
-        "cost_limit": {"enabled": True, "amount": 50.0, "period": "weekly", "action": "block"},
+        "cost_limit": {
+            "enabled": True,
+            "amount": 50.0,
+            "period": "weekly",
+            "action": "block",
+            **COST_LIMIT_EXTRAS,
+        },
         "data_consent": "allow",
         "derived": {
             "trainer_model": "simpletuner/advanced-trainer-a100",
@@ -229,7 +242,7 @@ async def test_money_is_a_decimal_number_or_string(client: httpx.AsyncClient, ap
     JSON number like every amount of money in the API."""
     answer = await client.put(URL, json={"cost_limit": {"enabled": True, "amount": "12.345678"}})
     assert answer.json()["cost_limit"] == {"enabled": True, "amount": 12.345678, "period": "monthly",
-                                           "action": "warn"}  # fmt: skip
+                                           "action": "warn", **COST_LIMIT_EXTRAS}  # fmt: skip
     billing = (await client.get(f"{URL}/billing")).json()["cost_limit"]
     assert (billing["amount"], billing["remaining"], billing["state"]) == (12.345678, 12.345678, "ok")
     async with app.state.database.session() as session:
@@ -265,7 +278,13 @@ async def test_stored_bad_values_are_ignored_with_a_warning_not_a_crash(
     assert answer == {
         **DEFAULTS,
         "hardware": "a100",
-        "cost_limit": {"enabled": False, "amount": None, "period": "monthly", "action": "warn"},
+        "cost_limit": {
+            "enabled": False,
+            "amount": None,
+            "period": "monthly",
+            "action": "warn",
+            **COST_LIMIT_EXTRAS,
+        },
         "derived": {"trainer_model": "simpletuner/advanced-trainer-a100", "webhook_url": None},
         "warnings": [
             "The saved value of `model` was ignored (must be at most 200 characters long (owner/name)); "

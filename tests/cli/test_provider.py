@@ -210,7 +210,15 @@ def test_settings_get_and_set(sandboxed: tuple[str, FastAPI]) -> None:
         url, "settings", "set", ips, "cost_limit.amount=25", "cost_limit.enabled=true", "hardware=a100"
     )
     assert changed["webhook_allowed_ips"] == ["34.82.0.0/16", "35.185.0.0/16"]
-    assert changed["cost_limit"] == {"enabled": True, "amount": 25.0, "period": "monthly", "action": "warn"}
+    assert changed["cost_limit"] == {
+        "enabled": True,
+        "amount": 25.0,
+        "period": "monthly",
+        "action": "warn",
+        "cancel_running_at_limit": False,
+        "cancel_on": "accrued",
+        "time_zone": None,
+    }
     assert run_json(url, "settings", "get") == changed
     assert "webhook_allowed_ips" in run(url, "settings").stdout
     table = run(url, "settings", "set", "require_signature=false")

@@ -36,7 +36,7 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
         await record_job(session, "succeeded", completed=NOW - timedelta(hours=1), cost="1.5")
         # running on a100 for 1000 s: accrues 1.4 (counted now)
         await record_job(session, "running", hardware="a100", started=NOW - timedelta(seconds=1000))
-        # Monday this week, no recorded cost: priced by run time (3600 s on l40s = 3.51)
+        # Monday this week, finished with no recorded cost (no metrics): no billable time
         start = NOW - timedelta(days=2, hours=1)
         await record_job(session, "succeeded", started=start, completed=start + timedelta(hours=1))
         # failed public-model run with no recorded cost: free
@@ -54,7 +54,15 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
         await update_replicate_settings(
             session,
             settings,
-            {"cost_limit": {"enabled": True, "amount": 10, "period": "weekly", "action": "block"}},
+            {
+                "cost_limit": {
+                    "enabled": True,
+                    "amount": 10,
+                    "period": "weekly",
+                    "action": "block",
+                    "time_zone": "UTC",
+                }
+            },
         )
     async with database.session() as session:
         answer = await billing_summary(session, settings, now=NOW)
@@ -65,16 +73,20 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
         "account_url": "https://replicate.com/account/billing",
         "currency": "USD",
         "as_of": "2025-01-15T12:00:00+00:00",
-        "spend": {"day": 2.9, "week": 6.41, "month": 8.41},
-        "spend_note": "Jobs started by this tool only; running jobs count their cost so far.",
+        "spend": {"day": 2.9, "week": 2.9, "month": 4.9},
+        "spend_note": "Jobs started by this tool only; running jobs count their cost so far (at least their "
+        "reservation) and jobs not running yet their reservation.",
         "cost_limit": {
             "enabled": True,
             "amount": 10.0,
             "period": "weekly",
             "action": "block",
+            "cancel_running_at_limit": False,
+            "cancel_on": "accrued",
+            "time_zone": "UTC",
             "state": "ok",
-            "spent": 6.41,
-            "remaining": 3.59,
+            "spent": 2.9,
+            "remaining": 7.1,
             "period_start": "2025-01-13T00:00:00+00:00",
             "resets_at": "2025-01-20T00:00:00+00:00",
         },
@@ -83,14 +95,16 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
     }
     async with database.session() as session:  # a minute later the running job has accrued 60 s more
         later = await billing_summary(session, settings, now=NOW + timedelta(minutes=1))
-    assert later["spend"] == {"day": 2.984, "week": 6.494, "month": 8.494}
+    assert later["spend"] == {"day": 2.984, "week": 2.984, "month": 4.984}
 
 
 async def test_limit_warns_then_is_exceeded(database: Database) -> None:
     settings = load_settings()
     async with database.session() as session:
         await update_replicate_settings(
-            session, settings, {"cost_limit": {"enabled": True, "amount": 2, "period": "daily"}}
+            session,
+            settings,
+            {"cost_limit": {"enabled": True, "amount": 2, "period": "daily", "time_zone": "UTC"}},
         )
         await record_job(session, "succeeded", completed=NOW, cost="1.7")
         await session.commit()
@@ -100,5 +114,5 @@ async def test_limit_warns_then_is_exceeded(database: Database) -> None:
         await session.commit()
     async with database.session() as session:
         exceeded = (await billing_summary(session, settings, now=NOW))["cost_limit"]
-    assert (warned["state"], warned["remaining"]) == ("warn", 0.3)
+    assert (warned["state"], warned["remaining"]) == ("warning", 0.3)
     assert (exceeded["state"], exceeded["remaining"], exceeded["spent"]) == ("exceeded", 0.0, 2.2)

@@ -74,6 +74,14 @@ async def test_update_is_stored_as_plain_json(database: Database) -> None:
         with pytest.raises(CloudError) as caught:
             await update_replicate_settings(session, settings, {"cost_limit": {"amount": None}})
     # money is stored exact, as a decimal string
-    assert stored["cost_limit"] == {"enabled": True, "amount": "5", "period": "monthly", "action": "warn"}
+    assert stored["cost_limit"] == {
+        "enabled": True,
+        "amount": "5",
+        "period": "monthly",
+        "action": "warn",
+        "cancel_running_at_limit": False,
+        "cancel_on": "accrued",
+        "time_zone": None,
+    }
     assert caught.value.code == "validation_error"
     assert caught.value.details["fields"][0]["field"] == "cost_limit"

@@ -1,11 +1,12 @@
-"""Cost limits: the budget periods (UTC calendar day, ISO week starting Monday, calendar month), what
-was spent in each, and whether a limit is ok, close (warn) or exceeded. Pure: callers pass `now`."""
+"""Cost limits: the budget periods (calendar day, ISO week starting Monday, calendar month, in a time
+zone), what was spent in each, and whether a limit is ok, close (warning) or exceeded. Pure: callers
+pass `now` and the time zone."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Literal, get_args
 
@@ -13,7 +14,7 @@ from simpletuner_cloud.domain.hardware import cost_for_seconds
 
 Period = Literal["daily", "weekly", "monthly"]
 LimitAction = Literal["warn", "block"]
-LimitState = Literal["ok", "warn", "exceeded"]
+LimitState = Literal["ok", "warning", "exceeded"]
 
 PERIODS: tuple[Period, ...] = get_args(Period)
 # The billing answer names windows by their noun ("spend this day/week/month").
@@ -21,29 +22,38 @@ PERIOD_NOUNS: dict[Period, str] = {"daily": "day", "weekly": "week", "monthly": 
 DEFAULT_WARN_RATIO = Decimal("0.8")
 
 
-def period_start(period: Period, now: datetime) -> datetime:
-    """Start of the window holding `now`, in UTC. Replicate bills in UTC and a person travelling
-    should not see their month change; weeks start on Monday (ISO 8601)."""
+def period_start(period: Period, now: datetime, tz: tzinfo = UTC) -> datetime:
+    """Start of the calendar window holding `now` in the time zone `tz`, as an aware UTC instant.
+    Days start at local midnight (a DST day is 23 or 25 hours long), weeks on Monday (ISO 8601),
+    months on the 1st."""
     if now.tzinfo is None:
         raise ValueError("period_start needs an aware datetime")
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    local = now.astimezone(tz).date()
     if period == "daily":
-        return day
-    if period == "weekly":
-        return day - timedelta(days=day.weekday())
-    if period == "monthly":
-        return day.replace(day=1)
-    raise ValueError(f"unknown period {period!r}")
+        first = local
+    elif period == "weekly":
+        first = local - timedelta(days=local.weekday())
+    elif period == "monthly":
+        first = local.replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    return _local_midnight(first, tz)
 
 
-def next_period_start(period: Period, now: datetime) -> datetime:
-    """When the window holding `now` resets."""
-    start = period_start(period, now)
+def next_period_start(period: Period, now: datetime, tz: tzinfo = UTC) -> datetime:
+    """When the window holding `now` resets (local calendar arithmetic, not a fixed 24 h)."""
+    first = period_start(period, now, tz).astimezone(tz).date()
     if period == "daily":
-        return start + timedelta(days=1)
-    if period == "weekly":
-        return start + timedelta(days=7)
-    return (start + timedelta(days=32)).replace(day=1)
+        following = first + timedelta(days=1)
+    elif period == "weekly":
+        following = first + timedelta(days=7)
+    else:
+        following = (first + timedelta(days=32)).replace(day=1)
+    return _local_midnight(following, tz)
+
+
+def _local_midnight(day: date, tz: tzinfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,9 @@ class CostLimit:
     period: Period = "monthly"
     action: LimitAction = "warn"
     enabled: bool = False
-    warn_ratio: Decimal = DEFAULT_WARN_RATIO  # share of the amount from which the state is `warn`
+    warn_ratio: Decimal = DEFAULT_WARN_RATIO  # share of the amount from which the state is `warning`
+    cancel_running_at_limit: bool = False
+    cancel_on: Literal["accrued", "projected"] = "accrued"
 
     @property
     def active(self) -> bool:
@@ -68,17 +80,17 @@ class LimitStatus:
     resets_at: datetime
 
 
-def limit_status(spent: Decimal, limit: CostLimit, now: datetime) -> LimitStatus:
+def limit_status(spent: Decimal, limit: CostLimit, now: datetime, tz: tzinfo = UTC) -> LimitStatus:
     """`exceeded` once spending reaches the amount (a job at exactly the limit may not start
     another one), `warn` from `warn_ratio` of it, else `ok`. No active limit is always `ok`."""
-    start, resets = period_start(limit.period, now), next_period_start(limit.period, now)
+    start, resets = period_start(limit.period, now, tz), next_period_start(limit.period, now, tz)
     if not limit.active or limit.amount is None:
         return LimitStatus("ok", spent, None, start, resets)
     remaining = max(limit.amount - spent, Decimal(0))
     if spent >= limit.amount:
         state: LimitState = "exceeded"
     elif spent >= limit.amount * limit.warn_ratio:
-        state = "warn"
+        state = "warning"
     else:
         state = "ok"
     return LimitStatus(state, spent, remaining, start, resets)

@@ -1,60 +1,92 @@
-"""The cost-limit check at submit: Block refuses a submission once the period's spend has reached the
-limit, Warn lets it through with a warning. It fails closed: if the check itself cannot run, a Block
-limit refuses and says why. (Estimates and reservations build on this gate.)"""
+"""The cost limit at submit, with a reservation: the new job's high estimate is counted against the
+period together with what is spent, running and already reserved, in one guarded write (the check and
+the job's insert share a transaction under a lock: PostgreSQL's advisory lock, SQLite's write lock),
+so twenty simultaneous submissions can never push the total over a Block limit. Warn lets the job
+through with a warning. It fails closed: a check that cannot run refuses under Block."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simpletuner_cloud.domain.budget import limit_status, spend_by_period
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.billing import spend_entries
+from simpletuner_cloud.services.costs import current_spend
 from simpletuner_cloud.services.provider_settings import ReplicateSettings
 
 log = logging.getLogger(__name__)
+_LOCK_KEY = zlib.crc32(b"simpletuner_cloud.budget")
 
 
-async def check_cost_limit(
+@dataclass(frozen=True)
+class BudgetDecision:
+    warning: str | None
+
+
+async def take_budget_lock(session: AsyncSession) -> None:
+    """The first statement of the transaction that checks and inserts. Callers must not have read in
+    this transaction before (SQLite would refuse to upgrade a stale read snapshot)."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:  # any write takes SQLite's one write lock; other writers wait for the commit
+        await session.execute(text("UPDATE upload_locks SET holder = holder WHERE 1 = 0"))
+
+
+async def check_budget(
     session: AsyncSession,
     replicate: ReplicateSettings,
     catalogue: HardwareCatalogue,
-    now: datetime | None = None,
-) -> str | None:
-    """None, or the warning to show (Warn); raises `cost_limit_exceeded` (Block)."""
+    reserve: Decimal,
+    now: datetime,
+) -> BudgetDecision:
+    """Under `take_budget_lock`: None, or the warning to show (Warn); raises `cost_limit_exceeded`
+    (Block) when spent + running + reserved + `reserve` would pass the limit."""
     limit = replicate.cost_limit.domain()
-    if not limit.active:
-        return None
-    now = now or datetime.now(UTC)
+    if not limit.active or limit.amount is None:
+        return BudgetDecision(None)
     try:
-        totals = spend_by_period(await spend_entries(session, catalogue, now), now)
-        status = limit_status(totals[limit.period], limit, now)
+        spend = await current_spend(session, catalogue, replicate, now)
     except Exception as exc:
         if limit.action != "block":
             log.warning("cost limit check failed; Warn lets the job through", exc_info=True)
-            return "The cost limit could not be checked; this job was not counted against it."
+            return BudgetDecision("The cost limit could not be checked; this job was not counted against it.")
         raise CloudError(
             "The cost limit could not be checked, so this submission is refused (Block fails closed).",
             code="cost_limit_unavailable",
             hint="Retry in a moment; if it persists, check the server log or switch the limit to Warn.",
             details={"reason": type(exc).__name__},
         ) from None
-    amount = f"${limit.amount:.2f}" if limit.amount is not None else "the limit"
-    spent = f"${status.spent:.2f}"
-    if status.state == "exceeded":
-        message = f"This {limit.period} period's spend ({spent}) has reached the cost limit of {amount}."
+    spent = spend.committed + spend.running
+    after = spend.total + reserve
+    figures = (
+        f"spent ${spent:.2f}, reserved by other jobs ${spend.reserved:.2f}, this job's estimate up to "
+        f"${reserve:.2f}, {limit.period} limit ${limit.amount:.2f}"
+    )
+    details = {
+        "spent": str(spent),
+        "reserved": str(spend.reserved),
+        "estimate": str(reserve),
+        "limit": str(limit.amount),
+        "period": limit.period,
+        "resets_at": spend.end.isoformat(),
+    }
+    if after > limit.amount:
         if limit.action == "block":
             raise CloudError(
-                message,
+                f"This job does not fit under the cost limit: {figures}.",
                 code="cost_limit_exceeded",
-                hint=f"Wait for the period to reset ({status.resets_at:%Y-%m-%d %H:%M} UTC), raise the "
-                "limit in Cloud -> Settings, or switch it to Warn.",
-                details={"spent": str(status.spent), "limit": str(limit.amount), "period": limit.period},
+                hint=f"Wait for the period to reset ({spend.end:%Y-%m-%d %H:%M} UTC), lower max_train_steps, "
+                "raise the limit (simpletuner cloud cost limit set ...), or switch it to Warn.",
+                details=details,
             )
-        return message + " (Warn: submitted anyway.)"
-    if status.state == "warn":
-        return f"This {limit.period} period's spend ({spent}) is near the cost limit of {amount}."
-    return None
+        return BudgetDecision(f"Over the cost limit: {figures} (Warn: submitted anyway).")
+    if after >= limit.amount * limit.warn_ratio:
+        return BudgetDecision(f"Close to the cost limit: {figures}.")
+    return BudgetDecision(None)

@@ -137,6 +137,9 @@ class JobRunner:
             log.info("job %s: stopped (canceled or lease lost)", job_id)
         except asyncio.CancelledError:
             raise
+        except CloudError as exc:  # Replicate unreachable or refusing: expected, retried on schedule
+            log.warning("job %s: %s (%s); retrying later", job_id, exc.message, exc.code)
+            await self._later(job_id, self.settings.poll_seconds)
         except Exception:
             log.exception("job %s: worker step failed; retrying later", job_id)
             await self._later(job_id, self.settings.poll_seconds)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from simpletuner_cloud.domain.estimate import projected_cost
 from simpletuner_cloud.domain.hardware import HardwareCatalogue, UnknownHardware
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
 from simpletuner_cloud.domain.progress import TrainingProgress
@@ -44,6 +45,7 @@ class CostView(BaseModel):
     estimated_usd: str | None
     so_far_usd: str | None = Field(description="Accrued from started_at while running; the final cost after.")
     final_usd: str | None
+    projected_usd: str | None = Field(description="A running job's final cost at its measured step rate.")
     billed_seconds: float | None
 
 
@@ -89,6 +91,43 @@ class JobListView(BaseModel):
     next_cursor: str | None
 
 
+class Range(BaseModel):
+    low: str
+    high: str
+
+
+class SecondsRange(BaseModel):
+    low: int
+    high: int
+
+
+class FloatRange(BaseModel):
+    low: float
+    high: float
+
+
+class EstimateBasis(BaseModel):
+    source: Literal["table", "history"]
+    past_jobs: int
+    description: str
+    seconds_per_step: FloatRange
+    startup_seconds: FloatRange
+    model_family: str
+    full_fine_tune: bool
+    resolution: int
+    validations: int
+    checkpoints: int
+
+
+class EstimateView(BaseModel):
+    hardware: str
+    usd_per_hour: str
+    steps: int
+    cost_usd: Range
+    duration_seconds: SecondsRange
+    basis: EstimateBasis
+
+
 class SubmitResult(BaseModel):
     """Ours (`job`, `warnings`) beside SimpleTuner's own API fields, so its scripts keep working."""
 
@@ -99,6 +138,7 @@ class SubmitResult(BaseModel):
     status: JobStatus
     idempotent_hit: bool
     cost_limit_warning: str | None = None
+    estimate: EstimateView | None = None
 
 
 class LogsView(BaseModel):
@@ -220,11 +260,22 @@ def accrued_cost(job: JobRow, rate: Decimal, now: datetime) -> tuple[Decimal | N
 
 def cost_view(job: JobRow, rate: Decimal, now: datetime) -> CostView:
     so_far, seconds = accrued_cost(job, rate, now)
+    projected = None
+    if JobStatus(job.status) is JobStatus.RUNNING and seconds is not None:
+        training = TrainingProgress.from_dict(job.progress)
+        projected = projected_cost(
+            accrued_seconds=seconds,
+            step=training.step,
+            total_steps=training.total_steps,
+            seconds_per_step=training.seconds_per_step,
+            usd_per_second=rate,
+        )
     return CostView(
         usd_per_hour=money(rate * 3600) or "0",
         estimated_usd=money(job.estimated_cost_usd),
         so_far_usd=money(so_far),
         final_usd=money(job.actual_cost_usd) if is_terminal(job.status) else None,
+        projected_usd=money(projected),
         billed_seconds=round(seconds, 3) if seconds is not None else None,
     )
 

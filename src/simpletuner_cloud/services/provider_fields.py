@@ -9,6 +9,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import SplitResult, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import AfterValidator, Field
@@ -161,5 +162,16 @@ UsdAmount = Annotated[
 ]
 HardwareId = Annotated[str, Field(max_length=64)]
 Period = Literal["daily", "weekly", "monthly"]
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {shown(value)}; use an IANA name like Europe/Lisbon") from None
+    return value
+
+
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)]
 Action = Literal["warn", "block"]
 Consent = Literal["ask", "allow", "deny"]

@@ -5,7 +5,7 @@ partial updates. Others read it for webhooks (allowlist, trusted proxies, signat
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,6 +36,7 @@ from simpletuner_cloud.services.provider_fields import (
     Period,
     ProxyUrl,
     PublicUrl,
+    TimeZoneName,
     UsdAmount,
     VersionId,
     shown,
@@ -57,6 +58,11 @@ class CostLimitSettings(BaseModel):
     amount: UsdAmount | None = None
     period: Period = "monthly"
     action: Action = "warn"
+    # Cancel running jobs at Replicate once the period's spend reaches the amount (accrued so far, or
+    # projected to the end of the running jobs).
+    cancel_running_at_limit: bool = False
+    cancel_on: Literal["accrued", "projected"] = "accrued"
+    time_zone: TimeZoneName | None = None  # periods follow this calendar; null: the machine's
 
     @_model_validator(mode="after")
     def _amount_when_enabled(self) -> CostLimitSettings:
@@ -65,12 +71,27 @@ class CostLimitSettings(BaseModel):
         return self
 
     def domain(self) -> CostLimit:
-        return CostLimit(amount=self.amount, period=self.period, action=self.action, enabled=self.enabled)
+        return CostLimit(
+            amount=self.amount,
+            period=self.period,
+            action=self.action,
+            enabled=self.enabled,
+            cancel_running_at_limit=self.cancel_running_at_limit,
+            cancel_on=self.cancel_on,
+        )
 
     def answer(self) -> dict[str, Any]:
         """Answers keep money as JSON numbers (what the UI and scripts read); stored, it is exact."""
         shown_amount = float(self.amount) if self.amount is not None else None
-        return {"enabled": self.enabled, "amount": shown_amount, "period": self.period, "action": self.action}
+        return {
+            "enabled": self.enabled,
+            "amount": shown_amount,
+            "period": self.period,
+            "action": self.action,
+            "cancel_running_at_limit": self.cancel_running_at_limit,
+            "cancel_on": self.cancel_on,
+            "time_zone": self.time_zone,
+        }
 
 
 class ReplicateSettings(BaseModel):

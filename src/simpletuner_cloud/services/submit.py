@@ -20,15 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.datasets.configs import TrainingConfig
 from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
+from simpletuner_cloud.domain.estimate import RunShape
 from simpletuner_cloud.domain.hardware import HardwareProfile, UnknownHardware
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.budget_gate import check_cost_limit
+from simpletuner_cloud.services.budget_gate import check_budget, take_budget_lock
 from simpletuner_cloud.services.consent import check_consent
+from simpletuner_cloud.services.costs import estimate_job, estimate_view, shape_of
 from simpletuner_cloud.services.datasets import load_config
 from simpletuner_cloud.services.delivery_plan import Delivery, DeliveryPlan, DeliveryRequest, plan_delivery
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
-from simpletuner_cloud.services.job_views import SubmitResult, job_view
+from simpletuner_cloud.services.job_views import EstimateView, SubmitResult, job_view
 from simpletuner_cloud.services.provider_fields import WEBHOOK_PATH
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import (
@@ -79,6 +81,7 @@ class Checked:
     delivery: DeliveryPlan
     version: str
     warnings: list[str]
+    shape: RunShape
 
 
 async def submit_job(
@@ -101,7 +104,11 @@ async def submit_job(
 
     replicate = await load_replicate_settings(session, settings)
     checked = await _check(settings, runtime, replicate, request)
-    warning = await check_cost_limit(session, replicate, catalogue, now)
+    estimate = await estimate_job(session, catalogue, checked.profile, checked.shape)
+    # The budget check and the insert share one transaction under the budget lock, begun afresh.
+    await session.commit()
+    await take_budget_lock(session)
+    warning = (await check_budget(session, replicate, catalogue, estimate.cost_high, now)).warning
     warnings = [*checked.warnings, *([warning] if warning else [])]
 
     job_id = new_job_id()
@@ -115,6 +122,8 @@ async def submit_job(
         "config_overrides": checked.delivery.config_overrides,
         "archive_bytes": checked.preflight.archive_size,
         "needs_upload": checked.preflight.needs_upload,
+        "run_shape": checked.shape.key(),
+        "estimate": estimate_view(estimate, checked.profile).model_dump(mode="json"),
     }
     save_job_secrets(settings, job_id, checked.delivery.secrets)
     job, created = await repo.create_job(
@@ -129,6 +138,8 @@ async def submit_job(
         request_hash=request_hash,
         delivery=checked.delivery.delivery,
         warnings=warnings,
+        estimated_cost_usd=estimate.cost_high,
+        reserved_cost_usd=estimate.cost_high,
         at=now,
     )
     if not created:  # the same key won a race with this request
@@ -147,6 +158,7 @@ async def submit_job(
         status=view.status,
         idempotent_hit=False,
         cost_limit_warning=warning,
+        estimate=estimate_view(estimate, checked.profile),
     ), True
 
 
@@ -166,6 +178,7 @@ def _repeat(job: Any, request_hash: str, catalogue: Any, now: datetime) -> Submi
         status=view.status,
         idempotent_hit=True,
         cost_limit_warning=None,
+        estimate=EstimateView.model_validate(job.spec["estimate"]) if job.spec.get("estimate") else None,
     )
 
 
@@ -186,14 +199,7 @@ async def _check(
     settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, request: SubmitJob
 ) -> Checked:
     catalogue = load_hardware_catalogue(settings)
-    try:
-        profile = catalogue.get(request.hardware or replicate.hardware)
-    except UnknownHardware:
-        raise CloudError(
-            f"Unknown hardware {request.hardware!r}.",
-            code="hardware_unknown",
-            hint=f"Choose one of: {', '.join(catalogue.ids)} (`simpletuner cloud provider hardware`).",
-        ) from None
+    profile = _profile(catalogue, request.hardware or replicate.hardware)
     preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
     check_consent(replicate.data_consent, request.consent, needs_upload=preflight.needs_upload)
     spec = JobSpec(
@@ -224,7 +230,12 @@ async def _check(
         {**dataset_inputs(spec), **delivery.checked_inputs()}, version.get("openapi_schema") or {}
     )
     return Checked(
-        preflight, profile, delivery, str(version["id"]), [*preflight.plan.warnings, *delivery.warnings]
+        preflight,
+        profile,
+        delivery,
+        str(version["id"]),
+        [*preflight.plan.warnings, *delivery.warnings],
+        shape_of(preflight, trainer_config(spec)),
     )
 
 
@@ -252,3 +263,32 @@ def _job_webhook_base(url: str | None) -> str | None:
 def _extra_arguments(environ: Mapping[str, str] | None) -> list[str]:
     env = os.environ if environ is None else environ
     return [name for name in env.get("SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS", "").split(",") if name.strip()]
+
+
+async def estimate_submission(session: AsyncSession, settings: Settings, request: SubmitJob) -> EstimateView:
+    """`POST /api/cloud/cost-estimate`: the same reading of the config and dataset as a submit, and the
+    estimate it would carry; nothing is checked at Replicate and nothing is written."""
+    catalogue = load_hardware_catalogue(settings)
+    replicate = await load_replicate_settings(session, settings)
+    profile = _profile(catalogue, request.hardware or replicate.hardware)
+    preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
+    spec = JobSpec(
+        preflight.config,
+        preflight.plan,
+        None,
+        archive_url=PENDING_ARCHIVE_URL,
+        max_train_steps=request.max_train_steps,
+    )
+    shape = shape_of(preflight, trainer_config(spec))
+    return estimate_view(await estimate_job(session, catalogue, profile, shape), profile)
+
+
+def _profile(catalogue: Any, hardware: str) -> HardwareProfile:
+    try:
+        return catalogue.get(hardware)  # type: ignore[no-any-return]
+    except UnknownHardware:
+        raise CloudError(
+            f"Unknown hardware {hardware!r}.",
+            code="hardware_unknown",
+            hint=f"Choose one of: {', '.join(catalogue.ids)} (`simpletuner cloud provider hardware`).",
+        ) from None

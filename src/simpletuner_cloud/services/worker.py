@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-Task = Callable[[], Awaitable[None]]
+Task = Callable[[], Awaitable[object]]  # a result, if any, is ignored
 # The shortest pause between passes: `interval=0` (tests) means "as soon as possible", not a busy loop.
 MIN_INTERVAL = 0.05
 

@@ -139,7 +139,7 @@ async def require_job(session: AsyncSession, job_id: str) -> JobRow:
     job = await get_job(session, job_id)
     if job is None:
         raise NotFound(
-            f"No job {job_id!r}.", code="job_not_found", hint="`simpletuner cloud list` shows jobs."
+            f"No job {job_id!r}.", code="job_not_found", hint="`simpletuner cloud jobs list` shows jobs."
         )
     return job
 

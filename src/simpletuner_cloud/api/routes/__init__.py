@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from simpletuner_cloud.api.routes import (
     configs,
+    costs,
     data,
     events,
     hardware,
@@ -14,6 +15,7 @@ from simpletuner_cloud.api.routes import (
     jobs,
     login,
     providers,
+    publishing,
     system_status,
     webhooks,
 )
@@ -27,8 +29,10 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     data.router,
     uploads_router,
     jobs.router,
+    costs.router,
     events.router,
     webhooks.router,
+    publishing.router,
 ]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router, webhooks.receiver_router]

@@ -98,7 +98,10 @@ class CostLimitStatus(BaseModel):
     amount: float | None
     period: str
     action: str
-    state: str  # ok | warn | exceeded
+    cancel_running_at_limit: bool
+    cancel_on: str
+    time_zone: str | None
+    state: str  # ok | warning | exceeded
     spent: float
     remaining: float | None
     period_start: str
@@ -129,6 +132,9 @@ class CostLimitSettingsResponse(BaseModel):
     amount: float | None
     period: str
     action: str
+    cancel_running_at_limit: bool
+    cancel_on: str  # accrued | projected
+    time_zone: str | None  # null: the machine's
 
 
 class ReplicateSettingsResponse(BaseModel):

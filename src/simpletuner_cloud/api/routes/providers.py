@@ -3,7 +3,7 @@ Thin: parse, call one service function, return."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,7 @@ from simpletuner_cloud.services.provider_fields import (
     Period,
     ProxyUrl,
     PublicUrl,
+    TimeZoneName,
     UsdAmount,
     VersionId,
 )
@@ -61,6 +62,9 @@ class CostLimitRequest(BaseModel):
     amount: UsdAmount | None = None
     period: Period | None = None
     action: Action | None = None
+    cancel_running_at_limit: bool | None = None
+    cancel_on: Literal["accrued", "projected"] | None = None
+    time_zone: TimeZoneName | None = None
 
 
 class ReplicateSettingsRequest(BaseModel):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from simpletuner_cloud.cli.cloud import data, jobs, provider, webhooks
+from simpletuner_cloud.cli.cloud import cost, data, jobs, provider, webhooks
 
 app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
+app.add_typer(cost.app, name="cost")
 app.add_typer(data.app, name="data")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(provider.app, name="provider")

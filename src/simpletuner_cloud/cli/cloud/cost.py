@@ -1,0 +1,168 @@
+"""`simpletuner cloud cost ...`: the estimate before submitting, the cost limit's status, setting or
+turning off the limit, and the spend history. Money is printed from the server's decimal strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.cloud.data import _reference as config_reference
+from simpletuner_cloud.cli.output import console, print_columns, print_json, print_mapping
+
+app = typer.Typer(help="Cost estimates, the cost limit, and spend.", no_args_is_help=True)
+limit_app = typer.Typer(help="Set or turn off the cost limit.", no_args_is_help=True)
+app.add_typer(limit_app, name="limit")
+JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer.")
+SETTINGS = "/api/cloud/providers/replicate"
+
+
+class PeriodChoice(StrEnum):
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+
+
+class ActionChoice(StrEnum):
+    warn = "warn"
+    block = "block"
+
+
+def _client(ctx: typer.Context) -> ServerClient:
+    return ServerClient((ctx.obj or {}).get("url"))
+
+
+def dollars(value: str | None) -> str:
+    if value is None:
+        return "-"
+    amount = Decimal(value)
+    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.4f}".rstrip("0")
+
+
+def minutes(seconds: int) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@app.command("estimate")
+def estimate(
+    ctx: typer.Context,
+    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    hardware: str | None = typer.Option(None, "--hardware", help="l40s (default) or a100."),
+    max_train_steps: int | None = typer.Option(None, "--max-train-steps", min=1),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """How long and how much a job would take, as a range, and what the estimate is based on."""
+    body: dict[str, Any] = {"config": config_reference(config)}
+    if hardware:
+        body["hardware"] = hardware
+    if max_train_steps:
+        body["max_train_steps"] = max_train_steps
+    result = _client(ctx).post("/api/cloud/cost-estimate", body)
+    if as_json:
+        print_json(result)
+        return
+    cost, duration, basis = result["cost_usd"], result["duration_seconds"], result["basis"]
+    console.print(
+        f"{dollars(cost['low'])} to {dollars(cost['high'])} on {result['hardware']} "
+        f"({dollars(result['usd_per_hour'])}/h), {minutes(duration['low'])} to {minutes(duration['high'])} "
+        f"for {result['steps']:,} steps."
+    )
+    console.print(f"Basis: {basis['description']}", highlight=False)
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Spend against the cost limit, and what happens next."""
+    result = _client(ctx).get("/api/cloud/cost-limit/status")
+    if as_json:
+        print_json(result)
+        return
+    shown = {
+        "state": result["state"],
+        "limit": f"{dollars(result['limit_usd'])} {result['period']} ({result['action']})"
+        if result["enabled"]
+        else "off",
+        "spent": dollars(result["spent_usd"]),
+        "reserved": dollars(result["reserved_usd"]),
+        "total": dollars(result["committed_total_usd"])
+        + (f" ({result['percent']:.1f}%)" if result["percent"] is not None else ""),
+        "projected": dollars(result["projected_usd"]),
+        "cancel at limit": f"yes ({result['cancel_on']})" if result["cancel_running_at_limit"] else "no",
+        "period": f"{result['period_start']} to {result['resets_at']} ({result['time_zone']})",
+        "next": result["next"],
+    }
+    print_mapping("Cost limit", shown)
+
+
+@limit_app.command("set")
+def limit_set(
+    ctx: typer.Context,
+    amount: str = typer.Option(..., "--amount", help="USD, e.g. 20 or 12.50."),
+    period: PeriodChoice = typer.Option(PeriodChoice.monthly, "--period"),
+    action: ActionChoice = typer.Option(ActionChoice.warn, "--action", help="warn or block."),
+    cancel_running: bool = typer.Option(
+        False, "--cancel-running", help="Also cancel running jobs at Replicate when the limit is reached."
+    ),
+    projected: bool = typer.Option(
+        False, "--projected", help="With --cancel-running: act on the running jobs' projected cost."
+    ),
+    time_zone: str | None = typer.Option(None, "--time-zone", help="IANA name; default: the machine's."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Turn the cost limit on (Cloud -> Settings -> Cost Limit)."""
+    limit: dict[str, Any] = {
+        "enabled": True,
+        "amount": amount,
+        "period": period.value,
+        "action": action.value,
+        "cancel_running_at_limit": cancel_running,
+        "cancel_on": "projected" if projected else "accrued",
+    }
+    if time_zone:
+        limit["time_zone"] = time_zone
+    result = _client(ctx).put(SETTINGS, {"cost_limit": limit})["cost_limit"]
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"Cost limit on: ${Decimal(str(result['amount'])):,.2f} {result['period']}, {result['action']}"
+        + (", cancels running jobs at the limit" if result["cancel_running_at_limit"] else "")
+        + "."
+    )
+
+
+@limit_app.command("off")
+def limit_off(ctx: typer.Context) -> None:
+    """Turn the cost limit off (the amount and period are kept for next time)."""
+    _client(ctx).put(SETTINGS, {"cost_limit": {"enabled": False}})
+    console.print("Cost limit off: submissions are no longer checked against a budget.")
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    period: PeriodChoice | None = typer.Option(None, "--period", help="Default: the limit's period."),
+    group_by: str = typer.Option("day", "--by", help="day, hardware or config."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Spend in the period, by day (or hardware, or environment)."""
+    params: dict[str, Any] = {"group_by": group_by}
+    if period:
+        params["period"] = period.value
+    result = _client(ctx).get("/api/cloud/spend", **params)
+    if as_json:
+        print_json(result)
+        return
+    rows = [(group["key"], dollars(group["usd"])) for group in result["groups"]]
+    print_columns(
+        f"Spend {result['start'][:10]} to {result['end'][:10]} ({result['time_zone']})",
+        [result["group_by"], "USD"],
+        rows,
+    )
+    console.print(
+        f"Total {dollars(result['total_usd'])}: finished {dollars(result['committed_usd'])}, running "
+        f"{dollars(result['running_usd'])}, reserved {dollars(result['reserved_usd'])}."
+    )

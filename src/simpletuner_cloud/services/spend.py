@@ -1,0 +1,186 @@
+"""What this tool's jobs cost in a budget period, computed in SQL: finished jobs (their recorded
+cost), running jobs (accrued from `started_at`, never less than their reservation), and reservations
+of jobs not yet running. The period follows the calendar of the cost limit's time zone (default: the
+machine's). Money is `Decimal` from the database to the answer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simpletuner_cloud.domain.budget import Period, next_period_start, period_start
+from simpletuner_cloud.domain.estimate import projected_cost
+from simpletuner_cloud.domain.hardware import HardwareCatalogue
+from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus
+from simpletuner_cloud.domain.progress import TrainingProgress
+from simpletuner_cloud.services.job_views import rate_of
+from simpletuner_cloud.store.tables import JobRow
+
+TERMINAL = [s.value for s in TERMINAL_STATUSES]
+ACTIVE = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
+GroupBy = Literal["day", "hardware", "config"]
+
+
+@dataclass(frozen=True)
+class PeriodSpend:
+    period: Period
+    start: datetime
+    end: datetime
+    time_zone: str
+    committed: Decimal  # finished jobs
+    running: Decimal  # running jobs: accrued so far, at least their reservation
+    reserved: Decimal  # jobs not running yet: their reservations
+    projected_running: Decimal  # running jobs' projected final cost (their measured step rate)
+    accrued_running: Decimal = Decimal(0)  # running jobs' cost so far, reservations aside
+
+    @property
+    def total(self) -> Decimal:
+        return self.committed + self.running + self.reserved
+
+
+def machine_time_zone() -> tuple[tzinfo, str]:
+    """The machine's IANA zone (TZ, /etc/timezone, the /etc/localtime link), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return UTC, "UTC"
+
+
+def resolve_time_zone(name: str | None) -> tuple[tzinfo, str]:
+    if name:
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return machine_time_zone()
+
+
+async def period_spend(
+    session: AsyncSession,
+    catalogue: HardwareCatalogue,
+    period: Period,
+    now: datetime,
+    tz: tzinfo,
+    tz_name: str,
+) -> PeriodSpend:
+    start, end = period_start(period, now, tz), next_period_start(period, now, tz)
+    committed = await session.scalar(
+        select(func.coalesce(func.sum(JobRow.actual_cost_usd), 0)).where(
+            JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end
+        )
+    )
+    reserved = await session.scalar(
+        select(func.coalesce(func.sum(JobRow.reserved_cost_usd), 0)).where(
+            JobRow.status.in_(ACTIVE), JobRow.started_at.is_(None)
+        )
+    )
+    # Running jobs are few (they are the active ones); their accrual needs each one's own rate.
+    running_rows = (
+        await session.execute(
+            select(JobRow.hardware, JobRow.started_at, JobRow.reserved_cost_usd, JobRow.progress).where(
+                JobRow.status.in_(ACTIVE), JobRow.started_at.is_not(None)
+            )
+        )
+    ).all()
+    running = projected = accrued_total = Decimal(0)
+    for hardware, started_at, reservation, progress in running_rows:
+        rate = rate_of(catalogue, hardware)
+        seconds = max(0.0, (now - started_at).total_seconds())
+        accrued = rate * Decimal(str(round(seconds, 3)))
+        running += max(accrued, reservation or Decimal(0))
+        accrued_total += accrued
+        training = TrainingProgress.from_dict(progress)
+        final = projected_cost(
+            accrued_seconds=seconds, step=training.step, total_steps=training.total_steps,
+            seconds_per_step=training.seconds_per_step, usd_per_second=rate,
+        )  # fmt: skip
+        projected += max(final or accrued, accrued)
+    return PeriodSpend(
+        period,
+        start,
+        end,
+        tz_name,
+        Decimal(committed or 0),
+        running,
+        Decimal(reserved or 0),
+        projected,
+        accrued_total,
+    )
+
+
+async def spend_groups(
+    session: AsyncSession,
+    catalogue: HardwareCatalogue,
+    group_by: GroupBy,
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Finished jobs' cost in the window by hardware or config (GROUP BY in SQL), or by local day
+    (the window's rows, two columns each); running jobs count today, in their own group."""
+    window = and_(JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end)
+    totals: dict[str, Decimal] = {}
+    if group_by in ("hardware", "config"):
+        column = JobRow.hardware if group_by == "hardware" else JobRow.config_name
+        rows = (
+            await session.execute(
+                select(column, func.coalesce(func.sum(JobRow.actual_cost_usd), 0))
+                .where(window)
+                .group_by(column)
+            )
+        ).all()
+        totals = {str(key): Decimal(value or 0) for key, value in rows}
+    else:
+        day = start.astimezone(tz).date()
+        last = (end.astimezone(tz)).date()
+        while day < last:
+            totals[day.isoformat()] = Decimal(0)
+            day = day.fromordinal(day.toordinal() + 1)
+        finished = (
+            await session.execute(select(JobRow.completed_at, JobRow.actual_cost_usd).where(window))
+        ).all()
+        for completed_at, cost in finished:
+            if completed_at is None:
+                continue
+            key = completed_at.astimezone(tz).date().isoformat()
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(cost or 0)
+    running = (
+        await session.execute(
+            select(JobRow.hardware, JobRow.config_name, JobRow.started_at).where(
+                JobRow.status.in_(ACTIVE), JobRow.started_at.is_not(None)
+            )
+        )
+    ).all()
+    for hardware, config_name, started_at in running:
+        seconds = max(0.0, (now - started_at).total_seconds()) if started_at is not None else 0.0
+        accrued = rate_of(catalogue, hardware) * Decimal(str(round(seconds, 3)))
+        key = {"hardware": hardware, "config": config_name}.get(group_by) or now.astimezone(
+            tz
+        ).date().isoformat()
+        if start <= now < end:
+            totals[key] = totals.get(key, Decimal(0)) + accrued
+    return [{"key": key, "usd": value} for key, value in totals.items()]
