@@ -19,6 +19,7 @@ from simpletuner_cloud.api.security import SandboxGate, require_management_acces
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.services.cost_guard import enforce_cost_limit
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_runner import JobRunner
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
@@ -84,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.provider_runtime = ProviderRuntime()
     runner = JobRunner(settings, database, lambda: app.state.provider_runtime, bus)
     worker.register("jobs", runner.run_pass)
+    worker.register(
+        "cost_limit",
+        lambda: enforce_cost_limit(settings, database, lambda: app.state.provider_runtime, bus),
+    )
     receiver = WebhookReceiver(
         settings, database, lambda: app.state.provider_runtime, bus, worker.wake, runner.catalogue
     )
