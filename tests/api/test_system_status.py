@@ -171,7 +171,7 @@ def test_sandbox_mode_providers_validate_and_token(http: httpx.Client) -> None:
     assert saved["note"].startswith("Sandbox mode uses the sandbox token")
     http.delete("/api/cloud/providers/replicate/token")
     real_looking = http.put("/api/cloud/providers/replicate/token", json={"api_token": "r8_" + "a" * 37})
-    assert real_looking.status_code == 401
+    assert real_looking.status_code == 422  # Replicate refusing a token is not a failed login (401)
     assert real_looking.json() == {
         "error": {
             "code": "token_invalid",
