@@ -56,15 +56,9 @@ DEFAULT_SETTINGS = dict.fromkeys(
 )  # fmt: skip
 
 
-def build_app(home: Path, sandbox_url: str, sandbox_token: str) -> FastAPI:
-    settings = load_settings(
-        home=home,
-        replicate_base_url=sandbox_url,
-        status_page_url=f"{sandbox_url}/status",
-        worker_interval=1.0,
-    )
+def build_app(home: Path) -> FastAPI:
+    settings = load_settings(home=home, worker_interval=1.0)
     app = create_app(settings)
-    app.state.provider_runtime.environ = {"REPLICATE_API_TOKEN": sandbox_token}
     ensure_admin_token(settings)
     install_example(settings)  # so the configs list has an entry for the links to follow
     return app
@@ -72,20 +66,23 @@ def build_app(home: Path, sandbox_url: str, sandbox_token: str) -> FastAPI:
 
 # Built when the module is collected: schemathesis reads the operations to parametrize from it then
 # (its fixture-based loader does not work with this pytest). The app's lifespan starts with the first
-# call; the sandbox is served for the module by `_serve_the_sandbox`.
+# call; `_serve_the_sandbox` points its provider at a sandbox for the module's tests.
 HOME = Path(tempfile.mkdtemp(prefix="schemathesis-home-"))
-SANDBOX_PORT = free_port()
-SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
-SANDBOX = create_sandbox_app(
-    SandboxConfig(public_base_url=SANDBOX_URL, data_dir=HOME / "sandbox", status_page_timeout_seconds=1.0)
-)
-APP = build_app(HOME, SANDBOX_URL, SANDBOX.state.sandbox.config.token)
+APP = build_app(HOME)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path=ENDLESS_STREAMS)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _serve_the_sandbox() -> Iterator[None]:
-    with live_server(SANDBOX, port=SANDBOX_PORT):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sandbox = create_sandbox_app(
+        SandboxConfig(public_base_url=url, data_dir=HOME / "sandbox", status_page_timeout_seconds=1.0)
+    )
+    APP.state.settings.replicate_base_url = url
+    APP.state.settings.status_page_url = f"{url}/status"
+    APP.state.provider_runtime.environ = {"REPLICATE_API_TOKEN": sandbox.state.sandbox.config.token}
+    with live_server(sandbox, port=port):
         yield
         schemathesis.python.asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's loop
     shutil.rmtree(HOME, ignore_errors=True)
