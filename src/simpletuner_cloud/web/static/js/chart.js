@@ -2,7 +2,7 @@
 // left axis and learning rate on the right. It is drawn at the width of its box (and again when
 // that changes), so text stays readable from 390 px up; points are added as progress arrives.
 import { h, svg } from "./dom.js";
-import { count, number } from "./format.js";
+import { count, money, number } from "./format.js";
 
 const HEIGHT = 240;
 const MARGIN = { top: 28, right: 64, bottom: 36, left: 56 };
@@ -125,6 +125,68 @@ export class LossChart {
         .join(" ");
       chart.append(svg("polyline", { class: `line ${series.className}`, points: line, fill: "none" }));
     });
+    this.canvas.replaceChildren(chart);
+  }
+}
+
+/** Spend per day: one bar per day of the period (days without spend are drawn empty), amounts
+ * as decimal strings; heights are the only place they become floating point. */
+export class SpendChart {
+  constructor({ id = "spend-chart" } = {}) {
+    this.id = id;
+    this.items = [];
+    this.figure = h("figure", { class: "chart", id });
+    this.canvas = h("div", { class: "chart-canvas" });
+    this.summary = h("figcaption", { class: "hint", id: `${id}-summary` });
+    this.figure.append(this.canvas, this.summary);
+    this.observer = new ResizeObserver(() => this.draw());
+    this.observer.observe(this.canvas);
+  }
+
+  destroy() {
+    this.observer.disconnect();
+  }
+
+  /** `items`: [{key: "2026-12-01", label: "Dec 1", usd: "0.0123", text: "$0.0123"}]. */
+  set(items, summary) {
+    this.items = items;
+    this.summary.textContent = summary;
+    this.draw();
+  }
+
+  draw() {
+    const width = Math.max(280, Math.floor(this.canvas.clientWidth || 640));
+    const height = 200;
+    const m = { top: 12, right: 12, bottom: 30, left: 64 };
+    const values = this.items.map((i) => Number(i.usd) || 0);
+    const max = Math.max(...values, 0) || 1;
+    const plotW = width - m.left - m.right;
+    const plotH = height - m.top - m.bottom;
+    const step = plotW / Math.max(this.items.length, 1);
+    const titleId = `${this.id}-title`;
+    const chart = svg("svg", { width: String(width), height: String(height), viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": titleId, "aria-describedby": this.summary.id });
+    chart.append(svg("title", { id: titleId }, "Spend per day"));
+    for (const tick of [0, 0.5, 1]) {
+      const y = m.top + plotH - tick * plotH;
+      chart.append(
+        svg("line", { class: "grid", x1: m.left, x2: width - m.right, y1: y, y2: y }),
+        svg("text", { class: "axis", x: m.left - 6, y: y + 4, "text-anchor": "end" }, money((max * tick).toFixed(6))),
+      );
+    }
+    const every = Math.ceil(this.items.length / Math.max(1, Math.floor(plotW / 48)));
+    this.items.forEach((item, i) => {
+      const value = values[i];
+      const barH = (value / max) * plotH;
+      const barW = Math.min(48, Math.max(1, step * 0.7));
+      const x = m.left + i * step + (step - barW) / 2;
+      chart.append(
+        svg("rect", { class: "bar", x: x.toFixed(1), y: (m.top + plotH - barH).toFixed(1), width: barW.toFixed(1), height: barH.toFixed(1) }, svg("title", {}, `${item.label}: ${item.text}`)),
+      );
+      if (i % every === 0) {
+        chart.append(svg("text", { class: "axis", x: (x + barW / 2).toFixed(1), y: height - 10, "text-anchor": "middle" }, item.label));
+      }
+    });
+    this.figure.dataset.bars = String(this.items.length);
     this.canvas.replaceChildren(chart);
   }
 }

@@ -69,18 +69,23 @@ export function card(title, props, ...children) {
   );
 }
 
-/** A labelled control: the label wraps the text, the control and an optional hint. */
+function hintFor(control, hint) {
+  if (!hint) return null;
+  const node = h("span", { class: "hint", id: uid("hint") }, hint);
+  control.setAttribute("aria-describedby", node.id);
+  return node;
+}
+
+/** A labelled control: `<label for>` names it (only the label's words), the hint describes it. */
 export function field(text, control, hint) {
-  const hintNode = hint ? h("span", { class: "hint", id: uid("hint") }, hint) : null;
-  if (hintNode) control.setAttribute("aria-describedby", hintNode.id);
-  return h("label", { class: "field" }, h("span", { class: "label" }, text), control, hintNode);
+  if (!control.id) control.id = uid("field");
+  return h("div", { class: "field" }, h("label", { class: "label", for: control.id }, text), control, hintFor(control, hint));
 }
 
 export function checkbox(text, props, hint) {
   const box = h("input", { type: "checkbox", ...props });
-  const hintNode = hint ? h("span", { class: "hint", id: uid("hint") }, hint) : null;
-  if (hintNode) box.setAttribute("aria-describedby", hintNode.id);
-  return h("label", { class: "check" }, box, h("span", {}, text, hintNode ? [" ", hintNode] : null));
+  if (!box.id) box.id = uid("check");
+  return h("div", { class: "check" }, box, h("span", {}, h("label", { for: box.id }, text), hint ? " " : null, hintFor(box, hint)));
 }
 
 /** Radio buttons in a fieldset; `quiet` hides the legend visually when a heading already says it. */
@@ -89,14 +94,10 @@ export function radios(name, legend, options, selected, { quiet = false } = {}) 
     "fieldset",
     { class: quiet ? "radios quiet" : "radios" },
     h("legend", { class: quiet ? "visually-hidden" : null }, legend),
-    options.map((o) =>
-      h(
-        "label",
-        { class: "check" },
-        h("input", { type: "radio", name, value: o.value, checked: o.value === selected, id: o.id }),
-        h("span", {}, o.label, o.hint ? [" ", h("span", { class: "hint" }, o.hint)] : null),
-      ),
-    ),
+    options.map((o) => {
+      const input = h("input", { type: "radio", name, value: o.value, checked: o.value === selected, id: o.id || uid("radio") });
+      return h("div", { class: "check" }, input, h("span", {}, h("label", { for: input.id }, o.label), o.hint ? " " : null, hintFor(input, o.hint)));
+    }),
   );
 }
 

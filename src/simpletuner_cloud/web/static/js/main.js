@@ -9,6 +9,7 @@ import jobsView from "./views/jobs.js";
 import loginView from "./views/login.js";
 import overviewView from "./views/overview.js";
 import settingsView from "./views/settings.js";
+import spendView from "./views/spend.js";
 import submitView from "./views/submit.js";
 import webhooksView from "./views/webhooks.js";
 
@@ -17,6 +18,7 @@ const ROUTES = [
   { pattern: "jobs", name: "jobs", nav: "jobs", view: jobsView },
   { pattern: "jobs/:id", name: "job", nav: "jobs", view: jobView },
   { pattern: "submit", name: "submit", nav: "submit", view: submitView },
+  { pattern: "spend", name: "spend", nav: "spend", view: spendView },
   { pattern: "settings", name: "settings", nav: "settings", view: settingsView },
   { pattern: "webhooks", name: "webhooks", nav: "webhooks", view: webhooksView },
   { pattern: "login", name: "login", nav: null, view: loginView },

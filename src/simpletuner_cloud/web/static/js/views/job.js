@@ -67,6 +67,7 @@ export default {
     const path = `api/cloud/jobs/${encodeURIComponent(id)}`;
     let job = null;
     let snapshotLoaded = false;
+    let deleted = false; // after Delete, late events for the job must not bring its page back
     const pendingLogs = [];
 
     const status = h("span", { id: "job-status", "aria-live": "polite" });
@@ -96,7 +97,7 @@ export default {
       problems,
       h(
         "div",
-        { class: "cards" },
+        { class: "cards three" },
         card("Progress", { id: "progress-card" }, progressBox),
         card("Cost", { id: "cost-card" }, costBox),
         card("Details", { id: "details-card" }, detailBox),
@@ -143,8 +144,9 @@ export default {
     }
 
     async function loadJob() {
+      if (deleted) return null;
       const result = await get(path);
-      if (!ctx.current()) return null;
+      if (!ctx.current() || deleted) return null;
       if (!result.ok) {
         clear(root, h("h2", { tabindex: "-1" }, `Job ${id}`), h("div", { id: "job-missing" }));
         sayError(root.querySelector("#job-missing"), result);
@@ -170,6 +172,7 @@ export default {
     const refreshCost = throttle(() => ctx.current() && loadJob(), 2000);
 
     function onEvent(type, data) {
+      if (deleted) return;
       if (!job) return type === "log" ? pendingLogs.push(data) : refreshJob();
       if (type === "log") {
         if (!snapshotLoaded) pendingLogs.push(data);
@@ -221,6 +224,7 @@ export default {
       if (!ok) return;
       const result = await api("DELETE", path);
       if (!result.ok) return sayError(actionResult, result);
+      deleted = true;
       clear(
         root,
         h("h2", { tabindex: "-1" }, "Job deleted"),

@@ -53,11 +53,12 @@ export async function validateToken(target) {
   );
 }
 
+/** The limit's gauge, from `cost-limit/status` (decimal strings; reservations of jobs not finished count). */
 function limitGauge(limit) {
   if (!limit.enabled) {
     return h("p", { id: "billing-limit" }, "Cost limit: off. ", h("a", { href: "#/settings" }, "Set one in Settings"), ".");
   }
-  const share = fraction(limit.spent, limit.amount) ?? 0;
+  const share = fraction(limit.committed_total_usd, limit.limit_usd) ?? 0;
   const meter = h("meter", {
     id: "limit-gauge",
     min: "0",
@@ -76,17 +77,17 @@ function limitGauge(limit) {
     h(
       "p",
       { id: "billing-limit", class: limit.state === "ok" ? null : limit.state === "warn" ? "warn" : "bad" },
-      `Cost limit: ${money(limit.spent)} of ${dollars(limit.amount)} ${limit.period} (${Math.round(share * 100)}%), `,
-      `${limit.action === "block" ? "Block" : "Warn"}: ${words[limit.state] || limit.state}. `,
-      `${money(limit.remaining)} left until ${dateTime(limit.resets_at)}.`,
+      `Cost limit: ${money(limit.committed_total_usd)} of ${dollars(limit.limit_usd)} ${limit.period} (${Math.round(share * 100)}%), `,
+      `${limit.action === "block" ? "Block" : "Warn"}: ${words[limit.state] || limit.state}. Resets ${dateTime(limit.resets_at)}.`,
     ),
   );
 }
 
 export async function loadSpend(target) {
-  const result = await get(`${BASE}/billing`);
-  if (!result.ok) return sayError(target, result);
-  const b = result.body;
+  const [billing, limit] = await Promise.all([get(`${BASE}/billing`), get("api/cloud/cost-limit/status")]);
+  const failed = [billing, limit].find((r) => !r.ok);
+  if (failed) return sayError(target, failed);
+  const b = billing.body;
   clear(
     target,
     h(
@@ -94,7 +95,8 @@ export async function loadSpend(target) {
       { id: "billing-spend" },
       `Spent by this tool: today ${money(b.spend.day)}, this week ${money(b.spend.week)}, this month ${money(b.spend.month)}.`,
     ),
-    limitGauge(b.cost_limit),
+    limitGauge(limit.body),
+    h("p", {}, h("a", { href: "#/spend" }, "Spend by day, hardware and environment")),
     h(
       "p",
       { id: "billing-balance", class: "hint" },
@@ -157,7 +159,7 @@ export default {
       h("h2", { tabindex: "-1" }, "Overview"),
       h(
         "div",
-        { class: "cards" },
+        { class: "cards three" },
         card("Replicate", { id: "provider-card" }, provider, h("div", { class: "actions" }, validate, h("a", { href: "#/settings" }, "Token and settings")), result),
         card("Spend", { id: "spend-card" }, spend),
         card("Replicate status", { id: "status-card" }, status),

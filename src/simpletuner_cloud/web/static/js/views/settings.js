@@ -108,7 +108,7 @@ export default {
           { id: "cost-settings" },
           f.enabled,
           field("Amount (USD)", f.amount, "More than 0, at most 1,000,000."),
-          field("Period (UTC)", f.period),
+          field("Period", f.period, "Periods follow the cost limit's calendar (see Spend)."),
           f.action,
         ),
         card(
@@ -220,7 +220,7 @@ export default {
         f.version.append(new Option(`${v.id.slice(0, 12)}… (${(v.created_at || "").slice(0, 10)})`, v.id));
       }
       f.version.value = saved.version ?? "";
-      if (versions.body.warning) f.version.closest("label").append(h("span", { class: "message warn" }, versions.body.warning));
+      if (versions.body.warning) f.version.closest(".field").append(h("span", { class: "message warn" }, versions.body.warning));
     }
 
     tokenForm.addEventListener("submit", async (event) => {

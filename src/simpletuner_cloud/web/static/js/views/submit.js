@@ -3,7 +3,7 @@
 // and submit; the job page then shows packaging and upload live.
 import { api, get } from "../api.js";
 import { card, checkbox, clear, errorOf, field, h, radios, say, sayError, select } from "../dom.js";
-import { perHour } from "../format.js";
+import { count, duration, money, perHour } from "../format.js";
 import { setFlash } from "../flash.js";
 import { jobHref } from "./job_parts.js";
 import { previewNode } from "./preview.js";
@@ -58,6 +58,7 @@ export default {
       { quiet: true },
     );
     const steps = h("input", { type: "number", id: "submit-steps", name: "max_train_steps", min: "1", step: "1", inputmode: "numeric" });
+    const estimate = h("div", { id: "submit-estimate", class: "estimate", "aria-live": "polite" });
     const preview = h("div", { id: "preview", "aria-live": "polite" }, h("p", { class: "hint" }, "Choose an environment to see what would be uploaded."));
     const merge = checkbox("Merge several local datasets into one set", { id: "submit-merge" }, "Per-set repeats, size filters, crops and caption strategies are lost: every image is captioned by its file name and centre-cropped square.");
     const rename = checkbox("Name images after their captions", { id: "submit-rename" }, "For textfile captions: the trainer reads each name as its caption; the files on disk keep their names.");
@@ -83,7 +84,7 @@ export default {
       "form",
       { id: "submit-form", novalidate: true },
       card("Training environment", { id: "env-card" }, field("Environment", config, `From ${configs.body.configs_dir}`), field("Or a path to a folder or config.json", path), configProblems),
-      card("Hardware", { id: "hardware-card" }, hardwareChoice, field("Training steps (empty: the config's max_train_steps)", steps)),
+      card("Hardware and cost", { id: "hardware-card" }, hardwareChoice, field("Training steps (empty: the config's max_train_steps)", steps), estimate),
       card("Dataset", { id: "dataset-card", class: "card wide" }, preview, h("div", { class: "agreements", id: "agreements" }, merge, rename, consent, consentNote)),
       card("Delivery", { id: "delivery-card" }, delivery, hubField),
       h("div", { class: "actions submit-actions" }, button),
@@ -111,6 +112,51 @@ export default {
       } else consentNote.textContent = "";
     }
 
+    let estimateRun = 0;
+    async function runEstimate() {
+      const name = chosen();
+      const mine = ++estimateRun;
+      if (!name) return clear(estimate);
+      const body = {
+        config: name,
+        hardware: choice("hardware"),
+        merge_local_datasets: box(merge).checked,
+        rename_to_captions: box(rename).checked,
+      };
+      if (steps.value) body.max_train_steps = Number(steps.value);
+      const answer = await api("POST", "api/cloud/cost-estimate", body);
+      if (mine !== estimateRun || !ctx.current()) return;
+      if (!answer.ok) {
+        clear(estimate, h("p", { class: "hint", id: "estimate-missing" }, `No cost estimate: ${errorOf(answer).message}`));
+        return;
+      }
+      const e = answer.body;
+      const gpu = hardware.body.hardware.find((hw) => hw.id === e.hardware);
+      clear(
+        estimate,
+        h("p", { id: "estimate-cost" }, h("strong", {}, `Estimated cost: ${money(e.cost_usd.low)} – ${money(e.cost_usd.high)}`)),
+        h(
+          "p",
+          { class: "hint", id: "estimate-time" },
+          `${duration(e.duration_seconds.low)} – ${duration(e.duration_seconds.high)} for ${count(e.steps)} steps on ${gpu ? gpu.name : e.hardware} at ${perHour(e.usd_per_hour)}.`,
+        ),
+        h(
+          "p",
+          { class: "hint", id: "estimate-basis" },
+          `Basis: ${e.basis.description}`,
+          e.basis.source === "table" ? " The estimate learns from this installation's finished runs." : "",
+        ),
+      );
+    }
+    const estimateSoon = (() => {
+      let timer = null;
+      ctx.onCleanup(() => clearTimeout(timer));
+      return () => {
+        clearTimeout(timer);
+        timer = setTimeout(runEstimate, 300);
+      };
+    })();
+
     let previewRun = 0;
     async function runPreview() {
       const name = chosen();
@@ -120,9 +166,11 @@ export default {
       if (!name) {
         clear(preview, h("p", { class: "hint" }, "Choose an environment to see what would be uploaded."));
         showConsent(false);
+        runEstimate();
         return;
       }
       say(preview, "muted", `Reading ${name}…`);
+      estimateSoon();
       const answer = await api("POST", "api/cloud/data-consent/preview", {
         config: name,
         merge_local_datasets: box(merge).checked,
@@ -171,6 +219,8 @@ export default {
     box(merge).addEventListener("change", runPreview);
     box(rename).addEventListener("change", runPreview);
     for (const input of delivery.querySelectorAll("input")) input.addEventListener("change", showHub);
+    for (const input of hardwareChoice.querySelectorAll("input")) input.addEventListener("change", estimateSoon);
+    steps.addEventListener("input", estimateSoon);
     form.addEventListener("input", () => {
       key = newKey(); // another form is another job; the same form sent twice is one job
     });
