@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,8 +20,11 @@ POLL = 0.25
 
 @contextlib.asynccontextmanager
 async def upload_lock(
-    database: Database, sha256: str, holder: str, lease_seconds: float
+    database: Database, sha256: str, owner: str, lease_seconds: float
 ) -> AsyncIterator[None]:
+    """Held by one caller at a time, two callers in the same process included (each acquisition gets
+    its own token under `owner`'s name)."""
+    holder = f"{owner[:48]}-{secrets.token_hex(6)}"
     while True:  # another server holds it: its upload finishes (or its lease runs out) soon
         if await _take(database, sha256, holder, lease_seconds):
             break
