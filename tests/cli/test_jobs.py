@@ -200,7 +200,7 @@ def test_the_cost_limit_warning_is_printed(server: Server) -> None:
         e["message"] for e in server.http.get(f"/api/cloud/jobs/{job_id}").json()["timeline"]
         if e["kind"] == "cost_limit_warning"
     )  # fmt: skip
-    assert spent.startswith("This daily period's spend ($0.0") and spent.endswith("(Warn: submitted anyway.)")
+    assert spent.startswith("Over the cost limit: spent $0.0") and spent.endswith("(Warn: submitted anyway).")
     assert lines(result.stdout) == [
         f"Submitted: job {job_id} (created), l40s, flux-lora-example",
         DELIVERY_WARNING,
