@@ -63,6 +63,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "delivery_not_found": 404,
     "delivery_not_replayable": 409,
     "public_url_missing": 422,
+    # Results delivery: publishing settings, delivery plans, the ledger and artifacts
+    "s3_not_configured": 422,
+    "s3_keys_missing": 422,
+    "hf_token_invalid": 422,
+    "hub_repo_missing": 404,
+    "delivery_needs_validation": 422,
+    "job_delivery_not_found": 404,
+    "delivery_not_retryable": 409,
+    "artifact_not_found": 404,
+    "artifact_unavailable": 502,
 }
 
 

@@ -16,6 +16,7 @@ from simpletuner_cloud.sandbox import (
     control,
     delivery,
     files,
+    hub,
     predictions,
     status_page,
     trainings,
@@ -53,6 +54,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=authenticated)
     app.include_router(files.download_router)
     app.include_router(delivery.router)
+    app.include_router(hub.router)  # its own HF token check (HF_ENDPOINT=<sandbox>/hub)
     app.include_router(status_page.router)
     app.include_router(control.router)
     app.add_exception_handler(Problem, handle_problem)

@@ -1,0 +1,170 @@
+"""The Hugging Face Hub through `huggingface_hub`, at the endpoint the publishing settings name
+(`HF_ENDPOINT`; the sandbox's Hub routes in sandbox mode): check a token (whoami), read a model repo's
+files back (sizes and LFS sha256) and stream one file for a download. Blocking: run in a thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel
+
+from simpletuner_cloud.errors import CloudError
+
+CheckStatus = Literal["valid", "invalid", "unreachable", "missing"]
+TIMEOUT = 15.0
+
+
+class HubCheckView(BaseModel):
+    status: CheckStatus
+    ok: bool
+    user: str | None
+    can_write: bool | None
+    endpoint: str
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path: str
+    size: int
+    sha256: str | None  # LFS files only; small files are plain git blobs
+    blob_id: str
+
+
+class HubUnavailable(Exception):
+    """The Hub did not answer (network, DNS, 5xx): retry later."""
+
+
+def _api(endpoint: str, token: str | None) -> object:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint, token=token or False)
+
+
+def check_token(endpoint: str, token: str | None) -> HubCheckView:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def view(status: CheckStatus, message: str, hint: str = "", **known: object) -> HubCheckView:
+        return HubCheckView(
+            status=status,
+            ok=status == "valid",
+            user=known.get("user"),  # type: ignore[arg-type]
+            can_write=known.get("can_write"),  # type: ignore[arg-type]
+            endpoint=endpoint,
+            message=message,
+            hint=hint,
+        )
+
+    if not token:
+        return view(
+            "missing",
+            "No Hugging Face token: HF_TOKEN is not set and none is saved.",
+            'Export it (export HF_TOKEN="hf_...") and restart the server, or save one in Publishing.',
+        )
+    try:
+        info = _api(endpoint, token).whoami(token=token)  # type: ignore[attr-defined]
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status == 401:
+            return view(
+                "invalid",
+                "Hugging Face refused the token (401 Invalid user token).",
+                "Create a token with write access at https://huggingface.co/settings/tokens.",
+            )
+        return view(
+            "unreachable",
+            f"Hugging Face answered HTTP {status}; the token could not be checked.",
+            "Try again later; the token is kept and used by the next jobs.",
+        )
+    except Exception as exc:  # connection refused, DNS, TLS, offline mode: all mean "not reachable now"
+        return view(
+            "unreachable",
+            f"Hugging Face could not be reached at {endpoint} ({type(exc).__name__}); the token was not "
+            "checked.",
+            "This machine seems offline or behind a proxy. The token is kept; it is checked again when "
+            "the Hub is reachable, and the trainer (on Replicate) reaches the Hub on its own.",
+        )
+    role = str(((info.get("auth") or {}).get("accessToken") or {}).get("role") or "")
+    # Fine-grained tokens carry per-repo rights: whether this one may push depends on the repo.
+    can_write: bool | None = None
+    if role in ("write", "admin"):
+        can_write = True
+    elif role and role != "fineGrained":
+        can_write = False
+    user = str(info.get("name") or "") or None
+    if can_write is False:
+        return view(
+            "valid",
+            f"The token belongs to {user}, but it is a {role} token: the trainer cannot push with it.",
+            "Create a token with write access at https://huggingface.co/settings/tokens.",
+            user=user,
+            can_write=False,
+        )
+    return view("valid", f"The token belongs to {user}.", user=user, can_write=can_write)
+
+
+def repo_files(endpoint: str, token: str | None, repo_id: str) -> list[HubFile]:
+    """Every file of the model repo's `main` branch. Raises `CloudError` (`hub_repo_missing`,
+    `hf_token_invalid`) for what retrying cannot fix and `HubUnavailable` for what it may."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        entries = list(_api(endpoint, token).list_repo_tree(repo_id, recursive=True))  # type: ignore[attr-defined]
+    except RepositoryNotFoundError as exc:
+        raise CloudError(
+            f"The Hub has no model repo {repo_id} that this token can read.",
+            code="hub_repo_missing",
+            hint="Check hub_model_id, and that this token may read the repo (a private repo needs "
+            "its owner's token).",
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise CloudError(
+                f"Hugging Face refused the token while reading {repo_id} (HTTP {status}).",
+                code="hf_token_invalid",
+                hint="Save a valid token in Publishing (or fix HF_TOKEN).",
+            ) from exc
+        raise HubUnavailable(f"HTTP {status}") from exc
+    except Exception as exc:
+        raise HubUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    files = []
+    for entry in entries:
+        if getattr(entry, "size", None) is None or not hasattr(entry, "blob_id"):
+            continue  # a folder
+        lfs = getattr(entry, "lfs", None)
+        files.append(
+            HubFile(
+                path=str(entry.path),
+                size=int(entry.size),
+                sha256=str(lfs.sha256) if lfs is not None else None,
+                blob_id=str(entry.blob_id),
+            )
+        )
+    return files
+
+
+def web_url(endpoint: str, repo_id: str, path: str | None = None) -> str:
+    base = f"{endpoint.rstrip('/')}/{repo_id}"
+    return f"{base}/blob/main/{path}" if path else base
+
+
+def stream_file(endpoint: str, token: str | None, repo_id: str, path: str) -> Iterator[bytes]:
+    """The file's bytes from `<endpoint>/<repo>/resolve/main/<path>` (redirects followed)."""
+    url = f"{endpoint.rstrip('/')}/{repo_id}/resolve/main/{path}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with (
+        httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
+        if response.status_code >= 400:
+            raise CloudError(
+                f"The Hub answered HTTP {response.status_code} for {path} in {repo_id}.",
+                code="artifact_unavailable",
+                hint="The file may have been removed from the repo, or the token cannot read it.",
+            )
+        yield from response.iter_bytes(1024 * 1024)
