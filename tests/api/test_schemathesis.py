@@ -12,6 +12,7 @@ Excluded: `GET /api/cloud/events`, the live job event stream, which by design ne
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ def build_app(home: Path) -> FastAPI:
 # (its fixture-based loader does not work with this pytest). The app's lifespan starts with the first
 # call; `_serve_the_sandbox` points its provider at a sandbox for the module's tests.
 HOME = Path(tempfile.mkdtemp(prefix="schemathesis-home-"))
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)  # also when the module is collected, not run
 APP = build_app(HOME)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path=ENDLESS_STREAMS)
 
