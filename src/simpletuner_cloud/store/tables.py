@@ -270,3 +270,59 @@ class WebhookDeliveryRow(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     replayed_at: Mapped[datetime | None]
+
+
+def new_delivery_id() -> str:
+    return mint_id("dlv")
+
+
+class DeliveryRow(Base):
+    """Where one job's trained model goes (hub, s3 or local) and how far it got, apart from the job's
+    training status: pending, receiving, delivered, verified, failed (with a reason, retried while that
+    can help) or expired. Added by revision 0005; the delivery task leases rows like the job runner."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "destination"),
+        Index("ix_deliveries_next_check_at", "next_check_at"),
+        Index("ix_deliveries_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_delivery_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)  # repo id, bucket and prefix, or folder
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    hint: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime | None]  # NULL: nothing left to do
+    lock_token: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime | None]  # the first file arrived
+    delivered_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+
+
+class DeliveryArtifactRow(Base):
+    """One file a delivery holds: its name inside the job's folder (local), prefix (S3) or repo (Hub),
+    size, sha256 where known, and where it is."""
+
+    __tablename__ = "delivery_artifacts"
+    __table_args__ = (UniqueConstraint("delivery_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    kind: Mapped[str] = mapped_column(String(24))
+    step: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(80))
+    location: Mapped[str] = mapped_column(Text)  # a local path, an S3 URL or a Hub URL
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None]

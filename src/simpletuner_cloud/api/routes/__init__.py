@@ -16,6 +16,7 @@ from simpletuner_cloud.api.routes import (
     login,
     providers,
     publishing,
+    storage,
     system_status,
     webhooks,
 )
@@ -35,4 +36,4 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     publishing.router,
 ]
 
-PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router, webhooks.receiver_router]
+PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router, webhooks.receiver_router, storage.router]

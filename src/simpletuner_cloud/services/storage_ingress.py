@@ -1,0 +1,434 @@
+"""The storage ingress's use case: who is calling (SigV4 with a job's own key, checked by botocore's
+signer), whether that job may do this (its own prefix only, until a grace period after it ends), and
+then the S3 operation on the object store. Each object written is recorded as an artifact of the job's
+local delivery, which moves to `receiving` with the first one. Errors are S3's (storage/errors.py)."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+import anyio
+
+from simpletuner_cloud.domain.artifacts import classify
+from simpletuner_cloud.domain.jobs import is_terminal
+from simpletuner_cloud.security.secrets import SecretStore
+from simpletuner_cloud.services.provider_settings import load_replicate_settings
+from simpletuner_cloud.services.publishing import load_publishing
+from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.storage import keys, xml
+from simpletuner_cloud.storage.bodies import Body, receive_body
+from simpletuner_cloud.storage.errors import S3Error
+from simpletuner_cloud.storage.multipart import MultipartUploads, Upload
+from simpletuner_cloud.storage.objects import ListedFile, ObjectStore, StoredObject
+from simpletuner_cloud.storage.sigv4 import (
+    Authorization,
+    check_request_time,
+    parse_authorization,
+    signature_matches,
+)
+from simpletuner_cloud.store import deliveries as ledger
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.notify import announce
+
+log = logging.getLogger(__name__)
+PREFIX = "/api/cloud/storage"
+LOCAL_BUCKET = "cloud-outputs"
+KEY_GRACE_MINUTES = 30
+KEY_GRACE = timedelta(minutes=KEY_GRACE_MINUTES)  # a job's key keeps working this long after the job ends
+MAX_LIST_KEYS = 1000
+
+
+@dataclass
+class IngressRequest:
+    method: str
+    raw_path: str  # still percent-encoded, as the client signed it
+    raw_query: str
+    headers: list[tuple[str, str]]
+    peer: str | None
+    body: AsyncIterator[bytes]
+
+
+@dataclass
+class IngressAnswer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    file: Path | None = None  # served with Range support by the route
+
+
+@dataclass(frozen=True)
+class Caller:
+    job_id: str
+    delivery_id: str
+    max_object_bytes: int
+
+
+def header(request: IngressRequest, name: str) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+class StorageIngress:
+    def __init__(
+        self, settings: Settings, database: Database, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.store = ObjectStore(settings.outputs_dir)
+        self.uploads = MultipartUploads(self.store)
+
+    async def handle(self, request: IngressRequest) -> IngressAnswer:
+        path = request.raw_path.removeprefix(PREFIX)
+        try:
+            bucket, _, raw_key = path.lstrip("/").partition("/")
+            bucket, key = unquote(bucket), unquote(raw_key)
+            query = parse_qs(request.raw_query, keep_blank_values=True)
+            caller = await self._authenticate(request)
+            return await self._dispatch(request, caller, bucket, key, query)
+        except S3Error as exc:
+            if not exc.resource:
+                exc.resource = unquote(path)
+            # The body may be unread (a refusal before it, or midway): close, so its bytes are never
+            # taken for the next request on this connection.
+            headers = {"Content-Type": "application/xml", "Connection": "close"}
+            return IngressAnswer(exc.status, headers, exc.to_xml())
+
+    # Who is calling ---------------------------------------------------------------------------------
+    async def _authenticate(self, request: IngressRequest) -> Caller:
+        if "X-Amz-Signature" in request.raw_query or "X-Amz-Credential" in request.raw_query:
+            raise S3Error(
+                "AccessDenied", "Presigned URLs are not accepted here; sign with the Authorization header."
+            )
+        authorization = parse_authorization(
+            header(request, "authorization"),
+            header(request, "x-amz-date"),
+            header(request, "x-amz-content-sha256"),
+        )
+        check_request_time(authorization, self.clock())
+        job_id = keys.job_of(authorization.access_key)
+        secret = (
+            keys.secret_key_for(SecretStore.of(self.settings), authorization.access_key) if job_id else None
+        )
+        unknown = S3Error("InvalidAccessKeyId", "The access key does not exist in our records.")
+        if job_id is None or secret is None:
+            raise unknown
+        async with self.database.session() as session:
+            job = await repo.get_job(session, job_id)
+            delivery = await ledger.delivery_of(session, job_id, "local") if job else None
+            replicate = await load_replicate_settings(session, self.settings)
+            publishing = await load_publishing(session, self.settings)
+        if job is None or delivery is None:
+            raise unknown
+        if not await self._signature_ok(request, authorization, secret, replicate.trusted_proxies):
+            raise S3Error(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        if is_terminal(job.status):
+            ended = job.completed_at or job.updated_at
+            if self.clock() > ended + KEY_GRACE:
+                raise S3Error(
+                    "AccessDenied",
+                    f"This job's storage key expired {KEY_GRACE_MINUTES} minutes after the job ended.",
+                )
+        return Caller(job_id, delivery.id, publishing.settings.local.max_object_bytes)
+
+    async def _signature_ok(
+        self, request: IngressRequest, authorization: Authorization, secret: str, trusted: list[str]
+    ) -> bool:
+        """Against the Host the client sent; behind a trusted proxy that rewrote it, also against the
+        forwarded host (and port) it names."""
+        hosts = [header(request, "host") or ""]
+        forwarded = header(request, "x-forwarded-host")
+        if forwarded and _is_trusted(request.peer, trusted):
+            host = forwarded.split(",")[0].strip()
+            port = (header(request, "x-forwarded-port") or "").split(",")[0].strip()
+            if port and ":" not in host.rsplit("]", 1)[-1] and port not in ("80", "443"):
+                host = f"{host}:{port}"
+            hosts.append(host)
+        for host in dict.fromkeys(hosts):
+            headers = [(k, host if k.lower() == "host" else v) for k, v in request.headers]
+            if signature_matches(
+                authorization,
+                secret,
+                method=request.method,
+                url=f"http://{host}{request.raw_path}",
+                raw_query=request.raw_query,
+                headers=headers,
+            ):
+                return True
+        return False
+
+    # What it may do ---------------------------------------------------------------------------------
+    @staticmethod
+    def _own_key(caller: Caller, bucket: str, key: str) -> str:
+        """The key's name inside the job's folder; refuses other buckets and other jobs' prefixes."""
+        if bucket != LOCAL_BUCKET:
+            raise S3Error("AccessDenied", f"This key may only use the bucket {LOCAL_BUCKET!r}.")
+        if not key.startswith(f"{caller.job_id}/") or len(key) == len(caller.job_id) + 1:
+            raise S3Error("AccessDenied", f"This key may only write under {caller.job_id}/.")
+        return key[len(caller.job_id) + 1 :]
+
+    async def _dispatch(
+        self, request: IngressRequest, caller: Caller, bucket: str, key: str, query: dict[str, list[str]]
+    ) -> IngressAnswer:
+        method = request.method
+        if not key:
+            if bucket != LOCAL_BUCKET:
+                raise S3Error(
+                    "NoSuchBucket" if bucket else "AccessDenied", "Only the cloud-outputs bucket is here."
+                )
+            if method == "HEAD":
+                return IngressAnswer(200)
+            if method == "GET" and query.get("list-type") == ["2"]:
+                return await self._list(caller, query)
+            raise S3Error("NotImplemented", "Only ListObjectsV2 (list-type=2) is supported on the bucket.")
+        name = self._own_key(caller, bucket, key)
+        upload_id = _first(query, "uploadId")
+        if method == "PUT" and upload_id is None:
+            if header(request, "x-amz-copy-source"):
+                raise S3Error("NotImplemented", "CopyObject is not supported.")
+            return await self._put(request, caller, key, name)
+        if method == "PUT":
+            return await self._upload_part(request, caller, key, upload_id or "", query)
+        if method == "POST" and "uploads" in query:
+            upload = await anyio.to_thread.run_sync(
+                self.uploads.create,
+                key,
+                caller.job_id,
+                (header(request, "x-amz-checksum-algorithm") or "").lower() or None,
+            )
+            return _xml(xml.initiate_multipart(bucket, key, upload.upload_id))
+        if method == "POST" and upload_id is not None:
+            return await self._complete(request, caller, key, name, upload_id)
+        if method == "DELETE" and upload_id is not None:
+            upload = await self._own_upload(caller, key, upload_id)
+            await anyio.to_thread.run_sync(self.uploads.abort, upload)
+            return IngressAnswer(204)
+        if method == "DELETE":
+            if await anyio.to_thread.run_sync(self.store.delete, key):
+                async with self.database.session() as session:
+                    await ledger.delete_artifact(session, caller.delivery_id, name)
+                    await session.commit()
+            return IngressAnswer(204)
+        if method in ("GET", "HEAD"):
+            return await self._get(caller, key, name)
+        raise S3Error("MethodNotAllowed", f"{method} is not allowed on an object.")
+
+    # Operations -------------------------------------------------------------------------------------
+    async def _put(self, request: IngressRequest, caller: Caller, key: str, name: str) -> IngressAnswer:
+        body = await receive_body(
+            request.headers,
+            request.body,
+            self.store.begin,
+            caller.max_object_bytes,
+            header(request, "x-amz-content-sha256") or "",
+        )
+        stored = await self._commit(body, key)
+        await self._record(caller, name, stored)
+        return IngressAnswer(200, {"ETag": f'"{stored.etag}"', **body.echo_headers()})
+
+    async def _commit(self, body: Body, key: str, etag: str | None = None) -> StoredObject:
+        try:
+            return await anyio.to_thread.run_sync(self.store.commit, body.file, key, etag)
+        except S3Error:
+            body.file.discard()
+            raise
+        except OSError as exc:
+            body.file.discard()
+            raise S3Error("InternalError", f"The object could not be written: {exc.strerror}.") from exc
+
+    async def _upload_part(
+        self, request: IngressRequest, caller: Caller, key: str, upload_id: str, query: dict[str, list[str]]
+    ) -> IngressAnswer:
+        upload = await self._own_upload(caller, key, upload_id)
+        try:
+            number = int((query.get("partNumber") or [""])[0])
+        except ValueError:
+            raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000.") from None
+        body = await receive_body(
+            request.headers,
+            request.body,
+            self.store.begin,
+            caller.max_object_bytes,
+            header(request, "x-amz-content-sha256") or "",
+        )
+        part = await anyio.to_thread.run_sync(
+            self.uploads.add_part, upload, number, body.file, body.checksum_value
+        )
+        return IngressAnswer(200, {"ETag": f'"{part.etag}"', **body.echo_headers()})
+
+    async def _complete(
+        self, request: IngressRequest, caller: Caller, key: str, name: str, upload_id: str
+    ) -> IngressAnswer:
+        upload = await self._own_upload(caller, key, upload_id)
+        raw = bytearray()
+        async for piece in request.body:
+            raw += piece
+            if len(raw) > xml.MAX_COMPLETE_BODY:
+                raise S3Error("MalformedXML", "The CompleteMultipartUpload body is too large.")
+        listed = xml.parse_complete(bytes(raw))
+        parts = await anyio.to_thread.run_sync(self.uploads.parts, upload)
+        total = sum(parts[n].size for n, _ in listed if n in parts)
+        if total > caller.max_object_bytes:
+            raise S3Error(
+                "EntityTooLarge",
+                f"The object is larger than this server accepts ({caller.max_object_bytes:,} bytes).",
+            )
+        try:
+            stored = await anyio.to_thread.run_sync(self.uploads.complete, upload, listed)
+        except OSError as exc:
+            raise S3Error("InternalError", f"The object could not be written: {exc.strerror}.") from exc
+        await self._record(caller, name, stored)
+        location = f"{PREFIX}/{LOCAL_BUCKET}/{key}"
+        return _xml(xml.complete_multipart(location, LOCAL_BUCKET, key, stored.etag))
+
+    async def _own_upload(self, caller: Caller, key: str, upload_id: str) -> Upload:
+        upload = await anyio.to_thread.run_sync(self.uploads.get, upload_id)
+        if upload.owner != caller.job_id or upload.key != key:
+            raise S3Error("NoSuchUpload", "The specified upload does not exist.", resource=upload_id)
+        return upload
+
+    async def _get(self, caller: Caller, key: str, name: str) -> IngressAnswer:
+        path, info = await anyio.to_thread.run_sync(self.store.file, key)
+        async with self.database.session() as session:
+            etags = await ledger.artifact_etags(session, caller.delivery_id, [name])
+        headers = {"Last-Modified": _http_date(info.st_mtime)}
+        if name in etags:
+            headers["ETag"] = f'"{etags[name]}"'
+        return IngressAnswer(200, headers, file=path)
+
+    async def _list(self, caller: Caller, query: dict[str, list[str]]) -> IngressAnswer:
+        def one(name: str) -> str | None:
+            return _first(query, name)
+
+        prefix = one("prefix") or ""
+        own = f"{caller.job_id}/"
+        if not (prefix.startswith(own) or (own.startswith(prefix) and prefix.startswith(caller.job_id))):
+            raise S3Error("AccessDenied", f"This key may only list under {own}.")
+        delimiter = one("delimiter") or None
+        try:
+            max_keys = max(0, min(int(one("max-keys") or MAX_LIST_KEYS), MAX_LIST_KEYS))
+        except ValueError:
+            raise S3Error("InvalidArgument", "max-keys must be an integer.") from None
+        token = one("continuation-token")
+        after = _decode_token(token) if token else (one("start-after") or "")
+        files = await anyio.to_thread.run_sync(lambda: list(self.store.walk(caller.job_id)))
+        listed: list[ListedFile] = []
+        commons: list[str] = []
+        last, truncated = "", False
+        for item in files:
+            if not item.key.startswith(prefix) or item.key <= after:
+                continue
+            rest = item.key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                if commons and commons[-1] == common:
+                    continue
+                entry: object = common
+            else:
+                entry = item
+            if len(listed) + len(commons) >= max_keys:
+                truncated = True
+                break
+            if isinstance(entry, str):
+                commons.append(entry)
+                last = entry
+            else:
+                listed.append(item)
+                last = item.key
+        async with self.database.session() as session:
+            names = [item.key[len(own) :] for item in listed]
+            etags = await ledger.artifact_etags(session, caller.delivery_id, names)
+        body = xml.list_objects_v2(
+            bucket=LOCAL_BUCKET,
+            prefix=prefix,
+            delimiter=delimiter,
+            max_keys=max_keys,
+            files=listed,
+            common_prefixes=commons,
+            etags={f"{own}{name}": etag for name, etag in etags.items()},
+            truncated=truncated,
+            continuation_token=token,
+            next_token=_encode_token(last) if truncated else None,
+            start_after=one("start-after"),
+            url_encoded=one("encoding-type") == "url",
+        )
+        return _xml(body)
+
+    async def _record(self, caller: Caller, name: str, stored: StoredObject) -> None:
+        """The artifact row; the delivery moves to `receiving` with its first file."""
+        kind, step = classify(name)
+        now = self.clock()
+        async with self.database.session() as session:
+            await ledger.record_artifact(
+                session,
+                caller.delivery_id,
+                caller.job_id,
+                name,
+                kind=kind,
+                step=step,
+                size=stored.size,
+                sha256=stored.sha256,
+                etag=stored.etag,
+                location=str(stored.path),
+                received_at=now,
+            )
+            moved = await ledger.update_delivery(
+                session, caller.delivery_id, from_states=("pending",), state="receiving", received_at=now
+            )
+            if moved:
+                await repo.add_event(
+                    session,
+                    caller.job_id,
+                    "delivery",
+                    message="Files are arriving in cloud_outputs.",
+                    data={"destination": "local", "state": "receiving"},
+                )
+                await announce(session, caller.job_id)
+            await session.commit()
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _xml(body: bytes) -> IngressAnswer:
+    return IngressAnswer(200, {"Content-Type": "application/xml"}, body)
+
+
+def _is_trusted(peer: str | None, trusted: list[str]) -> bool:
+    if not peer or not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in trusted)
+
+
+def _http_date(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def _encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidArgument", "The continuation token is not valid.") from None
