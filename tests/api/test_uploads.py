@@ -198,8 +198,8 @@ async def test_unknown_upload_is_404(client: httpx.AsyncClient, path: str) -> No
         {
             "error": {
                 "code": "upload_not_found",
-                "message": "No dataset upload `dsu_nope` on this server.",
-                "hint": "Upload ids are kept in memory until the server restarts; start the upload again.",
+                "message": "No dataset upload `dsu_nope`.",
+                "hint": "Start the upload again: `simpletuner cloud data upload <env>`.",
             }
         },
     )

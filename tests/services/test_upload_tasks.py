@@ -148,3 +148,73 @@ def test_the_first_final_state_stays() -> None:
     task.succeed({"size": 1})  # a success that lands after the server gave up on the upload
     task.fail({"code": "internal_error", "message": "x", "hint": "y"})
     assert (task.state, task.error, task.result) == ("failed", STOPPING, None)
+
+
+# Mirrored to the database: another server answers for an upload and streams its progress.
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def two_servers(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    from simpletuner_cloud.store import Database
+    from tests.store.conftest import drop_schema, postgres_url, unique_schema
+
+    if request.param == "sqlite":
+        url, schema = f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}", None
+    else:
+        url, schema = postgres_url(), unique_schema()
+    first, second = Database(url, schema=schema), Database(url, schema=schema)
+    await first.migrate()
+    yield UploadTasks(first, holder="server-a"), UploadTasks(second, holder="server-b")
+    if schema is not None:
+        await drop_schema(first)
+    await first.dispose()
+    await second.dispose()
+
+
+async def test_another_server_answers_for_an_upload_and_streams_it(two_servers: Any) -> None:
+    here, there = two_servers
+    task = here.create("env", 300, 4, warnings=["merged"])
+    task.progress("uploading", 100, 300)
+    await here.flush()
+    remote = await there.find(task.id)
+    assert remote.snapshot() == task.snapshot()
+    stream = remote.events()
+    first = await anext(stream)
+    assert (first["event"], json.loads(first["data"])["bytes_done"]) == ("progress", 100)
+    task.succeed(RESULT)
+    await here.flush()
+    last = await anext(stream)
+    assert (last["event"], json.loads(last["data"])) == ("succeeded", task.snapshot())
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    with pytest.raises(CloudError):
+        await there.find("dsu_nope")
+
+
+async def test_an_upload_whose_server_went_silent_reads_as_stopped(
+    two_servers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, there = two_servers
+    task = here.create("env", 300, 4)
+    await here.flush()
+    monkeypatch.setattr(upload_tasks, "STALE_AFTER", -1.0)  # its heartbeat is already too old
+    remote = await there.find(task.id)
+    snapshot = remote.snapshot()
+    assert snapshot["state"] == "failed" and snapshot["error"]["code"] == "server_stopping"
+
+
+@pytest.mark.parametrize("same_server", [False, True])
+async def test_one_upload_per_archive_across_servers(two_servers: Any, same_server: bool) -> None:
+    here, there = two_servers
+    if same_server:  # two uploads of one server hold the lock one after the other too
+        there = here
+    order: list[str] = []
+
+    async def upload(tasks: UploadTasks, name: str) -> None:
+        async with tasks.lock("a" * 64):
+            order.append(f"{name} start")
+            await asyncio.sleep(0.3)
+            order.append(f"{name} end")
+
+    await asyncio.gather(upload(here, "a"), upload(there, "b"))
+    assert order in (["a start", "a end", "b start", "b end"], ["b start", "b end", "a start", "a end"])

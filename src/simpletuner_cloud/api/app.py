@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
-    app.state.upload_tasks = UploadTasks()
+    app.state.upload_tasks = UploadTasks(database)
     app.state.provider_runtime = ProviderRuntime()
     runner = JobRunner(settings, database, lambda: app.state.provider_runtime, bus)
     worker.register("jobs", runner.run_pass)

@@ -126,13 +126,14 @@ async def check_trainer_version(
     check_trainer_inputs(dataset_inputs(spec), version.get("openapi_schema") or {})
 
 
-def upload_events(tasks: UploadTasks, task_id: str) -> AsyncIterator[dict[str, Any]]:
-    """SSE events of one task (raises `upload_not_found` now, before the stream starts)."""
-    return tasks.get(task_id).events()
+async def upload_events(tasks: UploadTasks, task_id: str) -> AsyncIterator[dict[str, Any]]:
+    """SSE events of one task, whichever server runs it (raises `upload_not_found` now, before the
+    stream starts)."""
+    return (await tasks.find(task_id)).events()
 
 
-def get_upload_task(tasks: UploadTasks, task_id: str) -> dict[str, Any]:
-    return tasks.get(task_id).snapshot()
+async def get_upload_task(tasks: UploadTasks, task_id: str) -> dict[str, Any]:
+    return (await tasks.find(task_id)).snapshot()
 
 
 async def _package_and_upload(

@@ -205,6 +205,20 @@ class JobMetricRow(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DatasetUploadRow(Base):
+    """A dataset upload started through `/api/cloud/data/uploads`, mirrored by the server running it
+    so every server can answer for it (`snapshot` is the API's answer; `heartbeat_at` says the runner
+    is alive)."""
+
+    __tablename__ = "dataset_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    snapshot: Mapped[dict[str, Any]]
+    holder: Mapped[str] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class UploadLockRow(Base):
     """Who is uploading an archive with this sha256 right now, across every server on the database."""
 

@@ -84,10 +84,10 @@ async def start_upload(
 
 @router.get("/{task_id}", response_model=DatasetUploadResponse)
 async def get_upload(task_id: str, tasks: UploadTasksDep) -> dict[str, Any]:
-    return uploads.get_upload_task(tasks, task_id)
+    return await uploads.get_upload_task(tasks, task_id)
 
 
 @router.get("/{task_id}/events")
 async def upload_events(task_id: str, tasks: UploadTasksDep) -> EventSourceResponse:
     """`progress` events (`state`, `bytes_done`, `bytes_total`), then `succeeded` or `failed`."""
-    return EventSourceResponse(uploads.upload_events(tasks, task_id))
+    return EventSourceResponse(await uploads.upload_events(tasks, task_id))
