@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = 10.0  # how long a shutdown waits for running uploads
     log_level: str = "INFO"
 
+    # The job worker (services/job_runner.py). Tests shorten these; nothing else needs to.
+    job_lease_seconds: float = 60.0  # a job stays with one worker this long per claim (renewed while busy)
+    worker_batch: int = 200  # jobs claimed per pass
+    poll_seconds: float = 10.0  # how often an active job is read while webhooks are silent (x6 if they flow)
+    log_poll_seconds: float = 30.0  # how often a running job's logs are fetched while webhooks are silent
+    list_threshold: int = 5  # from this many active jobs, one list call finds which changed
+    create_lookup_seconds: float = 30.0  # how long a create of unknown fate is looked for, then resent
+    stuck_queued_seconds: float = 900.0  # the doctor speaks up after a job sat this long in queued
+    fault_point: str | None = None  # kill test only: kill the server at this step of submit
+
     @field_validator("home", "configs_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -103,16 +113,16 @@ class Settings(BaseSettings):
         return self.cloud_dir / "admin_token"
 
     @property
+    def sandbox_token_path(self) -> Path:
+        return self.cloud_dir / "sandbox_token"
+
+    @property
     def replicate_token_path(self) -> Path:
         return self.cloud_dir / "replicate_token"
 
     @property
     def outputs_dir(self) -> Path:
         return self.home / "cloud_outputs"
-
-    @property
-    def sandbox_token_path(self) -> Path:
-        return self.cloud_dir / "sandbox_token"
 
     @property
     def effective_configs_dir(self) -> Path:
