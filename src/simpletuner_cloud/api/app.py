@@ -20,6 +20,7 @@ from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
 from simpletuner_cloud.services.cost_guard import enforce_cost_limit
+from simpletuner_cloud.services.deliveries import DeliveryTracker
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_runner import JobRunner
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stop_uploads(app.state.upload_tasks, drain_seconds=settings.shutdown_drain_seconds)
             await worker.stop()
             await runner.stop(drain_seconds=settings.shutdown_drain_seconds)
+            await deliveries.stop(drain_seconds=settings.shutdown_drain_seconds)
             await receiver.stop()
             await bus.stop()
             if sandbox_app is not None:
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
-    app.state.upload_tasks = UploadTasks(database)
+    app.state.upload_tasks = UploadTasks()
     app.state.provider_runtime = ProviderRuntime()
     runner = JobRunner(settings, database, lambda: app.state.provider_runtime, bus)
     worker.register("jobs", runner.run_pass)
@@ -93,6 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings, database, lambda: app.state.provider_runtime, bus, worker.wake, runner.catalogue
     )
     worker.register("webhook_deliveries", DeliveryPruner(database).run)  # kept 7 days
+    # Its own task, apart from the jobs: a delivery never changes a training's status.
+    deliveries = DeliveryTracker(settings, database, bus, environ=lambda: app.state.provider_runtime.environ)
+    worker.register("deliveries", deliveries.run_pass)
+    app.state.delivery_tracker = deliveries
     app.state.webhook_receiver = receiver
     app.state.event_bus = bus
     app.state.job_runner = runner

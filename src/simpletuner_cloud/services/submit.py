@@ -27,6 +27,7 @@ from simpletuner_cloud.services.budget_gate import check_budget, take_budget_loc
 from simpletuner_cloud.services.consent import check_consent
 from simpletuner_cloud.services.costs import estimate_job, estimate_view, shape_of
 from simpletuner_cloud.services.datasets import load_config
+from simpletuner_cloud.services.deliveries import record_deliveries
 from simpletuner_cloud.services.delivery_plan import Delivery, DeliveryPlan, DeliveryRequest, plan_delivery
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
@@ -38,6 +39,7 @@ from simpletuner_cloud.services.provider_settings import (
     load_replicate_settings,
     webhook_url,
 )
+from simpletuner_cloud.services.publishing import Publishing, load_publishing
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
@@ -63,6 +65,7 @@ class SubmitJob:
     hardware: str | None = None
     delivery: Delivery | None = None
     hub_model_id: str | None = None
+    hub_private: bool | None = None
     consent: bool = False
     webhook_url: str | None = None
     max_train_steps: int | None = None
@@ -103,7 +106,9 @@ async def submit_job(
             return _repeat(existing, request_hash, catalogue, now), False
 
     replicate = await load_replicate_settings(session, settings)
-    checked = await _check(settings, runtime, replicate, request)
+    job_id = new_job_id()  # first: local delivery's keys and each job's S3 prefix are named after it
+    publishing = await load_publishing(session, settings, runtime.environ)
+    checked = await _check(settings, runtime, replicate, request, job_id, publishing)
     estimate = await estimate_job(session, catalogue, checked.profile, checked.shape)
     # The budget check and the insert share one transaction under the budget lock, begun afresh.
     await session.commit()
@@ -111,7 +116,6 @@ async def submit_job(
     warning = (await check_budget(session, replicate, catalogue, estimate.cost_high, now)).warning
     warnings = [*checked.warnings, *([warning] if warning else [])]
 
-    job_id = new_job_id()
     base = _job_webhook_base(request.webhook_url) or webhook_url(settings, replicate)
     spec = {
         "request": {k: v for k, v in asdict(request).items() if k != "idempotency_key"},
@@ -146,6 +150,7 @@ async def submit_job(
         delete_job_secrets(settings, job_id)
         await session.rollback()
         return _repeat(job, request_hash, catalogue, now), False
+    await record_deliveries(session, job_id, checked.delivery)  # the ledger, in the job's transaction
     if warning:
         await repo.add_event(session, job_id, "cost_limit_warning", message=warning)
     await announce(session, job_id)
@@ -196,7 +201,12 @@ def _idempotency_key(key: str | None) -> str | None:
 
 
 async def _check(
-    settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, request: SubmitJob
+    settings: Settings,
+    runtime: ProviderRuntime,
+    replicate: ReplicateSettings,
+    request: SubmitJob,
+    job_id: str,
+    publishing: Publishing,
 ) -> Checked:
     catalogue = load_hardware_catalogue(settings)
     profile = _profile(catalogue, request.hardware or replicate.hardware)
@@ -210,7 +220,17 @@ async def _check(
         max_train_steps=request.max_train_steps,
     )
     delivery = plan_delivery(
-        DeliveryRequest(request.delivery, request.hub_model_id), preflight.config, runtime.environ
+        DeliveryRequest(
+            request.delivery,
+            request.hub_model_id,
+            hub_private=request.hub_private,
+            max_train_steps=request.max_train_steps,
+            job_id=job_id,
+            publishing=publishing,
+            settings=settings,
+        ),
+        preflight.config,
+        runtime.environ,
     )
     spec = replace(spec, config=_with_overrides(preflight.config, delivery.config_overrides))
     check_trainer_arguments(trainer_config(spec), _extra_arguments(runtime.environ))

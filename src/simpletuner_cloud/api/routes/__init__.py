@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from simpletuner_cloud.api.routes import (
+    artifacts,
     configs,
     costs,
     data,
@@ -34,6 +35,7 @@ MANAGEMENT_ROUTERS: list[APIRouter] = [
     events.router,
     webhooks.router,
     publishing.router,
+    artifacts.router,
 ]
 
 PUBLIC_ROUTERS: list[APIRouter] = [health.router, login.router, webhooks.receiver_router, storage.router]

@@ -53,6 +53,7 @@ class SubmitJobRequest(BaseModel):
     )
     delivery: Literal["hub", "s3", "local", "none"] | None = None
     hub_model_id: str | None = Field(None, max_length=200, pattern=r"^[\w.-]+/[\w.-]+$")
+    hub_private: bool | None = Field(None, description="Create the Hub repo private (default: Publishing's).")
     consent: bool = False
     max_train_steps: int | None = Field(None, ge=1, le=10_000_000)
     webhook_url: str | None = Field(
@@ -97,6 +98,7 @@ class SubmitJobRequest(BaseModel):
             hardware=self.hardware or self.hardware_profile,
             delivery=self.delivery,
             hub_model_id=self.hub_model_id,
+            hub_private=self.hub_private,
             consent=self.consent,
             webhook_url=self.webhook_url,
             max_train_steps=self.max_train_steps,
