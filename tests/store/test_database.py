@@ -25,7 +25,7 @@ from .conftest import drop_schema, postgres_url, unique_schema
 
 TABLES = {
     "alembic_version", "jobs", "job_events", "job_logs", "job_metrics", "provider_settings", "upload_locks",
-    "uploads", "webhook_deliveries", "deliveries", "delivery_artifacts",
+    "uploads", "webhook_deliveries", "deliveries", "delivery_artifacts", "dataset_uploads",
 }  # fmt: skip
 
 
@@ -121,7 +121,7 @@ async def test_migrate_is_idempotent_and_matches_metadata(db: Database) -> None:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert tables == TABLES
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0005"
+    assert version == "0006"
 
 
 async def test_ping(db: Database) -> None:
