@@ -114,7 +114,8 @@ class S3Publishing(BaseModel):
 
 class LocalPublishing(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_object_bytes: int = Field(default=5 * GIB, ge=1024, le=50 * GIB)  # one object through the ingress
+    # One object through the ingress (a full fine-tune's checkpoint is tens of GiB; a LoRA a few MiB).
+    max_object_bytes: int = Field(default=20 * GIB, ge=1024, le=1024 * GIB)
 
 
 class PublishingSettings(BaseModel):
