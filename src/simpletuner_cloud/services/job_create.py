@@ -1,0 +1,202 @@
+"""Creating the prediction, never twice: `create_sent_at` is committed before the create is sent; a
+definite refusal fails the job, a create that sent nothing is retried, and one whose fate is unknown
+(a timeout after sending, a 5xx, a dropped connection) is resolved by finding the prediction it made
+(its inputs and version, created after the send) before anything is sent again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.job_secrets import load_job_secrets
+from simpletuner_cloud.services.job_steps import (
+    LIST_PAGES,
+    LOOKUP_WINDOW,
+    MAX_CREATE_ATTEMPTS,
+    CreateOutcome,
+    JobSteps,
+)
+from simpletuner_cloud.services.job_tracking import apply_prediction
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.notify import announce
+from simpletuner_cloud.store.tables import JobRow, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def classify_create_failure(exc: CloudError) -> CreateOutcome:
+    """Did a failed create reach Replicate? A 4xx is a definite refusal (429: nothing created, try
+    later); an open breaker or a connection never made sent nothing; anything else (5xx, a timeout or
+    a dropped connection after the body went out) may have created a billed prediction."""
+    details = exc.details or {}
+    if exc.code == "rate_limited" or "circuit" in details:
+        return "not_sent"
+    if details.get("network_error") in ("ConnectError", "ConnectTimeout", "PoolTimeout", "ProxyError"):
+        return "not_sent"
+    status = details.get("provider_status")
+    if exc.code == "provider_unavailable" or (isinstance(status, int) and status >= 500):
+        return "ambiguous"
+    return "refused"
+
+
+class CreateSteps(JobSteps):
+    async def _create(self, job: JobRow) -> None:
+        if job.prediction_id is not None:
+            return
+        if job.create_sent_at is not None:
+            if await self._resolve_ambiguous_create(job):
+                return
+            job = await self._load(job.id)
+        if job.cancel_requested_at is not None:
+            await self._finish_canceled(job.id)
+            return
+        if job.create_attempts >= MAX_CREATE_ATTEMPTS:
+            await self._fail(
+                job.id,
+                CloudError(
+                    f"Replicate did not confirm the job after {job.create_attempts} tries.",
+                    code="provider_unavailable",
+                    hint="Check https://replicate.statuspage.io/ and submit again; no duplicate was created.",
+                ),
+            )
+            return
+        replicate = await self._replicate_settings()
+        inputs = {**dict(job.spec.get("inputs") or {}), **load_job_secrets(self.settings, job.id)}
+        sent_at = utcnow()
+        async with self.database.session() as session:  # written before the side effect
+            # A status compare-and-set: a cancel that landed since we read the job wins, and then
+            # nothing is sent.
+            written, _ = await repo.apply_status(
+                session,
+                job.id,
+                JobStatus.SUBMITTING,
+                fence=self.holder,
+                create_sent_at=sent_at,
+                create_attempts=job.create_attempts + 1,
+            )
+            await session.commit()
+        if written.status != JobStatus.SUBMITTING.value or written.create_sent_at != sent_at:
+            return
+        self._maybe_crash("before_create")
+        try:
+            async with self.runtime.client(self.settings, replicate) as client:
+                prediction = await client.create_prediction(
+                    version=str(job.version),
+                    input=inputs,
+                    webhook=job.spec.get("webhook"),
+                    webhook_events_filter=list(job.spec.get("webhook_events_filter") or []) or None,
+                )
+        except CloudError as exc:
+            await self._create_failed(job, exc)
+            return
+        self._maybe_crash("after_create")
+        await self._adopt(job.id, prediction, submitted_at=sent_at, source="create")
+
+    async def _create_failed(self, job: JobRow, exc: CloudError) -> None:
+        outcome = classify_create_failure(exc)
+        log.warning("job %s: create failed (%s): %s", job.id, outcome, exc.code)
+        async with self.database.session() as session:
+            await repo.add_event(
+                session,
+                job.id,
+                "create_failed",
+                message=exc.message,
+                data={"outcome": outcome, "code": exc.code},
+            )
+            await session.commit()
+        if outcome == "refused":
+            await self._fail(job.id, exc)
+        elif outcome == "not_sent":
+            wait = float((exc.details or {}).get("retry_after") or 2.0 * (job.create_attempts + 1))
+            await self._later(job.id, wait, create_sent_at=None)
+        else:  # maybe created: look for it, never create again blindly
+            await self._later(job.id, self.settings.create_lookup_seconds / 3)
+
+    async def _resolve_ambiguous_create(self, job: JobRow) -> bool:
+        """True when the job is settled (its prediction found, or it is waiting for the list to show
+        it); False when it is certain no prediction exists and the create may be sent again."""
+        found = await self._find_prediction(job)
+        if found is not None:
+            await self._adopt(job.id, found, submitted_at=job.create_sent_at, source="list")
+            async with self.database.session() as session:
+                await repo.add_event(
+                    session, job.id, "create_recovered", data={"prediction_id": found.get("id")}
+                )
+                await session.commit()
+            return True
+        assert job.create_sent_at is not None
+        if utcnow() - job.create_sent_at < timedelta(seconds=self.settings.create_lookup_seconds):
+            await self._later(job.id, self.settings.create_lookup_seconds / 3)
+            return True
+        async with self.database.session() as session:
+            await repo.set_fields(session, job.id, fence=self.holder, create_sent_at=None)
+            await repo.add_event(
+                session, job.id, "create_retry", message="No prediction was created; sending again."
+            )
+            await session.commit()
+        return False
+
+    async def _find_prediction(self, job: JobRow) -> dict[str, Any] | None:
+        """The prediction a create made, matched by its inputs (the archive URL, the config) and
+        version, created after the send window opened and not yet adopted by another job."""
+        assert job.create_sent_at is not None
+        replicate = await self._replicate_settings()
+        wanted = _canonical(job.spec.get("inputs") or {})
+        after = (job.create_sent_at - LOOKUP_WINDOW).isoformat().replace("+00:00", "Z")
+        candidates: list[dict[str, Any]] = []
+        async with self.runtime.client(self.settings, replicate) as client:
+            page = await client.list_predictions(created_after=after)
+            for _ in range(LIST_PAGES):
+                for item in page.get("results") or []:
+                    if _canonical(item.get("input") or {}) == wanted and _same_version(item, job.version):
+                        candidates.append(item)
+                if not page.get("next"):
+                    break
+                page = await client.list_predictions(url=page["next"])
+        candidates.sort(key=lambda item: str(item.get("created_at") or ""))
+        async with self.database.session() as session:
+            for item in candidates:
+                owner = await repo.get_job_by_prediction_id(session, str(item.get("id")))
+                if owner is None or owner.id == job.id:
+                    return item
+        return None
+
+    async def _adopt(
+        self, job_id: str, prediction: dict[str, Any], *, submitted_at: datetime | None, source: str
+    ) -> None:
+        prediction_id = str(prediction.get("id") or "")
+        async with self.database.session() as session:
+            await repo.record_prediction_id(session, job_id, prediction_id)  # recorded whatever happens next
+            await session.commit()
+        async with self.database.session() as session:
+            job = await repo.require_job(session, job_id)
+            if not is_terminal(job.status):
+                await repo.apply_status(
+                    session,
+                    job_id,
+                    JobStatus.QUEUED,
+                    submitted_at=submitted_at or utcnow(),
+                    next_poll_at=utcnow() + timedelta(seconds=self.settings.poll_seconds),
+                    message=f"Prediction {prediction_id} created.",
+                    data={"source": source},
+                )
+                await apply_prediction(session, job_id, prediction, self.catalogue, source=source)
+            await announce(session, job_id)
+            await session.commit()
+        self.bus.notify()
+        job = await self._load(job_id)
+        if job.cancel_requested_at is not None:
+            await self._cancel_at_replicate(job)
+
+
+def _canonical(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs that identify a create: everything but the Secret inputs (Replicate may hide them)."""
+    return {k: v for k, v in inputs.items() if k not in ("hf_token", "s3_access_key", "s3_secret_key")}
+
+
+def _same_version(item: dict[str, Any], version: str | None) -> bool:
+    found = str(item.get("version") or "")
+    return version is None or found == version or found.endswith(f":{version}")

@@ -1,0 +1,109 @@
+"""After a job's end: nothing left running at Replicate (a local cancel, a cancel during an unknown
+create), the final logs and cost kept, the dataset file deleted once no job may still read it, the
+job's secrets gone. Until all of that is done the job is claimed again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
+
+from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, map_replicate_status
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.job_create import CreateSteps
+from simpletuner_cloud.services.job_secrets import delete_job_secrets
+from simpletuner_cloud.services.job_steps import ACTIVE, PREPARE_STATUSES
+from simpletuner_cloud.services.job_tracking import apply_prediction, final_cost
+from simpletuner_cloud.services.job_views import rate_of
+from simpletuner_cloud.services.uploads import delete_dataset_upload
+from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.notify import announce
+from simpletuner_cloud.store.tables import JobRow, utcnow
+
+
+class FinishSteps(CreateSteps):
+    async def _finish(self, job_id: str) -> None:
+        """After a terminal state: nothing left running at Replicate, final logs and cost kept, the
+        dataset file deleted, the job's secrets gone. Until all of that is done the job is retried."""
+        job = await self._load(job_id)
+        if job.prediction_id is None and job.create_sent_at is not None:
+            # Canceled while a create's fate was unknown: find it (and stop it) before forgetting it.
+            if job.create_sent_at > utcnow() - timedelta(seconds=self.settings.create_lookup_seconds * 2):
+                found = await self._find_prediction(job)
+                if found is None:
+                    await self._later(job_id, self.settings.create_lookup_seconds / 3)
+                    return
+                await self._adopt(job_id, found, submitted_at=job.create_sent_at, source="list")
+                job = await self._load(job_id)
+        if job.prediction_id is not None:
+            replicate = await self._replicate_settings()
+            async with self.runtime.client(self.settings, replicate) as client:
+                try:
+                    prediction = await client.get_prediction(job.prediction_id)
+                except CloudError as exc:
+                    if exc.code != "not_found":
+                        raise
+                    prediction = {}
+                remote = map_replicate_status(prediction.get("status")) if prediction else None
+                if prediction and remote is not None and remote not in TERMINAL_STATUSES:
+                    prediction = await client.cancel_prediction(job.prediction_id)
+                    async with self.database.session() as session:
+                        await repo.add_event(
+                            session,
+                            job_id,
+                            "canceled_at_replicate",
+                            data={"prediction_id": job.prediction_id},
+                        )
+                        await session.commit()
+                    remote = map_replicate_status(prediction.get("status"))
+                if prediction and remote is not None and remote not in TERMINAL_STATUSES:
+                    await self._later(job_id, self.settings.poll_seconds)  # still stopping: come back
+                    return
+            if prediction:
+                async with self.database.session() as session:
+                    await apply_prediction(session, job_id, prediction, self.catalogue, source="poll")
+                    current = await repo.require_job(session, job_id)
+                    # A local cancel finished the job before Replicate billed it: record what it billed.
+                    if current.actual_cost_usd is None or (prediction.get("metrics") or {}).get(
+                        "predict_time"
+                    ):
+                        cost = final_cost(prediction, rate_of(self.catalogue, current.hardware))
+                        await repo.set_fields(session, job_id, actual_cost_usd=cost)
+                    await session.commit()
+        if not await self._delete_dataset(job):
+            await self._later(job_id, self.settings.poll_seconds)
+            return
+        delete_job_secrets(self.settings, job_id)
+        async with self.database.session() as session:
+            await repo.set_fields(session, job_id, fence=self.holder, cleaned_at=utcnow(), next_poll_at=None)
+            await repo.add_event(
+                session, job_id, "cleaned_up", message="Dataset file deleted at Replicate; secrets removed."
+            )
+            await announce(session, job_id)
+            await session.commit()
+        self.bus.notify()
+
+    async def _delete_dataset(self, job: JobRow) -> bool:
+        """Delete the job's dataset file at Replicate, unless another job may still read it: one that
+        holds the same upload, or one not yet past `submitting` (it may be about to reuse it: the
+        reuse check and this delete would race). False: come back later."""
+        if job.upload_id is None:
+            return True
+        async with self.database.session() as session:
+            still_needed = await session.scalar(
+                select(JobRow.id)
+                .where(
+                    JobRow.id != job.id,
+                    or_(
+                        and_(JobRow.upload_id == job.upload_id, JobRow.status.in_(ACTIVE)),
+                        JobRow.status.in_([s.value for s in PREPARE_STATUSES]),
+                    ),
+                )
+                .limit(1)
+            )
+        if still_needed is not None:
+            return False
+        replicate = await self._replicate_settings()
+        async with self.runtime.client(self.settings, replicate) as client:
+            await delete_dataset_upload(self.database, client.http, job.upload_id)
+        return True
