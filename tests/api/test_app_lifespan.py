@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from simpletuner_cloud.api.app import create_app
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
+from simpletuner_cloud.services.provider_settings import ReplicateSettings
 from simpletuner_cloud.services.upload_tasks import UploadTasks
 from simpletuner_cloud.services.uploads import uploads_dir
 from simpletuner_cloud.settings import load_settings
@@ -62,3 +64,17 @@ async def test_start_makes_an_older_installations_state_private(state_root: Path
         "cloud/jobs.db-wal": 0o600,
         "cloud_outputs": 0o700,
     }
+
+
+async def test_shutdown_closes_the_pooled_provider_clients() -> None:
+    settings = load_settings(sandbox=True)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime: ProviderRuntime = app.state.provider_runtime
+        async with runtime.client(settings, ReplicateSettings()) as saved:
+            pass
+        async with runtime.client(settings, ReplicateSettings(http_timeout=5.0)) as quick:
+            pass
+        assert not saved.http.is_closed and not quick.http.is_closed
+    assert saved.http.is_closed and quick.http.is_closed
+    assert runtime.pool.clients() == []

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runner.stop(drain_seconds=settings.shutdown_drain_seconds)
             await deliveries.stop(drain_seconds=settings.shutdown_drain_seconds)
             await receiver.stop()
+            await app.state.provider_runtime.aclose()  # its pooled clients, once nothing calls out
             await bus.stop()
             if sandbox_app is not None:
                 await sandbox_app.state.sandbox.stop()
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.worker = worker
     app.state.sandbox_app = sandbox_app
-    app.state.upload_tasks = UploadTasks()
+    app.state.upload_tasks = UploadTasks(database)
     app.state.provider_runtime = ProviderRuntime()
     runner = JobRunner(settings, database, lambda: app.state.provider_runtime, bus)
     worker.register("jobs", runner.run_pass)

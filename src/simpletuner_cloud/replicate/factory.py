@@ -144,6 +144,41 @@ def resolve_proxy(proxy_url: str | None, environ: Mapping[str, str] | None = Non
     return proxy_config(proxy_url, environment(environ))
 
 
+@dataclass(frozen=True)
+class ClientTarget:
+    """What a client is built from once the environment has been read: the pool's key is made of
+    these (with the token as its sha256)."""
+
+    base_url: str
+    token: str
+    timeouts: Timeouts
+    proxy: ProxyConfig
+
+    def __repr__(self) -> str:  # dataclass repr would print the token
+        return f"ClientTarget(base_url={self.base_url!r}, proxy_enabled={self.proxy.enabled!r})"
+
+
+def client_target(
+    settings: Settings,
+    *,
+    proxy_url: str | None = None,
+    http_timeout: float = 30.0,
+    token: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ClientTarget:
+    """`token` overrides the resolved one (to validate a token before saving it). Raises
+    `token_missing` when there is no token at all and `token_invalid_format` when it cannot be a
+    Replicate token."""
+    resolved = resolve_token(settings, environ) if token is None else ResolvedToken(token, None)
+    value = require_usable_token(resolved)  # else httpx fails deep inside with the token in hand
+    return ClientTarget(
+        base_url=replicate_base_url(settings),
+        token=value,
+        timeouts=Timeouts.from_total(http_timeout),
+        proxy=resolve_proxy(proxy_url, environ),
+    )
+
+
 def build_replicate_client(
     settings: Settings,
     *,
@@ -153,16 +188,11 @@ def build_replicate_client(
     environ: Mapping[str, str] | None = None,
     **seams: Any,
 ) -> ReplicateClient:
-    """A client for the configured Replicate (or the sandbox). `token` overrides the resolved one
-    (to validate a token before saving it). `seams` pass through to `ReplicateClient`: transport,
-    retry_policy, breaker, sleep, rng. Raises `token_missing` when there is no token at all and
-    `token_invalid_format` when it cannot be a Replicate token."""
-    resolved = resolve_token(settings, environ) if token is None else ResolvedToken(token, None)
-    value = require_usable_token(resolved)  # else httpx fails deep inside with the token in hand
+    """A client for the configured Replicate (or the sandbox), see `client_target`. `seams` pass
+    through to `ReplicateClient`: transport, retry_policy, breaker, sleep, rng."""
+    target = client_target(
+        settings, proxy_url=proxy_url, http_timeout=http_timeout, token=token, environ=environ
+    )
     return ReplicateClient(
-        base_url=replicate_base_url(settings),
-        token=value,
-        timeouts=Timeouts.from_total(http_timeout),
-        proxy=resolve_proxy(proxy_url, environ),
-        **seams,
+        base_url=target.base_url, token=target.token, timeouts=target.timeouts, proxy=target.proxy, **seams
     )
