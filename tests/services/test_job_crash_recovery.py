@@ -173,3 +173,30 @@ def test_killed_during_packaging_the_job_is_packaged_again(server: Server, repli
     assert len(predictions_for(replicate)) == 1
     leftovers = list((server.home / "cloud" / "uploads").glob("*.zip"))
     assert leftovers == []
+
+
+def test_killed_while_webhooks_arrive_the_job_ends_once(server: Server, replicate: RunningSandbox) -> None:
+    """Webhooks on (the public URL is this server): the kill lands while deliveries flow; the sandbox
+    retries the terminal one, polling covers the rest, and nothing is applied twice."""
+    server.start()
+    settings = httpx.put(
+        f"{server.url}/api/cloud/providers/replicate", json={"public_url": server.url}, timeout=30
+    )
+    assert settings.status_code == 200, settings.text
+    job_id = httpx.post(f"{server.url}{SUBMIT}", json=EXAMPLE, timeout=30).json()["job_id"]
+
+    def webhooks_arrived() -> bool:
+        timeline = server.get(f"/api/cloud/jobs/{job_id}")["timeline"]
+        return any((e.get("data") or {}).get("source") == "webhook" for e in timeline)
+
+    eventually_sync(webhooks_arrived, timeout=60, interval=0.02, what="a webhook applied")
+    server.kill()
+    assert replicate.get(f"/v1/predictions/{replicate.listed('predictions')[0]}")["status"] != "succeeded"
+    server.start()
+    job = finished(server, job_id)
+    assert job["status"] == "succeeded"
+    assert [p["id"] for p in predictions_for(replicate)] == [job["prediction_id"]]
+    statuses = [e["to_status"] for e in job["timeline"] if e["kind"] == "status"]
+    assert len(statuses) == len(set(statuses))  # no status entered twice
+    logs = server.get(f"/api/cloud/jobs/{job_id}/logs")["text"]
+    assert logs == replicate.get(f"/v1/predictions/{job['prediction_id']}")["logs"]
