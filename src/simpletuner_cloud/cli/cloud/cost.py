@@ -39,7 +39,9 @@ def dollars(value: str | None) -> str:
     if value is None:
         return "-"
     amount = Decimal(value)
-    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.4f}".rstrip("0")
+    if amount >= 1 or amount == amount.quantize(Decimal("0.01")):
+        return f"${amount:,.2f}"
+    return f"${amount:.4f}"  # fractions of a cent: a sandbox run, a job's first seconds
 
 
 def minutes(seconds: int) -> str:
