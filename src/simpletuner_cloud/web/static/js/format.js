@@ -35,7 +35,7 @@ function fixed(micros, decimals) {
 export function formatMicros(micros) {
   if (micros === null || micros === undefined) return "—";
   const abs = micros < 0n ? -micros : micros;
-  if (abs >= MICROS) return fixed(micros, 2);
+  if (abs >= MICROS - 50n) return fixed(micros, 2); // $0.99995 rounds to a dollar: show it as one
   if (abs === 0n || abs >= 100n) return fixed(micros, 4);
   return fixed(micros, 6);
 }

@@ -8,6 +8,7 @@ import jobView from "./views/job.js";
 import jobsView from "./views/jobs.js";
 import loginView from "./views/login.js";
 import overviewView from "./views/overview.js";
+import publishingView from "./views/publishing.js";
 import settingsView from "./views/settings.js";
 import spendView from "./views/spend.js";
 import submitView from "./views/submit.js";
@@ -20,6 +21,7 @@ const ROUTES = [
   { pattern: "submit", name: "submit", nav: "submit", view: submitView },
   { pattern: "spend", name: "spend", nav: "spend", view: spendView },
   { pattern: "settings", name: "settings", nav: "settings", view: settingsView },
+  { pattern: "publishing", name: "publishing", nav: "publishing", view: publishingView },
   { pattern: "webhooks", name: "webhooks", nav: "webhooks", view: webhooksView },
   { pattern: "login", name: "login", nav: null, view: loginView },
 ];

@@ -2,7 +2,7 @@
 // test, the IP allowlist (with Replicate's ranges as a preset) and trusted proxies, the cost limit,
 // data consent, the trainer defaults and the proxy. Save sends only what changed (a partial PUT).
 import { api, get } from "../api.js";
-import { card, checkbox, clear, field, h, radios, say, sayError, select } from "../dom.js";
+import { card, checkbox, clear, errorOf, field, h, radios, say, sayError, select } from "../dom.js";
 import { count } from "../format.js";
 import { loadProvider } from "./overview.js";
 
@@ -62,6 +62,16 @@ export default {
         ],
         saved.cost_limit.action,
       ),
+      cancelRunning: checkbox("Cancel running jobs at the limit", { id: "setting-cost_limit-cancel_running_at_limit" }, "Off: jobs already running finish; only new ones are warned or blocked."),
+      cancelOn: select(
+        { id: "setting-cost_limit-cancel_on" },
+        [
+          { value: "accrued", label: "when what they have cost reaches the limit" },
+          { value: "projected", label: "as soon as their projected cost would pass it" },
+        ],
+        saved.cost_limit.cancel_on,
+      ),
+      timeZone: h("input", { type: "text", id: "setting-cost_limit-time_zone", autocomplete: "off", spellcheck: "false", placeholder: "Europe/Lisbon" }),
       hardware: select({ id: "setting-hardware" }, hardware.body.hardware.map((hw) => ({ value: hw.id, label: `${hw.name} (${hw.vram_gb} GB)` })), saved.hardware),
       version: select({ id: "setting-version" }, [{ value: "", label: "latest" }], ""),
       data_consent: select(
@@ -108,8 +118,11 @@ export default {
           { id: "cost-settings" },
           f.enabled,
           field("Amount (USD)", f.amount, "More than 0, at most 1,000,000."),
-          field("Period", f.period, "Periods follow the cost limit's calendar (see Spend)."),
+          field("Period", f.period),
+          field("Time zone of the period", f.timeZone, "An IANA name; empty: this machine's. A day, week (from Monday) or month starts at midnight there."),
           f.action,
+          f.cancelRunning,
+          field("Cancel", f.cancelOn),
         ),
         card(
           "Jobs",
@@ -142,6 +155,9 @@ export default {
       box(f.enabled).checked = s.cost_limit.enabled;
       f.amount.value = s.cost_limit.amount ?? "";
       f.period.value = s.cost_limit.period;
+      box(f.cancelRunning).checked = s.cost_limit.cancel_running_at_limit;
+      f.cancelOn.value = s.cost_limit.cancel_on;
+      f.timeZone.value = s.cost_limit.time_zone ?? "";
       const action = form.querySelector(`input[name="cost_limit.action"][value="${s.cost_limit.action}"]`);
       if (action) action.checked = true;
       f.hardware.value = s.hardware;
@@ -166,6 +182,9 @@ export default {
           amount: amount === "" ? null : amount, // a decimal string, exact
           period: f.period.value,
           action: form.querySelector('input[name="cost_limit.action"]:checked')?.value || "warn",
+          cancel_running_at_limit: box(f.cancelRunning).checked,
+          cancel_on: f.cancelOn.value,
+          time_zone: text(f.timeZone),
         },
         hardware: f.hardware.value,
         version: f.version.value || null,
@@ -190,7 +209,8 @@ export default {
         if (key === "cost_limit") {
           const c = before.cost_limit;
           const amountSame = value.amount === c.amount || (value.amount !== null && c.amount !== null && Number(value.amount) === Number(c.amount));
-          if (value.enabled !== c.enabled || !amountSame || value.period !== c.period || value.action !== c.action) out.cost_limit = value;
+          const others = ["enabled", "period", "action", "cancel_running_at_limit", "cancel_on", "time_zone"];
+          if (!amountSame || others.some((k) => value[k] !== (c[k] ?? null))) out.cost_limit = value;
         } else if (!same(value, before[key] ?? null)) {
           out[key] = value;
         }
@@ -215,7 +235,12 @@ export default {
     async function loadVersions(p) {
       if (!p || !p.configured) return;
       const versions = await get(`${BASE}/versions`);
-      if (!versions.ok || !ctx.current()) return;
+      if (!ctx.current()) return;
+      if (!versions.ok) {
+        const error = errorOf(versions);
+        f.version.closest(".field").append(h("span", { class: "message warn", id: "setting-version-error" }, `The versions could not be listed: ${error.message}`));
+        return;
+      }
       for (const v of versions.body.versions) {
         f.version.append(new Option(`${v.id.slice(0, 12)}… (${(v.created_at || "").slice(0, 10)})`, v.id));
       }

@@ -17,13 +17,14 @@ function newKey() {
 export default {
   title: () => "Submit a job",
   async render(root, ctx) {
-    const [configs, hardware, settings] = await Promise.all([
+    const [configs, hardware, settings, publishing] = await Promise.all([
       get("api/cloud/configs"),
       get("api/cloud/hardware"),
       get("api/cloud/providers/replicate"),
+      get("api/cloud/publishing"),
     ]);
     root.append(h("h2", { tabindex: "-1" }, "Submit a job"));
-    const failed = [configs, hardware, settings].find((r) => !r.ok);
+    const failed = [configs, hardware, settings, publishing].find((r) => !r.ok);
     if (failed) {
       const box = h("div", { id: "submit-load-error" });
       root.append(box);
@@ -67,16 +68,27 @@ export default {
     merge.hidden = true;
     rename.hidden = true;
     consent.hidden = true;
+    const pub = publishing.body;
+    const hubHint = pub.hub.token.source
+      ? `With ${pub.hub.token.source === "env" ? "HF_TOKEN" : "the saved token"}; ${pub.hub.private ? "a new repo is private" : "a new repo is public"}.`
+      : "Needs HF_TOKEN in the server's environment, or a token saved in Publishing.";
     const delivery = radios(
       "delivery",
       "Where the trained weights go",
       [
-        { value: "hub", id: "delivery-hub", label: "Push to the Hugging Face Hub", hint: "Needs HF_TOKEN in the server's environment." },
+        { value: "hub", id: "delivery-hub", label: "Push to the Hugging Face Hub", hint: hubHint },
+        {
+          value: "s3",
+          id: "delivery-s3",
+          label: "External S3",
+          hint: pub.s3.bucket ? `Into s3://${pub.s3.bucket}/${pub.s3.prefix}/<job id>/.` : "Set a bucket and keys in Publishing first.",
+        },
+        { value: "local", id: "delivery-local", label: "Download to this machine", hint: pub.local.message },
         { value: "none", id: "delivery-none", label: "Nowhere (a test run)", hint: "The weights are lost when Replicate's machine stops." },
       ],
-      "hub",
+      pub.default_delivery || "hub",
     );
-    const hubId = h("input", { type: "text", id: "submit-hub-model-id", name: "hub_model_id", autocomplete: "off", spellcheck: "false", placeholder: "username/my-lora" });
+    const hubId = h("input", { type: "text", id: "submit-hub-model-id", name: "hub_model_id", autocomplete: "off", spellcheck: "false", placeholder: "username/my-lora", value: pub.hub.hub_model_id || "" });
     const hubField = field("Hub model id", hubId, "username/repo-name");
     const button = h("button", { type: "submit", id: "submit-button" }, "Submit job");
     const result = h("div", { id: "submit-result", "aria-live": "polite" });
@@ -86,7 +98,7 @@ export default {
       card("Training environment", { id: "env-card" }, field("Environment", config, `From ${configs.body.configs_dir}`), field("Or a path to a folder or config.json", path), configProblems),
       card("Hardware and cost", { id: "hardware-card" }, hardwareChoice, field("Training steps (empty: the config's max_train_steps)", steps), estimate),
       card("Dataset", { id: "dataset-card", class: "card wide" }, preview, h("div", { class: "agreements", id: "agreements" }, merge, rename, consent, consentNote)),
-      card("Delivery", { id: "delivery-card" }, delivery, hubField),
+      card("Delivery", { id: "delivery-card" }, delivery, hubField, h("p", { class: "hint" }, h("a", { href: "#/publishing" }, "Publishing settings"))),
       h("div", { class: "actions submit-actions" }, button),
       result,
     );

@@ -1,0 +1,253 @@
+"""The Submit view and the job page (`views/submit.js`, `views/job.js`) in the system Chromium against
+`simpletuner server --sandbox`: a new user's whole path (Validate, Submit with the example, estimate
+and preview, consent, submit, the job live with its chart moving, the log), a cancel, a failed job's
+hints, a Block cost limit refusing a submit, the merge and rename agreements, and a huge log."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from simpletuner_cloud.settings import load_settings
+from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.jobs import append_logs
+from tests.support.provider_sandbox import record_job
+from tests.web.conftest import Cloud, Tab, run_async
+
+CHART = "#loss-chart"
+
+
+def points(page: Any) -> int:
+    return int(page.locator(CHART).get_attribute("data-points") or 0)
+
+
+def test_a_new_user_trains_the_example_and_watches_it_live(tab: Tab, cloud: Cloud) -> None:
+    page = tab.page
+    page.goto(f"{cloud.base}/")
+    expect(page).to_have_url(f"{cloud.base}/cloud#/overview")
+    tab.wait_ready("overview")
+    expect(page.locator("#sandbox-banner")).to_have_text("sandbox: no GPUs, no charges")
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator("#validate-result")).to_contain_text(
+        "Token works: sandbox (Sandbox (offline Replicate emulator), user)."
+    )
+    expect(page.locator("#validate-result")).to_contain_text("Token r8_...ken0 from sandbox.")
+
+    tab.go("Submit", "submit")
+    # The only environment is chosen for a new user; its preview and estimate follow.
+    expect(page.get_by_label("Environment", exact=True)).to_have_value("flux-lora-example")
+    expect(page.locator("#preview-summary")).to_have_text(
+        re.compile(r"^Archive: [\d.]+ KiB \([\d,]+ bytes\) of 100\.0 MiB allowed\.$")
+    )
+    expect(page.locator("#preview-datasets tbody tr").first).to_contain_text("sks-plushie")
+    expect(page.locator("#estimate-cost")).to_have_text(re.compile(r"^Estimated cost: \$[\d.]+ – \$[\d.]+$"))
+    expect(page.locator("#estimate-time")).to_contain_text("for 1,000 steps on L40S at $3.51/h.")
+    expect(page.locator("#estimate-basis")).to_contain_text("Basis: ")
+    page.get_by_label("I agree to upload these files to Replicate's upload servers").check()
+    page.get_by_label("Nowhere (a test run)").check()
+    page.get_by_role("button", name="Submit job").click()
+
+    expect(page).to_have_url(re.compile(r"#/jobs/job_[0-9a-z]+$"))
+    tab.wait_ready("job")
+    job_id = page.url.rsplit("/", 1)[1]
+    # Packaging and upload happen on the job page, then the trainer starts.
+    timeline = page.locator("#job-timeline")
+    expect(timeline).to_contain_text("uploading from packaging")
+    expect(page.locator("body")).to_have_attribute("data-job-status", "running")
+    # The chart grows from live progress events while the job is still running.
+    page.wait_for_function(
+        "() => Number(document.querySelector('#loss-chart').dataset.points) >= 2", timeout=60_000
+    )
+    seen = points(page)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('#loss-chart').dataset.points) > {seen}"
+        " && document.body.dataset.jobStatus === 'running'",
+        timeout=60_000,
+    )
+    expect(page.locator("#job-progress-text")).to_contain_text(re.compile(r"Step [\d,]+ of 1,000"))
+    expect(page.locator("#job-cost-so-far")).to_have_text(re.compile(r"^\$\d"))
+    tab.shot("job-running-1280")
+
+    expect(page.locator("body")).to_have_attribute("data-job-status", "succeeded")
+    expect(page.locator(CHART)).to_have_attribute("data-points", "20")
+    expect(page.locator(CHART)).to_have_attribute("data-last-step", "1000")
+    expect(page.locator("#loss-chart-summary")).to_contain_text("20 readings, steps 50 to 1,000")
+    assert page.locator(f"{CHART} polyline.series-loss").count() == 1
+    expect(page.locator("#job-cost-final")).to_have_text(re.compile(r"^\$\d"))
+    expect(page.locator("#job-progress-text")).to_have_text("Step 1,000 of 1,000 (100%)")
+    expect(page.locator("#log-text")).to_contain_text("Training complete.")
+    expect(page.locator("#job-warnings")).to_contain_text('Delivery "none"')
+
+    # The log: search shows the matching lines of what is loaded, and says how many.
+    page.get_by_label("Search the log").fill("step 1000 OF 1000")  # case does not matter
+    notice = page.locator("#log-notice")
+    expect(notice).to_have_text(re.compile(r"^[1-9]\d* of [\d,]+ loaded lines match\.$"))
+    matches = int((notice.text_content() or "").split(" ")[0])
+    expect(page.locator("#log-text mark")).to_have_count(matches)
+    assert set(page.locator("#log-text mark").all_text_contents()) == {"Step 1000 of 1000"}
+    page.get_by_label("Search the log").fill("")
+    expect(page.locator("#log-notice")).to_have_text(re.compile(r"^[\d,]+ lines\.$"))
+
+    # The jobs list shows it finished, with its cost.
+    tab.go("Jobs", "jobs")
+    row = page.locator("#jobs-table tbody tr", has_text=job_id)
+    expect(row).to_contain_text("succeeded")
+    expect(row).to_contain_text("l40s")
+    expect(row).to_contain_text(re.compile(r"\$0\.\d{4}"))
+    assert tab.errors == []
+
+
+def test_cancel_asks_first_then_cancels_at_replicate_and_delete_says_what_stays(
+    tab: Tab, cloud: Cloud
+) -> None:
+    cloud.sandbox_config.step_seconds = 2.0  # a job that stays running while we click
+    job_id = cloud.submit()
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    expect(page.locator("body")).to_have_attribute("data-job-status", "running")
+    page.get_by_role("button", name="Cancel job").click()
+    dialog = page.get_by_role("dialog", name="Cancel this job?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Keep it").click()  # a second thought: nothing happens
+    expect(dialog).to_have_count(0)
+    assert cloud.job(job_id)["cancel_requested"] is False
+    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_role("dialog", name="Cancel this job?").get_by_role("button", name="Cancel job").click()
+    expect(page.locator("#job-action-result")).to_have_text("Canceled at Replicate.")
+    expect(page.locator("body")).to_have_attribute("data-job-status", "canceled")
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    expect(page.locator("#job-timeline")).to_contain_text("canceled from running")
+
+    page.get_by_role("button", name="Delete job").click()
+    page.get_by_role("dialog", name="Delete this job?").get_by_role("button", name="Delete job").click()
+    deleted = page.locator("#job-deleted")
+    expect(deleted).to_contain_text(f"Deleted {job_id} from this tool.")
+    expect(deleted).to_contain_text("Not deleted:")
+    assert cloud.http.get(f"/api/cloud/jobs/{job_id}").status_code == 404
+    assert tab.errors == []
+
+
+def test_a_failed_job_shows_the_error_and_the_seeds_advice(tab: Tab, cloud: Cloud) -> None:
+    cloud.sandbox("POST", "/faults", json={"scripts": [{"outcome": "fail", "preset": "cuda_oom"}]})
+    job_id = cloud.submit()
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    expect(page.locator("body")).to_have_attribute("data-job-status", "failed")
+    error = page.locator("#job-error")
+    expect(error).to_contain_text("torch.OutOfMemoryError: CUDA out of memory.")
+    expect(error).to_contain_text("(trainer_out_of_memory)")
+    expect(error).to_contain_text("Reduce the batch size (train_batch_size), turn on gradient checkpointing")
+    expect(page.locator("#job-delete")).to_be_visible()
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    tab.shot("job-failed-1280")
+    assert tab.errors == []
+
+
+def test_block_cost_limit_refuses_a_submit_whose_estimate_does_not_fit(tab: Tab, cloud: Cloud) -> None:
+    page = tab.open("settings")
+    page.get_by_label("Cost Limit enabled").check()
+    page.get_by_label("Amount (USD)").fill("0.01")
+    page.get_by_label("Block").check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-result")).to_have_text("Settings saved.")
+
+    tab.go("Submit", "submit")
+    expect(page.locator("#estimate-cost")).to_be_visible()
+    page.get_by_label("I agree to upload these files to Replicate's upload servers").check()
+    page.get_by_label("Nowhere (a test run)").check()
+    page.get_by_role("button", name="Submit job").click()
+    result = page.locator("#submit-result")
+    expect(result).to_contain_text("(cost_limit_exceeded)")
+    expect(result).to_contain_text("This job does not fit under the cost limit")
+    expect(result).to_contain_text("limit $0.01")
+    expect(page).to_have_url(re.compile(r"#/submit$"))  # nothing was created
+    assert cloud.http.get("/api/cloud/jobs").json()["total"] == 0
+
+
+def test_consent_is_asked_for_in_the_page(tab: Tab, cloud: Cloud) -> None:
+    page = tab.open("submit")
+    expect(page.locator("#preview-summary")).to_be_visible()
+    page.get_by_label("Nowhere (a test run)").check()
+    page.get_by_role("button", name="Submit job").click()  # the box is not ticked
+    expect(page.locator("#submit-result")).to_contain_text("(consent_required)")
+    assert cloud.http.get("/api/cloud/jobs").json()["total"] == 0
+
+
+def test_several_local_datasets_offer_the_merge_box(tab: Tab, cloud: Cloud) -> None:
+    from tests.datasets.factory import local_entry, write_environment, write_images
+
+    folder = write_environment(
+        load_settings().effective_configs_dir,
+        "two-sets",
+        datasets=[local_entry("a", "data"), local_entry("b", "more")],
+    )
+    write_images(folder / "more", 2)
+    page = tab.open("submit")
+    merge = page.get_by_label("Merge several local datasets into one set")
+    expect(merge).to_be_hidden()  # nothing to merge until an environment needs it
+    page.get_by_label("Environment", exact=True).select_option("two-sets")
+    expect(page.locator("#preview")).to_contain_text("(dataset_unsupported)")
+    expect(merge).to_be_visible()
+    merge.check()
+    expect(page.locator("#preview-summary")).to_contain_text("allowed.")
+    expect(page.locator("#preview")).to_contain_text("merged")
+    expect(page.get_by_label("I agree to upload these files to Replicate's upload servers")).to_be_visible()
+
+
+def test_textfile_captions_offer_the_rename_box_and_the_preview_shows_the_names(
+    tab: Tab, cloud: Cloud
+) -> None:
+    from tests.datasets.factory import local_entry, write_environment, write_image
+
+    folder = write_environment(
+        load_settings().effective_configs_dir,
+        "captions",
+        datasets=[local_entry(caption_strategy="textfile")],
+        images=0,
+    )
+    write_image(folder / "data" / "IMG_1.jpg", caption="sks dog on the beach")
+    write_image(folder / "data" / "IMG_2.jpg", caption="AC/DC poster")
+    page = tab.open("submit")
+    page.get_by_label("Environment", exact=True).select_option("captions")
+    expect(page.locator("#preview")).to_contain_text("'Name images after their captions' box")
+    page.get_by_label("Name images after their captions").check()
+    changes = page.locator("#preview-caption-changes tbody tr")
+    expect(changes).to_have_count(1)
+    expect(changes.first).to_contain_text("IMG_2.jpg")
+    expect(changes.first).to_contain_text("AC DC poster")
+    page.locator("#preview-archive summary").click()
+    expect(page.locator("#preview-archive-files")).to_contain_text("sks_dog_on_the_beach.jpg")
+
+
+def test_a_huge_log_is_read_by_its_tail_and_drawn_capped_then_followed_live(tab: Tab, cloud: Cloud) -> None:
+    line = "[RANK 0] step log line with some padding to look like a trainer's output ........ {n}\n"
+    text = "".join(line.format(n=n) for n in range(600_000))  # about 50 MiB, as the issue says
+
+    async def write(logs: str, job_id: str | None = None) -> str:
+        database = Database(load_settings().effective_database_url)  # the server's own database file
+        try:
+            async with database.session() as session:
+                job_id = job_id or await record_job(session, "succeeded")
+                await append_logs(session, job_id, logs)
+                await session.commit()
+        finally:
+            await database.dispose()
+        return job_id
+
+    job_id = run_async(write(text))
+    requested: list[str] = []
+    tab.page.on("request", lambda request: requested.append(request.url))
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    log = page.locator("#log-text")
+    expect(log).to_contain_text("........ 599999")
+    expect(page.locator("#log-notice")).to_contain_text("Showing the last")
+    expect(page.locator("#log-notice")).to_contain_text(f"lines of {len(text) / 2**20:.1f} MiB;")
+    shown = int(log.get_attribute("data-lines") or 0)
+    assert 0 < shown <= 5000
+    assert "........ 0\n" not in (log.text_content() or "")
+    assert [u for u in requested if "/logs" in u] == [f"{cloud.base}/api/cloud/jobs/{job_id}/logs?tail=5000"]
+
+    run_async(write(text + "the trainer wrote one more line\n", job_id))  # the live feed brings it
+    expect(log).to_contain_text("the trainer wrote one more line")
+    assert int(log.get_attribute("data-lines") or 0) <= 5000
+    assert tab.errors == []

@@ -1,0 +1,66 @@
+"""Webhooks (the flight recorder, `views/webhooks.js`) and Spend (`views/spend.js`) in the system
+Chromium, after a real sandbox job: deliveries accepted and rejected with their reasons, Replay, and
+what the job cost per day, hardware and environment against the limit."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.web.conftest import Cloud, Tab
+
+
+def test_the_flight_recorder_lists_deliveries_and_replays_one(tab: Tab, cloud: Cloud) -> None:
+    cloud.sandbox_config.step_seconds = 0.05
+    job_id = cloud.wait_for(cloud.submit(), "succeeded")["id"]
+    unsigned = httpx.post(f"{cloud.base}/api/webhooks/replicate", json={"id": "x"}, trust_env=False)
+    assert unsigned.status_code == 401
+
+    page = tab.open("webhooks")
+    rows = page.locator("#deliveries-table tbody tr")
+    expect(rows.first).to_contain_text("rejected")
+    expect(rows.first).to_contain_text("signature_missing")
+    accepted = rows.filter(has_text="completed")
+    expect(accepted).to_have_count(1)
+    expect(accepted).to_contain_text("accepted")
+    expect(accepted.get_by_role("link", name=job_id)).to_have_attribute("href", f"#/jobs/{job_id}")
+
+    page.get_by_label("Outcome").select_option("rejected")
+    expect(rows).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"#/webhooks\?outcome=rejected$"))
+    page.get_by_label("Outcome").select_option("accepted")
+    expect(rows.filter(has_text="rejected")).to_have_count(0)
+
+    completed = rows.filter(has_text="completed")
+    completed.locator("summary").click()
+    expect(completed.locator(".headers")).to_contain_text("webhook-id: msg_")
+    completed.get_by_role("button", name="Replay").click()
+    expect(page.locator("#replay-result")).to_contain_text(f"to job {job_id}: status unchanged (succeeded)")
+    assert tab.errors == []
+
+
+def test_spend_shows_the_period_per_day_hardware_and_environment(tab: Tab, cloud: Cloud) -> None:
+    cloud.sandbox_config.step_seconds = 0.05
+    cloud.http.put(
+        "/api/cloud/providers/replicate",
+        json={"cost_limit": {"enabled": True, "amount": "40", "period": "weekly", "action": "block"}},
+    ).raise_for_status()
+    job = cloud.wait_for(cloud.submit(), "succeeded")
+    cost = job["cost"]["final_usd"]
+    assert cost is not None
+
+    page = tab.open("spend")
+    expect(page.locator("#spend-total")).not_to_have_text("$0.0000")
+    expect(page.locator("#spend-chart")).to_have_attribute("data-bars", "7")  # a week, day by day
+    expect(page.locator("#spend-chart-summary")).to_contain_text("7 days, ")
+    expect(page.locator("#spend-hardware-table tbody tr")).to_have_count(1)
+    expect(page.locator("#spend-hardware-table tbody tr").first).to_contain_text("l40s")
+    expect(page.locator("#spend-config-table tbody tr").first).to_contain_text("flux-lora-example")
+    expect(page.locator("#spend-limit-text")).to_contain_text("of $40.00 weekly")
+    expect(page.locator("#spend-limit-text")).to_contain_text("ok. Block.")
+    page.get_by_label("Period", exact=True).select_option("daily")
+    expect(page.locator("#spend-chart")).to_have_attribute("data-bars", "1")
+    expect(page).to_have_url(re.compile(r"#/spend\?period=daily$"))
+    assert tab.errors == []
