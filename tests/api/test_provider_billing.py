@@ -43,7 +43,7 @@ def expected_billing(spend: dict[str, float], **limit: Any) -> dict[str, Any]:
             "resets_at": "2025-02-01T00:00:00+00:00",
             **limit,
         },
-        "hardware": hardware_answer(packaged_catalogue())["hardware"],
+        "hardware": hardware_answer(packaged_catalogue()).model_dump()["hardware"],
         "sandbox": False,
     }
 

@@ -83,7 +83,7 @@ def test_override_file_wins_and_reloads(state_root) -> None:  # type: ignore[no-
     )
     catalogue = load_hardware_catalogue(settings)
     assert catalogue.ids == ("h100",)
-    assert hardware_answer(catalogue)["hardware"][0]["usd_per_hour"] == 5.49
+    assert hardware_answer(catalogue).hardware[0].usd_per_hour == 5.49
 
 
 def test_broken_override_is_an_error_naming_the_file(state_root) -> None:  # type: ignore[no-untyped-def]

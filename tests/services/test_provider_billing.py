@@ -65,7 +65,7 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
             },
         )
     async with database.session() as session:
-        answer = await billing_summary(session, settings, now=NOW)
+        answer = (await billing_summary(session, settings, now=NOW)).model_dump()
     assert answer == {
         "provider": "replicate",
         "balance": None,
@@ -90,12 +90,12 @@ async def test_spend_windows_limit_and_price_table(database: Database) -> None:
             "period_start": "2025-01-13T00:00:00+00:00",
             "resets_at": "2025-01-20T00:00:00+00:00",
         },
-        "hardware": hardware_answer(packaged_catalogue())["hardware"],
+        "hardware": hardware_answer(packaged_catalogue()).model_dump()["hardware"],
         "sandbox": False,
     }
     async with database.session() as session:  # a minute later the running job has accrued 60 s more
         later = await billing_summary(session, settings, now=NOW + timedelta(minutes=1))
-    assert later["spend"] == {"day": 2.984, "week": 2.984, "month": 4.984}
+    assert later.spend == {"day": 2.984, "week": 2.984, "month": 4.984}
 
 
 async def test_limit_warns_then_is_exceeded(database: Database) -> None:
@@ -109,10 +109,10 @@ async def test_limit_warns_then_is_exceeded(database: Database) -> None:
         await record_job(session, "succeeded", completed=NOW, cost="1.7")
         await session.commit()
     async with database.session() as session:
-        warned = (await billing_summary(session, settings, now=NOW))["cost_limit"]
+        warned = (await billing_summary(session, settings, now=NOW)).cost_limit.model_dump()
         await record_job(session, "succeeded", completed=NOW, cost="0.5")
         await session.commit()
     async with database.session() as session:
-        exceeded = (await billing_summary(session, settings, now=NOW))["cost_limit"]
+        exceeded = (await billing_summary(session, settings, now=NOW)).cost_limit.model_dump()
     assert (warned["state"], warned["remaining"]) == ("warning", 0.3)
     assert (exceeded["state"], exceeded["remaining"], exceeded["spent"]) == ("exceeded", 0.0, 2.2)

@@ -7,7 +7,8 @@ import json
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue, HardwareProfile, catalogue_from_mapping
 from simpletuner_cloud.errors import CloudError
@@ -51,29 +52,50 @@ def load_hardware_catalogue(settings: Settings | None = None) -> HardwareCatalog
     return _cache[key]
 
 
-def profile_answer(profile: HardwareProfile, default_id: str) -> dict[str, Any]:
+class HardwareEntry(BaseModel):
     """One row of the price table as the API shows it (floats: JSON has no decimals)."""
-    return {
-        "id": profile.id,
-        "name": profile.name,
-        "gpu": profile.gpu,
-        "vram_gb": profile.vram_gb,
-        "sku": profile.sku,
-        "usd_per_second": float(profile.usd_per_second),
-        "usd_per_hour": float(round(profile.usd_per_hour, 4)),
-        "model": profile.model,
-        "best_for": profile.best_for,
-        "default": profile.id == default_id,
-    }
+
+    id: str
+    name: str
+    gpu: str
+    vram_gb: int
+    sku: str
+    usd_per_second: float
+    usd_per_hour: float
+    model: str
+    best_for: str
+    default: bool
 
 
-def hardware_answer(catalogue: HardwareCatalogue) -> dict[str, Any]:
-    return {
-        "default": catalogue.default_id,
-        "currency": catalogue.currency,
-        "source": catalogue.source,
-        "hardware": [profile_answer(p, catalogue.default_id) for p in catalogue],
-    }
+class HardwareResponse(BaseModel):
+    default: str
+    currency: str
+    source: str
+    hardware: list[HardwareEntry]
+
+
+def profile_answer(profile: HardwareProfile, default_id: str) -> HardwareEntry:
+    return HardwareEntry(
+        id=profile.id,
+        name=profile.name,
+        gpu=profile.gpu,
+        vram_gb=profile.vram_gb,
+        sku=profile.sku,
+        usd_per_second=float(profile.usd_per_second),
+        usd_per_hour=float(round(profile.usd_per_hour, 4)),
+        model=profile.model,
+        best_for=profile.best_for,
+        default=profile.id == default_id,
+    )
+
+
+def hardware_answer(catalogue: HardwareCatalogue) -> HardwareResponse:
+    return HardwareResponse(
+        default=catalogue.default_id,
+        currency=catalogue.currency,
+        source=catalogue.source,
+        hardware=[profile_answer(p, catalogue.default_id) for p in catalogue],
+    )
 
 
 def usd(value: Decimal) -> float:

@@ -32,6 +32,17 @@ from simpletuner_cloud.services.provider_settings import (
     webhook_url,
     webhook_warning,
 )
+from simpletuner_cloud.services.provider_views import (
+    AccountResponse,
+    ProviderEntry,
+    ProvidersResponse,
+    SystemStatusResponse,
+    TokenDeletedResponse,
+    TokenSavedResponse,
+    ValidateResponse,
+    VersionEntry,
+    VersionsResponse,
+)
 from simpletuner_cloud.settings import SANDBOX_BANNER, Settings
 
 ENV_WINS_NOTE = "REPLICATE_API_TOKEN is set in the environment and takes precedence over the saved token."
@@ -45,21 +56,21 @@ PIN_MISSING = (
 )
 
 
-def status_answer(status: SystemStatus) -> dict[str, Any]:
-    return {
-        "indicator": status.indicator,
-        "description": status.description,
-        "reason": status.reason,
-        "components": status.components,
-        "incidents": status.incidents,
-        "source": status.source,
-        "checked_at": status.checked_at.isoformat(),
-    }
+def status_answer(status: SystemStatus) -> SystemStatusResponse:
+    return SystemStatusResponse(
+        indicator=status.indicator,
+        description=status.description,
+        reason=status.reason,
+        components=status.components,
+        incidents=status.incidents,
+        source=status.source,
+        checked_at=status.checked_at.isoformat(),
+    )
 
 
 async def system_status(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
-) -> dict[str, Any]:
+) -> SystemStatusResponse:
     replicate = await load_replicate_settings(session, settings)
     return status_answer(await runtime.status_reader(settings, replicate).status())
 
@@ -94,7 +105,7 @@ def validate_deadline(replicate: ReplicateSettings) -> float:
 
 async def _account(
     settings: Settings, runtime: ProviderRuntime, replicate: ReplicateSettings, token: str | None = None
-) -> dict[str, Any]:
+) -> AccountResponse:
     """Who the token belongs to, within `validate_deadline` in all."""
     deadline = validate_deadline(replicate)
     try:
@@ -111,23 +122,19 @@ async def _account(
         raise await _with_status_page(error, settings, runtime, replicate) from None
     if token:
         runtime.remember_check(token, "valid")
-    return {"username": account.username, "name": account.name, "type": account.type}
+    return AccountResponse(username=account.username, name=account.name, type=account.type)
 
 
 async def validate_token(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
-) -> dict[str, Any]:
+) -> ValidateResponse:
     replicate = await load_replicate_settings(session, settings)
     token = resolve_token(settings, runtime.environ)
     value = require_usable_token(token)  # token_missing / token_invalid_format, before any request
     account = await _account(settings, runtime, replicate, value)  # token_invalid / provider_timeout
-    return {
-        "valid": True,
-        "account": account,
-        "token_source": token.source,
-        "token": token.masked,
-        "sandbox": settings.sandbox,
-    }
+    return ValidateResponse(
+        valid=True, account=account, token_source=token.source, token=token.masked, sandbox=settings.sandbox
+    )
 
 
 def check_token_format(raw: str) -> str:
@@ -140,7 +147,7 @@ def check_token_format(raw: str) -> str:
 
 async def save_token(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime, raw: str
-) -> dict[str, Any]:
+) -> TokenSavedResponse:
     """Check the format, prove the token at Replicate, then write the 0600 file. Only the masked
     form ever comes back."""
     token = check_token_format(raw)
@@ -159,34 +166,30 @@ async def save_token(
         raise
     write_secret_file(settings.replicate_token_path, token)
     active = resolve_token(settings, runtime.environ)
-    answer: dict[str, Any] = {
-        "saved": True,
-        "token": mask_token(token),
-        "account": account,
-        "token_source": active.source,
-        "note": None,
-    }
+    note = None
     if active.source == "env":
-        answer["note"] = ENV_WINS_NOTE
+        note = ENV_WINS_NOTE
     elif active.source == "sandbox":
-        answer["note"] = "Sandbox mode uses the sandbox token; the saved token is used without --sandbox."
-    return answer
+        note = "Sandbox mode uses the sandbox token; the saved token is used without --sandbox."
+    return TokenSavedResponse(
+        saved=True, token=mask_token(token), account=account, token_source=active.source, note=note
+    )
 
 
-def delete_token(settings: Settings, runtime: ProviderRuntime) -> dict[str, Any]:
+def delete_token(settings: Settings, runtime: ProviderRuntime) -> TokenDeletedResponse:
     deleted = delete_secret_file(settings.replicate_token_path)
     active = resolve_token(settings, runtime.environ)
-    return {
-        "deleted": deleted,
-        "token_source": active.source,
-        "token": active.masked,
-        "note": ENV_WINS_NOTE.replace(" over the saved token", "") if active.source == "env" else None,
-    }
+    return TokenDeletedResponse(
+        deleted=deleted,
+        token_source=active.source,
+        token=active.masked,
+        note=ENV_WINS_NOTE.replace(" over the saved token", "") if active.source == "env" else None,
+    )
 
 
 async def list_versions(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
-) -> dict[str, Any]:
+) -> VersionsResponse:
     """Newest first; `selected` is the pin or else the latest. A pin that is not a version of the
     model (a typo, or the hardware and so the model changed since) is flagged, not an error: the
     list is what the person needs to choose another."""
@@ -201,22 +204,26 @@ async def list_versions(
                 found += [older] if older else []
     except CloudError as error:
         raise await _with_status_page(error, settings, runtime, replicate) from None
+    ids = [v.get("id") for v in found]
+    pin_exists = None if pin is None else pin in ids
+    selected = (pin if pin_exists else None) if pin else (ids[0] if ids else None)
     versions = [
-        {"id": v.get("id"), "created_at": v.get("created_at"), "cog_version": v.get("cog_version")}
+        VersionEntry(
+            id=v["id"],
+            created_at=v.get("created_at"),
+            cog_version=v.get("cog_version"),
+            selected=v.get("id") == selected,
+        )
         for v in found
     ]
-    pin_exists = None if pin is None else any(v["id"] == pin for v in versions)
-    selected = (pin if pin_exists else None) if pin else (versions[0]["id"] if versions else None)
-    for version in versions:
-        version["selected"] = version["id"] == selected
-    return {
-        "model": model,
-        "pinned": pin,
-        "pinned_exists": pin_exists,
-        "selected": selected,
-        "warning": PIN_MISSING.format(pin=pin, model=model) if pin_exists is False else None,
-        "versions": versions,
-    }
+    return VersionsResponse(
+        model=model,
+        pinned=pin,
+        pinned_exists=pin_exists,
+        selected=selected,
+        warning=PIN_MISSING.format(pin=pin, model=model) if pin_exists is False else None,
+        versions=versions,
+    )
 
 
 async def _pinned_version(client: ReplicateClient, model: str, pin: str) -> dict[str, Any] | None:
@@ -253,7 +260,7 @@ async def _token_check(
 
 async def list_providers(
     session: AsyncSession, settings: Settings, runtime: ProviderRuntime
-) -> dict[str, Any]:
+) -> ProvidersResponse:
     """Readiness: a token is present and Replicate has not refused it (`token_check`); a public URL
     for webhooks is advised, not required."""
     replicate = await load_replicate_settings(session, settings)
@@ -266,19 +273,19 @@ async def list_providers(
         check = await _token_check(settings, runtime, replicate, token.value)
         reason = TOKEN_INVALID_MESSAGE if check == "invalid" else None
     hook = webhook_url(settings, replicate)
-    entry: dict[str, Any] = {
-        "id": "replicate",
-        "name": "Replicate",
-        "configured": token.value is not None,
-        "token_source": token.source,
-        "token_check": check,
-        "ready": reason is None,
-        "sandbox": settings.sandbox,
-        "banner": SANDBOX_BANNER if settings.sandbox else None,
-        "webhook_url": hook,
-        "hardware": replicate.hardware,
-        "model": replicate.trainer_model(load_hardware_catalogue(settings)),
-        "not_ready_reason": reason,
-        "warning": webhook_warning(settings, replicate),
-    }
-    return {"providers": [entry]}
+    entry = ProviderEntry(
+        id="replicate",
+        name="Replicate",
+        configured=token.value is not None,
+        token_source=token.source,
+        token_check=check,
+        ready=reason is None,
+        sandbox=settings.sandbox,
+        banner=SANDBOX_BANNER if settings.sandbox else None,
+        webhook_url=hook,
+        hardware=replicate.hardware,
+        model=replicate.trainer_model(load_hardware_catalogue(settings)),
+        not_ready_reason=reason,
+        warning=webhook_warning(settings, replicate),
+    )
+    return ProvidersResponse(providers=[entry])

@@ -41,6 +41,11 @@ from simpletuner_cloud.services.provider_fields import (
     VersionId,
     shown,
 )
+from simpletuner_cloud.services.provider_views import (
+    CostLimitSettingsResponse,
+    DerivedSettings,
+    ReplicateSettingsResponse,
+)
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
 
@@ -80,18 +85,17 @@ class CostLimitSettings(BaseModel):
             cancel_on=self.cancel_on,
         )
 
-    def answer(self) -> dict[str, Any]:
+    def answer(self) -> CostLimitSettingsResponse:
         """Answers keep money as JSON numbers (what the UI and scripts read); stored, it is exact."""
-        shown_amount = float(self.amount) if self.amount is not None else None
-        return {
-            "enabled": self.enabled,
-            "amount": shown_amount,
-            "period": self.period,
-            "action": self.action,
-            "cancel_running_at_limit": self.cancel_running_at_limit,
-            "cancel_on": self.cancel_on,
-            "time_zone": self.time_zone,
-        }
+        return CostLimitSettingsResponse(
+            enabled=self.enabled,
+            amount=float(self.amount) if self.amount is not None else None,
+            period=self.period,
+            action=self.action,
+            cancel_running_at_limit=self.cancel_running_at_limit,
+            cancel_on=self.cancel_on,
+            time_zone=self.time_zone,
+        )
 
 
 class ReplicateSettings(BaseModel):
@@ -121,13 +125,12 @@ class ReplicateSettings(BaseModel):
     def trainer_model(self, catalogue: HardwareCatalogue) -> str:
         return self.model or catalogue.get(self.hardware).model
 
-    def public_answer(self) -> dict[str, Any]:
+    def public_answer(self, derived: DerivedSettings) -> ReplicateSettingsResponse:
         """What the API shows: everything but the proxy password."""
         shown_settings = self.model_dump(mode="json")
         shown_settings["proxy_url"] = mask_proxy_url(self.proxy_url)
         shown_settings["cost_limit"] = self.cost_limit.answer()
-        shown_settings["warnings"] = list(self._ignored)
-        return shown_settings
+        return ReplicateSettingsResponse(**shown_settings, derived=derived, warnings=list(self._ignored))
 
 
 def effective_public_url(settings: Settings, replicate: ReplicateSettings) -> str | None:
@@ -154,15 +157,13 @@ def webhook_warning(settings: Settings, replicate: ReplicateSettings) -> str | N
     return " ".join(warnings) or None
 
 
-def settings_answer(settings: Settings, replicate: ReplicateSettings) -> dict[str, Any]:
+def settings_answer(settings: Settings, replicate: ReplicateSettings) -> ReplicateSettingsResponse:
     """GET's answer: the settings (proxy password masked) plus what follows from them."""
-    return {
-        **replicate.public_answer(),
-        "derived": {
-            "trainer_model": replicate.trainer_model(load_hardware_catalogue(settings)),
-            "webhook_url": webhook_url(settings, replicate),
-        },
-    }
+    derived = DerivedSettings(
+        trainer_model=replicate.trainer_model(load_hardware_catalogue(settings)),
+        webhook_url=webhook_url(settings, replicate),
+    )
+    return replicate.public_answer(derived)
 
 
 def _context(settings: Settings) -> dict[str, Any]:

@@ -9,16 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from simpletuner_cloud.api.deps import SessionDep, SettingsDep
-from simpletuner_cloud.api.routes.provider_schemas import (
-    BillingResponse,
-    ProvidersResponse,
-    ReplicateSettingsResponse,
-    TokenDeletedResponse,
-    TokenSavedResponse,
-    ValidateResponse,
-    VersionsResponse,
-)
 from simpletuner_cloud.services import billing, provider, webhook_selftest
+from simpletuner_cloud.services.billing import BillingResponse
 from simpletuner_cloud.services.provider_fields import (
     Action,
     Consent,
@@ -37,6 +29,14 @@ from simpletuner_cloud.services.provider_settings import (
     load_replicate_settings,
     settings_answer,
     update_replicate_settings,
+)
+from simpletuner_cloud.services.provider_views import (
+    ProvidersResponse,
+    ReplicateSettingsResponse,
+    TokenDeletedResponse,
+    TokenSavedResponse,
+    ValidateResponse,
+    VersionsResponse,
 )
 
 router = APIRouter(prefix="/providers", tags=["providers"])
@@ -88,19 +88,21 @@ class ReplicateSettingsRequest(BaseModel):
 
 
 @router.get("", response_model=ProvidersResponse)
-async def list_providers(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def list_providers(
+    session: SessionDep, settings: SettingsDep, runtime: RuntimeDep
+) -> ProvidersResponse:
     return await provider.list_providers(session, settings, runtime)
 
 
 @router.get("/replicate", response_model=ReplicateSettingsResponse)
-async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+async def get_replicate_settings(session: SessionDep, settings: SettingsDep) -> ReplicateSettingsResponse:
     return settings_answer(settings, await load_replicate_settings(session, settings))
 
 
 @router.put("/replicate", response_model=ReplicateSettingsResponse)
 async def put_replicate_settings(
     body: ReplicateSettingsRequest, session: SessionDep, settings: SettingsDep, request: Request
-) -> dict[str, Any]:
+) -> ReplicateSettingsResponse:
     changes = body.model_dump(exclude_unset=True, exclude={"derived", "warnings"})
     updated = await update_replicate_settings(session, settings, changes)
     request.app.state.webhook_receiver.settings_changed()  # the receiver's short cache
@@ -108,29 +110,29 @@ async def put_replicate_settings(
 
 
 @router.get("/replicate/validate", response_model=ValidateResponse)
-async def validate(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def validate(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> ValidateResponse:
     return await provider.validate_token(session, settings, runtime)
 
 
 @router.put("/replicate/token", response_model=TokenSavedResponse)
 async def save_token(
     body: TokenRequest, session: SessionDep, settings: SettingsDep, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> TokenSavedResponse:
     return await provider.save_token(session, settings, runtime, body.api_token)
 
 
 @router.delete("/replicate/token", response_model=TokenDeletedResponse)
-async def delete_token(settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def delete_token(settings: SettingsDep, runtime: RuntimeDep) -> TokenDeletedResponse:
     return provider.delete_token(settings, runtime)
 
 
 @router.get("/replicate/versions", response_model=VersionsResponse)
-async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def versions(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> VersionsResponse:
     return await provider.list_versions(session, settings, runtime)
 
 
 @router.get("/replicate/billing", response_model=BillingResponse)
-async def billing_summary(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def billing_summary(session: SessionDep, settings: SettingsDep, runtime: RuntimeDep) -> BillingResponse:
     return await billing.billing_summary(session, settings, runtime.now())
 
 

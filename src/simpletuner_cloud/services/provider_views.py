@@ -1,5 +1,6 @@
-"""Answer shapes of the provider, hardware and system-status routes (`...Response`), so /docs shows
-them and an answer can never grow a field (a token, say) that nobody declared."""
+"""Answer shapes of the provider use cases (`provider.py`): the services build them and the routes
+use them as response models, so /docs shows them and an answer can never grow a field (a token,
+say) that nobody declared."""
 
 from __future__ import annotations
 
@@ -73,58 +74,14 @@ class VersionsResponse(BaseModel):
     versions: list[VersionEntry]
 
 
-class HardwareEntry(BaseModel):
-    id: str
-    name: str
-    gpu: str
-    vram_gb: int
-    sku: str
-    usd_per_second: float
-    usd_per_hour: float
-    model: str
-    best_for: str
-    default: bool
-
-
-class HardwareResponse(BaseModel):
-    default: str
-    currency: str
+class SystemStatusResponse(BaseModel):
+    indicator: str  # none | minor | major | critical | unknown
+    description: str
+    reason: str | None
+    components: list[dict[str, Any]]
+    incidents: list[dict[str, Any]]
     source: str
-    hardware: list[HardwareEntry]
-
-
-class CostLimitStatus(BaseModel):
-    enabled: bool
-    amount: float | None
-    period: str
-    action: str
-    cancel_running_at_limit: bool
-    cancel_on: str
-    time_zone: str | None
-    state: str  # ok | warning | exceeded
-    spent: float
-    remaining: float | None
-    period_start: str
-    resets_at: str
-
-
-class BillingResponse(BaseModel):
-    provider: str
-    balance: None  # Replicate has no balance API: never invented
-    balance_reason: str
-    account_url: str
-    currency: str
-    as_of: str
-    spend: dict[str, float]  # day, week, month
-    spend_note: str
-    cost_limit: CostLimitStatus
-    hardware: list[HardwareEntry]
-    sandbox: bool
-
-
-class DerivedSettings(BaseModel):
-    trainer_model: str
-    webhook_url: str | None
+    checked_at: str
 
 
 class CostLimitSettingsResponse(BaseModel):
@@ -135,6 +92,11 @@ class CostLimitSettingsResponse(BaseModel):
     cancel_running_at_limit: bool
     cancel_on: str  # accrued | projected
     time_zone: str | None  # null: the machine's
+
+
+class DerivedSettings(BaseModel):
+    trainer_model: str
+    webhook_url: str | None
 
 
 class ReplicateSettingsResponse(BaseModel):
@@ -154,13 +116,3 @@ class ReplicateSettingsResponse(BaseModel):
     data_consent: str
     derived: DerivedSettings
     warnings: list[str]  # saved values that no longer validate and were ignored
-
-
-class SystemStatusResponse(BaseModel):
-    indicator: str  # none | minor | major | critical | unknown
-    description: str
-    reason: str | None
-    components: list[dict[str, Any]]
-    incidents: list[dict[str, Any]]
-    source: str
-    checked_at: str
