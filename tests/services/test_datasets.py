@@ -86,4 +86,4 @@ def test_two_local_sets_are_packaged_merged_only_when_agreed(settings: Settings,
     assert not (tmp_path / "x.zip").exists()
     preflight, archive = package_dataset(settings, "env", tmp_path / "x.zip", merge_local=True)
     assert len(archive.manifest) == 4 and preflight.plan.warnings[0].startswith("2 local datasets are merged")
-    assert preview_data_consent(settings, "env", merge_local=True)["warnings"] == preflight.plan.warnings
+    assert preview_data_consent(settings, "env", merge_local=True).warnings == preflight.plan.warnings

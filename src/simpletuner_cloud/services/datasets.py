@@ -19,38 +19,45 @@ from simpletuner_cloud.datasets.preflight import UPLOAD_LIMIT_BYTES, Preflight, 
 from simpletuner_cloud.datasets.selection import REASONS, Selection, skipped_summary
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.security.redaction import secret_value
+from simpletuner_cloud.services.dataset_views import (
+    ConfigListResponse,
+    ConfigResponse,
+    DataConsentPreviewResponse,
+)
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.trainer.inputs import SECRET_OPTION
 
 EXAMPLE_NAME = "flux-lora-example"
 
 
-def list_configs(settings: Settings) -> dict[str, Any]:
+def list_configs(settings: Settings) -> ConfigListResponse:
     summaries = list_environments(settings.effective_configs_dir)
     configs = [
         {"name": s.name, "path": str(s.path), "model_family": s.model_family, "model_type": s.model_type,
          "description": s.description, "datasets": s.datasets, "problems": s.problems}
         for s in summaries
     ]  # fmt: skip
-    return {"configs_dir": str(settings.effective_configs_dir), "configs": configs}
+    return ConfigListResponse.model_validate(
+        {"configs_dir": str(settings.effective_configs_dir), "configs": configs}
+    )
 
 
-def get_config(settings: Settings, name: str) -> dict[str, Any]:
+def get_config(settings: Settings, name: str) -> ConfigResponse:
     return describe_config(load_environment(name, settings.effective_configs_dir))
 
 
-def describe_config(config: TrainingConfig) -> dict[str, Any]:
+def describe_config(config: TrainingConfig) -> ConfigResponse:
     """The parsed config for display; secrets replaced everywhere, the LyCORIS block included."""
-    return {
-        "name": config.name,
-        "source": config.source,
-        "config_path": str(config.config_path) if config.config_path else None,
-        "dataloader_path": str(config.dataloader_path) if config.dataloader_path else None,
-        "config": redact_secrets(config.options),
-        "datasets": [redact_secrets(entry) for entry in config.datasets],
-        "lycoris": redact_secrets(config.lycoris),
-        "problems": config.problems,
-    }
+    return ConfigResponse(
+        name=config.name,
+        source=config.source,
+        config_path=str(config.config_path) if config.config_path else None,
+        dataloader_path=str(config.dataloader_path) if config.dataloader_path else None,
+        config=redact_secrets(config.options),
+        datasets=[redact_secrets(entry) for entry in config.datasets],
+        lycoris=redact_secrets(config.lycoris),
+        problems=config.problems,
+    )
 
 
 REDACTED = "<redacted>"
@@ -90,7 +97,7 @@ def preview_data_consent(
     *,
     merge_local: bool = False,
     rename_to_captions: bool = False,
-) -> dict[str, Any]:
+) -> DataConsentPreviewResponse:
     """What would leave this machine: per dataset every archive entry (with the file it comes from), the
     captions that change, the skipped files with reasons (the first 50, counted by reason), and the
     archive size against the limit. An oversized archive is reported, not raised, so it can be shown.
@@ -103,7 +110,7 @@ def preview_data_consent(
     return describe_preflight(preflight)
 
 
-def describe_preflight(preflight: Preflight) -> dict[str, Any]:
+def describe_preflight(preflight: Preflight) -> DataConsentPreviewResponse:
     selections = {s.dataset_id: s for s in preflight.selections}
     datasets = []
     for planned in preflight.plan.datasets:
@@ -113,19 +120,23 @@ def describe_preflight(preflight: Preflight) -> dict[str, Any]:
             item |= describe_selection(selection, preflight.caption_changes.get(planned.id, []))
         datasets.append(item)
     over = preflight.archive_size > UPLOAD_LIMIT_BYTES
-    return {
-        "config": preflight.config.name,
-        "mode": preflight.plan.mode,
-        "needs_upload": preflight.needs_upload,
-        "rename_to_captions": preflight.plan.rename_to_captions,
-        "datasets": datasets,
-        "archive_bytes": preflight.archive_size,
-        "limit_bytes": UPLOAD_LIMIT_BYTES,
-        "within_limit": not over,
-        "error": too_large(preflight.archive_size, UPLOAD_LIMIT_BYTES).to_body()["error"] if over else None,
-        "warnings": preflight.plan.warnings,
-        "problems": preflight.config.problems,
-    }
+    return DataConsentPreviewResponse.model_validate(
+        {
+            "config": preflight.config.name,
+            "mode": preflight.plan.mode,
+            "needs_upload": preflight.needs_upload,
+            "rename_to_captions": preflight.plan.rename_to_captions,
+            "datasets": datasets,
+            "archive_bytes": preflight.archive_size,
+            "limit_bytes": UPLOAD_LIMIT_BYTES,
+            "within_limit": not over,
+            "error": too_large(preflight.archive_size, UPLOAD_LIMIT_BYTES).to_body()["error"]
+            if over
+            else None,
+            "warnings": preflight.plan.warnings,
+            "problems": preflight.config.problems,
+        }
+    )
 
 
 def describe_selection(selection: Selection, changes: list[CaptionChange]) -> dict[str, Any]:

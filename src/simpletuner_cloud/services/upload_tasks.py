@@ -16,7 +16,10 @@ import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.dataset_views import ErrorDetailResponse
 from simpletuner_cloud.services.upload_locks import upload_lock
 from simpletuner_cloud.store.database import Database, dialect_insert
 from simpletuner_cloud.store.tables import DatasetUploadRow, utcnow
@@ -29,6 +32,38 @@ HEARTBEAT = 5.0  # a running upload's row is touched this often
 STALE_AFTER = 30.0  # an unfinished upload whose row is older than this lost its server
 REMOTE_POLL = 0.5  # how often a listener on another server re-reads the row
 LOCK_LEASE = 60.0
+
+
+class UploadResultResponse(BaseModel):
+    upload_id: str
+    file_id: str
+    url: str
+    sha256: str
+    size: int
+    files: int
+    reused: bool
+    expires_at: str | None
+
+
+class DatasetUploadResponse(BaseModel):
+    """An upload's snapshot as the API answers it. The snapshot itself stays JSON (`snapshot()`): it is
+    what the database row mirrors and what the events carry."""
+
+    id: str
+    config: str | None
+    state: State
+    bytes_done: int
+    bytes_total: int
+    archive_bytes: int
+    files: int
+    warnings: list[str]
+    result: UploadResultResponse | None
+    error: ErrorDetailResponse | None
+    events_url: str
+
+    @classmethod
+    def of(cls, upload: UploadTask | RemoteUpload) -> DatasetUploadResponse:
+        return cls.model_validate(upload.snapshot())
 
 
 class UploadTask:

@@ -31,7 +31,7 @@ from simpletuner_cloud.services.datasets import build_dataset_archive, load_conf
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.provider import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import ReplicateSettings, load_replicate_settings
-from simpletuner_cloud.services.upload_tasks import UploadTask, UploadTasks
+from simpletuner_cloud.services.upload_tasks import DatasetUploadResponse, UploadTask, UploadTasks
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.uploads import (
@@ -84,7 +84,7 @@ async def start_dataset_upload(
     consent: bool = False,
     merge_local: bool = False,
     rename_to_captions: bool = False,
-) -> dict[str, Any]:
+) -> DatasetUploadResponse:
     """Refuse now what would fail (dataset errors, several local sets without `merge_local`, textfile
     captions that differ from the names without `rename_to_captions`, size, consent, trainer inputs),
     then start packaging and uploading in the background. Returns the task's first snapshot."""
@@ -109,7 +109,7 @@ async def start_dataset_upload(
         warnings=list(preflight.plan.warnings),  # e.g. what a merge of several datasets loses
     )
     tasks.run(task, _package_and_upload(task, tasks, preflight, settings, database, runtime, replicate))
-    return task.snapshot()
+    return DatasetUploadResponse.of(task)
 
 
 async def check_trainer_version(
@@ -132,8 +132,8 @@ async def upload_events(tasks: UploadTasks, task_id: str) -> AsyncIterator[dict[
     return (await tasks.find(task_id)).events()
 
 
-async def get_upload_task(tasks: UploadTasks, task_id: str) -> dict[str, Any]:
-    return (await tasks.find(task_id)).snapshot()
+async def get_upload_task(tasks: UploadTasks, task_id: str) -> DatasetUploadResponse:
+    return DatasetUploadResponse.of(await tasks.find(task_id))
 
 
 async def _package_and_upload(

@@ -4,13 +4,14 @@ size against Replicate's limit, before the user consents."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from simpletuner_cloud.api.deps import SettingsDep
 from simpletuner_cloud.services import datasets
+from simpletuner_cloud.services.dataset_views import DataConsentPreviewResponse
 
 router = APIRouter(tags=["data"])
 
@@ -46,68 +47,10 @@ class DataConsentPreviewRequest(BaseModel):
         return self
 
 
-class SkippedFileResponse(BaseModel):
-    path: str
-    reason: str
-    explanation: str
-
-
-class ArchiveFileResponse(BaseModel):
-    path: str = Field(description="The file, relative to its dataset folder.")
-    archive_name: str = Field(description="Its name inside the archive.")
-
-
-class CaptionChangeDetail(BaseModel):
-    code: Literal["first_line", "replaced", "spaces", "underscore", "cut"]
-    explanation: str
-
-
-class CaptionChangeResponse(BaseModel):
-    path: str
-    archive_name: str
-    caption: str = Field(description="The first line of its caption file, as written.")
-    trainer_caption: str = Field(description="The caption the trainer derives from the archive name.")
-    changes: list[CaptionChangeDetail]
-
-
-class DatasetPreviewResponse(BaseModel):
-    id: str
-    action: Literal["upload", "remote", "skip", "refuse"]
-    reason: str
-    folder: str | None = None
-    files: int | None = None
-    images: int | None = None
-    bytes: int | None = None
-    skipped: list[SkippedFileResponse] = Field([], description="The first 50 skipped files.")
-    skipped_count: int | None = None
-    skipped_reasons: dict[str, int] = Field({}, description="How many files were skipped for each reason.")
-    archive_files: list[ArchiveFileResponse] = []
-    caption_changes: list[CaptionChangeResponse] = []
-
-
-class ErrorDetailResponse(BaseModel):
-    code: str
-    message: str
-    hint: str
-    details: dict[str, Any] | None = None
-
-
-class DataConsentPreviewResponse(BaseModel):
-    config: str | None
-    mode: Literal["upload", "remote"]
-    needs_upload: bool
-    rename_to_captions: bool
-    datasets: list[DatasetPreviewResponse]
-    archive_bytes: int
-    limit_bytes: int
-    within_limit: bool
-    error: ErrorDetailResponse | None
-    warnings: list[str]
-    problems: list[str]
-
-
 @router.post("/data-consent/preview", response_model=DataConsentPreviewResponse)
-def preview_data_consent(body: DataConsentPreviewRequest, settings: SettingsDep) -> dict[str, Any]:
+def preview_data_consent(
+    body: DataConsentPreviewRequest, settings: SettingsDep
+) -> DataConsentPreviewResponse:
     return datasets.preview_data_consent(
         settings,
         body.config,

@@ -4,17 +4,17 @@ already exists. Consent and the trainer version's inputs are checked before anyt
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from simpletuner_cloud.api.deps import DatabaseDep, SessionDep, SettingsDep
-from simpletuner_cloud.api.routes.data import DataConsentPreviewRequest, ErrorDetailResponse
+from simpletuner_cloud.api.routes.data import DataConsentPreviewRequest
 from simpletuner_cloud.api.routes.providers import RuntimeDep
 from simpletuner_cloud.services import uploads
-from simpletuner_cloud.services.upload_tasks import UploadTasks
+from simpletuner_cloud.services.upload_tasks import DatasetUploadResponse, UploadTasks
 
 router = APIRouter(prefix="/data/uploads", tags=["data"])
 
@@ -33,31 +33,6 @@ class DatasetUploadRequest(DataConsentPreviewRequest):
     )
 
 
-class UploadResultResponse(BaseModel):
-    upload_id: str
-    file_id: str
-    url: str
-    sha256: str
-    size: int
-    files: int
-    reused: bool
-    expires_at: str | None
-
-
-class DatasetUploadResponse(BaseModel):
-    id: str
-    config: str | None
-    state: Literal["packaging", "uploading", "succeeded", "failed"]
-    bytes_done: int
-    bytes_total: int
-    archive_bytes: int
-    files: int
-    warnings: list[str]
-    result: UploadResultResponse | None
-    error: ErrorDetailResponse | None
-    events_url: str
-
-
 @router.post("", status_code=202, response_model=DatasetUploadResponse)
 async def start_upload(
     body: DatasetUploadRequest,
@@ -66,7 +41,7 @@ async def start_upload(
     database: DatabaseDep,
     runtime: RuntimeDep,
     tasks: UploadTasksDep,
-) -> dict[str, Any]:
+) -> DatasetUploadResponse:
     return await uploads.start_dataset_upload(
         session,
         settings,
@@ -83,7 +58,7 @@ async def start_upload(
 
 
 @router.get("/{task_id}", response_model=DatasetUploadResponse)
-async def get_upload(task_id: str, tasks: UploadTasksDep) -> dict[str, Any]:
+async def get_upload(task_id: str, tasks: UploadTasksDep) -> DatasetUploadResponse:
     return await uploads.get_upload_task(tasks, task_id)
 
 
