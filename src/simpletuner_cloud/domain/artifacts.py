@@ -11,7 +11,7 @@ Kind = Literal["weights", "checkpoint", "validation_image", "model_card", "cache
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".wav", ".mp3", ".flac")
 _CHECKPOINT = re.compile(r"(?:^|/)checkpoint-(\d+)(?:/|$)")
-_SAMPLE_STEP = re.compile(r"(?:^|[_/-])step[_-]?(\d+)(?=[_.-])")
+_SAMPLE_STEP = re.compile(r"(?:^|[ _/-])step[ _-]?(\d+)(?=[ _.-])")
 CACHE_FOLDERS = ("vae-cache", "cache", "text_embed_cache", "vae_cache")
 
 

@@ -44,6 +44,7 @@ LOCAL_BUCKET = "cloud-outputs"
 KEY_GRACE_MINUTES = 30
 KEY_GRACE = timedelta(minutes=KEY_GRACE_MINUTES)  # a job's key keeps working this long after the job ends
 MAX_LIST_KEYS = 1000
+PRESIGNED_PARAMETERS = frozenset({"X-Amz-Signature", "X-Amz-Credential", "Signature", "AWSAccessKeyId"})
 
 
 @dataclass
@@ -106,7 +107,7 @@ class StorageIngress:
 
     # Who is calling ---------------------------------------------------------------------------------
     async def _authenticate(self, request: IngressRequest) -> Caller:
-        if "X-Amz-Signature" in request.raw_query or "X-Amz-Credential" in request.raw_query:
+        if PRESIGNED_PARAMETERS & set(parse_qs(request.raw_query, keep_blank_values=True)):
             raise S3Error(
                 "AccessDenied", "Presigned URLs are not accepted here; sign with the Authorization header."
             )

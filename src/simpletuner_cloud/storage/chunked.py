@@ -59,6 +59,9 @@ class AwsChunkedDecoder:
             elif self._state == "trailers":
                 self._trailer(line)
                 if self._state == "done":
+                    if bytes(self._buffer).strip(b"\r\n"):
+                        raise _malformed("bytes after the trailers")
+                    self._buffer.clear()
                     break
         return bytes(out)
 

@@ -157,7 +157,15 @@ class ObjectStore:
         return path / parts[-1]
 
     def commit(self, incoming: IncomingFile, key: str, etag: str | None = None) -> StoredObject:
-        """Rename the checked file into place (replacing what the key held), its folders made 0700."""
+        """Rename the checked file into place (replacing what the key held), its folders made 0700.
+        On any refusal the temporary file is gone."""
+        try:
+            return self._commit(incoming, key, etag)
+        except BaseException:
+            incoming.discard()
+            raise
+
+    def _commit(self, incoming: IncomingFile, key: str, etag: str | None) -> StoredObject:
         target = self.resolve(key)
         incoming.close()
         folder = self.root
@@ -166,11 +174,9 @@ class ObjectStore:
             with contextlib.suppress(FileExistsError):
                 folder.mkdir(mode=0o700)
             if not stat.S_ISDIR(os.lstat(folder).st_mode):
-                incoming.discard()
                 raise S3Error("InvalidRequest", f"{part!r} in the key is not a folder here.")
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISDIR(os.lstat(target).st_mode):
-                incoming.discard()
                 raise S3Error("InvalidRequest", "The key names a folder that holds other objects.")
         os.chmod(incoming.path, 0o600)
         os.replace(incoming.path, target)
