@@ -72,7 +72,7 @@ def run(http: httpx.Client, **settings: Any) -> dict[str, Any]:
 def test_a_signed_ten_mebibyte_event_reaches_this_receiver(server: tuple[httpx.Client, FastAPI]) -> None:
     http, _ = server
     result = run(http)
-    assert result["ok"] is True and result["problem"] is None
+    assert result["ok"] is True and result["problem"] is None, result
     assert (result["url"], result["status"]) == (
         f"{http.base_url}".rstrip("/") + "/api/webhooks/replicate",
         200,
