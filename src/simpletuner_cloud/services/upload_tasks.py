@@ -206,7 +206,7 @@ class UploadTasks:
         self.holder = holder or f"uploads-{secrets.token_hex(6)}"
         self._dirty: dict[str, UploadTask] = {}
         self._writer: asyncio.Task[None] | None = None
-        self._flushed = asyncio.Event()
+        self._writing = asyncio.Lock()  # a flush waits for a write already under way
 
     def create(
         self, config: str | None, archive_bytes: int, files: int, warnings: list[str] | None = None
@@ -230,30 +230,35 @@ class UploadTasks:
         loop = asyncio.get_running_loop()
         while self._dirty or any(not t.finished for t in self._tasks.values()):
             if self._dirty or loop.time() - last_beat >= HEARTBEAT:
-                batch = list(self._dirty.values()) or [t for t in self._tasks.values() if not t.finished]
-                self._dirty.clear()
-                await self._write(batch)
+                await self._write_pending(heartbeat=True)
                 last_beat = loop.time()
             await asyncio.sleep(MIRROR_EVERY)
 
-    async def _write(self, batch: list[UploadTask]) -> None:
+    async def _write_pending(self, *, heartbeat: bool = False) -> None:
+        """The changed tasks (or, for a heartbeat, every running one), taken and written under one
+        lock, so a flush returns only once what was pending before it is in the database."""
         assert self.database is not None
-        now = utcnow()
-        async with self.database.session() as session:
-            for task in batch:
-                values = {"snapshot": task.snapshot(), "holder": self.holder, "heartbeat_at": now}
-                insert = dialect_insert(session, DatasetUploadRow).values(
-                    id=task.id, created_at=now, **values
-                )
-                await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_=values))
-            await session.commit()
+        async with self._writing:
+            batch = list(self._dirty.values())
+            self._dirty.clear()
+            if not batch and heartbeat:
+                batch = [t for t in self._tasks.values() if not t.finished]
+            if not batch:
+                return
+            now = utcnow()
+            async with self.database.session() as session:
+                for task in batch:
+                    values = {"snapshot": task.snapshot(), "holder": self.holder, "heartbeat_at": now}
+                    insert = dialect_insert(session, DatasetUploadRow).values(
+                        id=task.id, created_at=now, **values
+                    )
+                    await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_=values))
+                await session.commit()
 
     async def flush(self) -> None:
         """Write every pending change now (shutdown, tests)."""
-        if self.database is not None and self._dirty:
-            batch = list(self._dirty.values())
-            self._dirty.clear()
-            await self._write(batch)
+        if self.database is not None:
+            await self._write_pending()
 
     async def find(self, task_id: str) -> UploadTask | RemoteUpload:
         """This server's task, or another server's from the database; `upload_not_found` otherwise."""
