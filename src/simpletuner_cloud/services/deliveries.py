@@ -64,6 +64,7 @@ class DeliveryTracker:
         self._environ = environ or (lambda: None)
         self.holder = holder or f"{socket.gethostname()[:24]}-{os.getpid()}-dlv-{secrets.token_hex(3)}"
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._claim_clock = clock  # None: the database's own clock decides what is due (one for all replicas)
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._passes = 0
 
@@ -78,8 +79,9 @@ class DeliveryTracker:
                 MultipartUploads(ObjectStore(self.settings.outputs_dir)).remove_stale
             )
         async with self.database.session() as session:
+            now = self._claim_clock() if self._claim_clock is not None else None
             claimed = await ledger.claim_due_deliveries(
-                session, self.holder, limit=BATCH, lease_seconds=LEASE_SECONDS
+                session, self.holder, limit=BATCH, lease_seconds=LEASE_SECONDS, now=now
             )
             await session.commit()
         for delivery in claimed:

@@ -112,6 +112,10 @@ def repo_files(endpoint: str, token: str | None, repo_id: str) -> list[HubFile]:
     `hf_token_invalid`) for what retrying cannot fix and `HubUnavailable` for what it may."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+    try:  # one plain request first: huggingface_hub retries a dead endpoint for ~15 s, our task retries later
+        httpx.get(f"{endpoint.rstrip('/')}/api/whoami-v2", headers=_bearer(token), timeout=TIMEOUT)
+    except httpx.TransportError as exc:
+        raise HubUnavailable(f"{type(exc).__name__}: {exc}") from exc
     try:
         entries = list(_api(endpoint, token).list_repo_tree(repo_id, recursive=True))  # type: ignore[attr-defined]
     except RepositoryNotFoundError as exc:
@@ -146,6 +150,10 @@ def repo_files(endpoint: str, token: str | None, repo_id: str) -> list[HubFile]:
             )
         )
     return files
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def web_url(endpoint: str, repo_id: str, path: str | None = None) -> str:

@@ -1,0 +1,354 @@
+"""The delivery task on a real database and real destinations (files on disk, a moto server process,
+the sandbox's Hub routes): verified where the files landed; each failure with its reason and hint,
+checked again later only while that can help, expired when the window closes; a training's status
+never touched; the README written for a local download; a check on demand after a fix."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.deliveries import DeliveryTracker, retry_delivery
+from simpletuner_cloud.services.event_bus import EventBus
+from simpletuner_cloud.services.publishing import update_publishing
+from simpletuner_cloud.settings import Settings, load_settings
+from simpletuner_cloud.storage.objects import ObjectStore
+from simpletuner_cloud.store import Database
+from simpletuner_cloud.store import deliveries as ledger
+from simpletuner_cloud.store.jobs import apply_status, create_job, list_events, require_job
+from simpletuner_cloud.store.tables import DeliveryRow
+from tests.support.live_server import free_port
+from tests.support.provider_sandbox import RunningSandbox, standalone_sandbox
+from tests.support.s3_servers import MOTO_KEYS, MotoServer, moto_server
+
+TOKEN = "hf_trackerTestToken0000000000000000000"
+WEIGHTS = "cog-run/checkpoint-100/pytorch_lora_weights.safetensors"
+
+
+class Clock:
+    """The task's clock: set to the real time plus `ahead` at each check, and still during it."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(poll_seconds=0.1)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.effective_database_url)
+    await database.migrate()
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tracker(settings: Settings, db: Database, clock: Clock) -> DeliveryTracker:
+    return DeliveryTracker(settings, db, EventBus(), environ=lambda: {"HF_TOKEN": TOKEN}, clock=clock)
+
+
+async def make_job(db: Database, destination: str, target: dict[str, Any]) -> str:
+    async with db.session() as session:
+        job, _ = await create_job(
+            session, config_name="flux-lora", hardware="l40s", model="m", delivery=destination
+        )
+        await apply_status(session, job.id, "running", next_poll_at=datetime.now(UTC) + timedelta(days=1))
+        await ledger.create_deliveries(session, job.id, [(destination, target)])
+        await session.commit()
+        return job.id
+
+
+async def end(db: Database, job_id: str, status: str = "succeeded", at: datetime | None = None) -> None:
+    async with db.session() as session:
+        at = at or datetime.now(UTC)
+        await apply_status(session, job_id, status, at=at, completed_at=at)
+        await session.commit()
+
+
+async def check(tracker: DeliveryTracker) -> None:
+    clock = tracker.clock
+    assert isinstance(clock, Clock)
+    clock.now = datetime.now(UTC) + clock.ahead
+    await tracker.run_pass()
+    await tracker.drain()
+
+
+async def delivery(db: Database, job_id: str) -> DeliveryRow:
+    async with db.session() as session:
+        [row] = await ledger.list_deliveries(session, job_id)
+        return row
+
+
+async def arrived(settings: Settings, db: Database, job_id: str, name: str, data: bytes) -> Path:
+    """A file as the storage ingress leaves it: on disk under the job's folder, and recorded."""
+    store = ObjectStore(settings.outputs_dir)
+    incoming = store.begin()
+    incoming.write(data)
+    stored = store.commit(incoming, f"{job_id}/{name}")
+    async with db.session() as session:
+        row = await delivery(db, job_id)
+        kind = "checkpoint" if "checkpoint-" in name else "validation_image"
+        await ledger.record_artifact(
+            session, row.id, job_id, name, kind=kind, step=100, size=stored.size, sha256=stored.sha256,
+            etag=stored.etag, location=str(stored.path),
+        )  # fmt: skip
+        await session.commit()
+    return stored.path
+
+
+async def local_job(settings: Settings, db: Database) -> str:
+    job_id = await make_job(db, "local", {"bucket": "cloud-outputs"})
+    return job_id
+
+
+# Local download ------------------------------------------------------------------------------------
+async def test_a_local_delivery_is_verified_after_the_job_ends_and_gets_its_readme(
+    settings: Settings, db: Database, tracker: DeliveryTracker
+) -> None:
+    job_id = await local_job(settings, db)
+    await arrived(settings, db, job_id, WEIGHTS, b"weights")
+    await arrived(settings, db, job_id, "cog-run/validation_images/step_100_x.png", b"png")
+    await check(tracker)
+    assert (await delivery(db, job_id)).next_check_at is None  # waits for the job's end, unclaimed
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("verified", None, None)
+    card = settings.outputs_dir / job_id / "README.md"
+    assert WEIGHTS in card.read_text() and hashlib.sha256(b"weights").hexdigest() in card.read_text()
+    async with db.session() as session:
+        artifacts = {a.name: a for a in await ledger.list_artifacts(session, job_id=job_id)}
+        events = [(e.kind, (e.data or {}).get("state")) for e in await list_events(session, job_id)]
+        job = await require_job(session, job_id)
+    assert set(artifacts) == {WEIGHTS, "cog-run/validation_images/step_100_x.png", "README.md"}
+    assert all(a.verified_at is not None for a in artifacts.values())
+    assert artifacts["README.md"].sha256 == hashlib.sha256(card.read_bytes()).hexdigest()
+    assert [state for kind, state in events if kind == "delivery"] == ["delivered", "verified"]
+    assert job.status == "succeeded"
+
+
+async def test_a_file_changed_after_it_arrived_fails_without_retry_until_asked(
+    settings: Settings, db: Database, tracker: DeliveryTracker
+) -> None:
+    job_id = await local_job(settings, db)
+    path = await arrived(settings, db, job_id, WEIGHTS, b"weights")
+    path.write_bytes(b"tampered")
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "files_changed", None)
+    assert row.reason == f"1 of 1 delivered files are no longer as they arrived: {WEIGHTS} (changed)."
+    path.write_bytes(b"weights")  # restored from a backup
+    await retry_delivery(db, job_id, "local")
+    await check(tracker)
+    assert (await delivery(db, job_id)).state == "verified"
+    async with db.session() as session:
+        assert (await require_job(session, job_id)).status == "succeeded"
+
+
+async def test_nothing_arrived_is_retried_until_the_key_expires_then_expired(
+    settings: Settings, db: Database, tracker: DeliveryTracker, clock: Clock
+) -> None:
+    job_id = await local_job(settings, db)
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.attempts) == ("failed", "nothing_arrived", 1)
+    assert row.next_check_at == clock.now + timedelta(seconds=0.3)
+    clock.ahead = timedelta(minutes=31)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("expired", "nothing_arrived", None)
+    async with db.session() as session:
+        assert (await require_job(session, job_id)).status == "succeeded"
+
+
+async def test_a_training_that_failed_before_publishing_says_so(
+    settings: Settings, db: Database, tracker: DeliveryTracker
+) -> None:
+    job_id = await local_job(settings, db)
+    await end(db, job_id, "failed")
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "nothing_published", None)
+    assert row.reason == (
+        f"The training failed before its first validation run, so nothing was published to "
+        f"{settings.outputs_dir / job_id}."
+    )
+
+
+async def test_checkpoints_of_a_failed_training_are_still_verified(
+    settings: Settings, db: Database, tracker: DeliveryTracker
+) -> None:
+    job_id = await local_job(settings, db)
+    await arrived(settings, db, job_id, WEIGHTS, b"weights")
+    await end(db, job_id, "failed")
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert row.state == "verified" and not (settings.outputs_dir / job_id / "README.md").exists()
+    async with db.session() as session:
+        assert (await require_job(session, job_id)).status == "failed"
+
+
+# External S3 -----------------------------------------------------------------------------------------
+@pytest.fixture
+def moto(tmp_path: Path) -> Iterator[MotoServer]:
+    with moto_server(tmp_path / "moto") as server:
+        server.bucket("my-loras")
+        yield server
+
+
+async def s3_job(db: Database, settings: Settings, endpoint: str) -> str:
+    async with db.session() as session:
+        keys = {
+            "access_key": MOTO_KEYS["aws_access_key_id"],
+            "secret_key": MOTO_KEYS["aws_secret_access_key"],
+        }
+        await update_publishing(session, settings, {"s3": keys})
+    return await make_job(
+        db,
+        "s3",
+        {"bucket": "my-loras", "region": "us-east-1", "prefix": "loras/job", "endpoint_url": endpoint},
+    )
+
+
+async def test_an_s3_delivery_is_listed_while_running_and_verified_with_sizes(
+    settings: Settings, db: Database, tracker: DeliveryTracker, moto: MotoServer
+) -> None:
+    job_id = await s3_job(db, settings, moto.url)
+    s3 = moto.client()
+    s3.put_object(Bucket="my-loras", Key="loras/job/cog-run/validation_images/step_50_v.png", Body=b"png")
+    async with db.session() as session:
+        await apply_status(session, job_id, "running")
+        await session.commit()
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert row.state == "receiving" and row.next_check_at is not None
+    s3.put_object(Bucket="my-loras", Key=f"loras/job/{WEIGHTS}", Body=b"weights!")
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert row.state == "verified", row.reason
+    async with db.session() as session:
+        listed = {
+            a.name: (a.kind, a.step, a.size, a.location)
+            for a in await ledger.list_artifacts(session, job_id=job_id)
+        }
+    assert listed == {
+        WEIGHTS: ("checkpoint", 100, 8, f"{moto.url}/my-loras/loras/job/{WEIGHTS}"),
+        "cog-run/validation_images/step_50_v.png": (
+            "validation_image",
+            50,
+            3,
+            f"{moto.url}/my-loras/loras/job/cog-run/validation_images/step_50_v.png",
+        ),
+    }
+
+
+async def test_an_empty_s3_prefix_and_an_unreachable_endpoint_are_retried(
+    settings: Settings, db: Database, tracker: DeliveryTracker, moto: MotoServer, clock: Clock
+) -> None:
+    empty = await s3_job(db, settings, moto.url)
+    await end(db, empty)
+    await check(tracker)
+    row = await delivery(db, empty)
+    assert (row.state, row.reason_code) == ("failed", "nothing_published") and row.next_check_at is not None
+    closed = await s3_job(db, settings, f"http://127.0.0.1:{free_port()}")
+    await end(db, closed)
+    await check(tracker)
+    row = await delivery(db, closed)
+    assert (row.state, row.reason_code) == ("failed", "s3_unreachable") and row.next_check_at is not None
+    assert row.reason is not None and row.reason.startswith("Listing http://127.0.0.1:")
+    clock.ahead = timedelta(seconds=1)  # past the first retry's time
+    await check(tracker)
+    row = await delivery(db, closed)
+    assert row.attempts == 2 and row.next_check_at == clock.now + timedelta(seconds=0.6)  # backoff doubles
+
+
+# The Hub ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[RunningSandbox]:
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        yield sandbox
+
+
+def pushed(hub: RunningSandbox, repo_id: str, data: bytes) -> None:
+    sandbox = hub.app.state.sandbox
+    folder = sandbox.outputs_dir / "prediction-1" / "cog-run"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(data)
+    (folder / "README.md").write_text("# card\n")
+    files = ["pytorch_lora_weights.safetensors", "README.md"]
+    push = {"repo_id": repo_id, "job_id": "prediction-1", "run": "cog-run", "kind": "final", "step": None}
+    sandbox.hub_pushes.append({**push, "files": files})
+
+
+async def test_a_hub_delivery_is_read_back_with_sizes_and_sha256(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    pushed(hub, "ana/lora", b"final weights")
+    job_id = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"{hub.url}/hub"})
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert row.state == "verified", row.reason
+    async with db.session() as session:
+        listed = {
+            a.name: (a.kind, a.size, a.sha256) for a in await ledger.list_artifacts(session, job_id=job_id)
+        }
+    assert listed == {
+        "README.md": ("model_card", 7, None),
+        "pytorch_lora_weights.safetensors": ("weights", 13, hashlib.sha256(b"final weights").hexdigest()),
+    }
+
+
+async def test_a_missing_repo_and_an_unreachable_hub_are_retried(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    missing = await make_job(db, "hub", {"repo_id": "ana/none", "endpoint": f"{hub.url}/hub"})
+    offline = await make_job(db, "hub", {"repo_id": "ana/x", "endpoint": f"http://127.0.0.1:{free_port()}"})
+    await end(db, missing)
+    await end(db, offline)
+    await check(tracker)
+    gone, away = await delivery(db, missing), await delivery(db, offline)
+    assert (gone.state, gone.reason_code) == ("failed", "hub_repo_missing") and gone.next_check_at is not None
+    assert gone.reason == "The Hub has no model repo ana/none that this token can read."
+    assert (away.state, away.reason_code) == ("failed", "hub_unreachable") and away.next_check_at is not None
+    pushed(hub, "ana/none", b"late weights")  # the Hub caught up
+    await retry_delivery(db, missing, "hub")
+    await check(tracker)
+    assert (await delivery(db, missing)).state == "verified"
+
+
+async def test_a_check_on_demand_waits_for_the_job_to_end(db: Database) -> None:
+    job_id = await make_job(db, "hub", {"repo_id": "ana/x"})
+    with pytest.raises(CloudError) as waiting:
+        await retry_delivery(db, job_id, "hub")
+    assert (waiting.value.code, waiting.value.message) == (
+        "delivery_not_retryable",
+        "The hub delivery is still pending: it is checked when the job ends.",
+    )
+    with pytest.raises(CloudError) as unknown:
+        await retry_delivery(db, job_id, "s3")
+    assert (unknown.value.code, unknown.value.message) == (
+        "job_delivery_not_found",
+        f"Job {job_id} has no s3 delivery.",
+    )
