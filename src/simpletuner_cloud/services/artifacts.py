@@ -154,6 +154,11 @@ def _where(delivery: DeliveryRow) -> str:
     return str(target.get("folder") or "cloud_outputs")
 
 
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def what_is_where(
     job: JobRow, views: list[DeliveryView], deliveries: list[DeliveryRow], retention: RetentionView
 ) -> str:
@@ -168,7 +173,8 @@ def what_is_where(
             sentences.append(f"{where}: verified, {view.files} files ({view.bytes:,} bytes).")
         elif view.state in ("failed", "expired") and view.reason is not None:
             again = " It is checked again later." if view.next_check_at else ""
-            sentences.append(f"{where}: {view.state}. {view.reason.message} {view.reason.hint}{again}")
+            reason = " ".join(_sentence(part) for part in (view.reason.message, view.reason.hint) if part)
+            sentences.append(f"{where}: {view.state}. {reason}{again}")
         elif view.state == "receiving":
             sentences.append(f"{where}: receiving, {view.files} files so far.")
         elif view.state == "delivered":
