@@ -11,7 +11,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.failures import classify_failure
@@ -48,35 +47,41 @@ async def apply_prediction(
     *,
     source: str,
     now: datetime | None = None,
+    job: JobRow | None = None,
+    also: dict[str, Any] | None = None,
 ) -> Applied:
-    """Flushes; the caller commits (a webhook commits it with the delivery record)."""
+    """Flushes; the caller commits (a webhook commits it with the delivery record).
+
+    The job is read once (or taken as `job`, this session's copy: a stale copy costs a retry, never a
+    wrong write), writes that change nothing are skipped, and the plain columns in `also` (the
+    webhook's `last_webhook_at`) ride along with the first write made. Announces a change itself."""
     now = now or utcnow()
-    job = await repo.require_job(session, job_id)
+    job = job if job is not None else await repo.read_job(session, job_id)  # the session's one copy
+    pending: dict[str, Any] = dict(also or {})  # plain columns still to write
     prediction_id = str(prediction.get("id") or "")
     if prediction_id and job.prediction_id is None:
         await repo.record_prediction_id(session, job_id, prediction_id)
+        job = await repo.read_job(session, job_id)  # rare (found before the create's answer)
     raw_status = str(prediction.get("status") or "") or None
     target = map_replicate_status(raw_status)
 
     logs = prediction.get("logs")
     new_logs = ""
     if isinstance(logs, str) and logs:
-        new_logs = await repo.append_logs(session, job_id, logs)
-        if new_logs:
-            await _update_progress(session, job_id, logs, len(logs))
+        new_logs = await _append_logs(session, job, logs, pending)
     output = prediction.get("output")
 
     changed = False
     if target is None:
         if raw_status and raw_status != job.provider_status:
-            await repo.set_fields(session, job_id, provider_status=raw_status)
+            pending["provider_status"] = raw_status
             await repo.add_event(
                 session, job_id, "provider_status", message=f"Replicate says {raw_status!r}."
             )
     else:
         fields = _fields_for(job, target, prediction, catalogue, output)
         try:
-            _, changed = await repo.apply_status(
+            job, changed = await repo.apply_status(
                 session,
                 job_id,
                 target,
@@ -84,6 +89,7 @@ async def apply_prediction(
                 message=_message(target, raw_status, source),
                 data={"source": source},
                 at=now,
+                job=job,
                 **fields,
             )
         except InvalidTransition as conflict:
@@ -92,14 +98,42 @@ async def apply_prediction(
                 session, job_id, "conflict", message=conflict.message, data={"provider_status": raw_status}
             )
             if output is not None and job.output is None:
-                await repo.set_fields(session, job_id, output=output)
+                pending["output"] = output
     if output is not None and target is not None and target not in TERMINAL_STATUSES and output != job.output:
-        await repo.set_fields(session, job_id, output=output)
+        pending["output"] = output
         await repo.add_event(session, job_id, "output", data={"output": output})
+    if pending:
+        await repo.set_fields(session, job_id, job=job, **pending)
     if changed or new_logs:
         await announce(session, job_id)
-    fresh = await repo.require_job(session, job_id)
-    return Applied(changed, new_logs, JobStatus(fresh.status), raw_status)
+    return Applied(changed, new_logs, JobStatus(job.status), raw_status)
+
+
+async def _append_logs(session: AsyncSession, job: JobRow, logs: str, pending: dict[str, Any]) -> str:
+    """Append the new log text with the progress parsed from it in one compare-and-set (only the
+    writer whose chunk lands writes progress, so a later snapshot's progress is never overwritten),
+    then upsert the step/loss/lr readings and note a new step or stage on the timeline."""
+    parsed: dict[str, Any] = {}
+
+    def with_progress(row: JobRow) -> dict[str, Any]:
+        previous = TrainingProgress.from_dict(row.progress)
+        progress, points = parse_logs(logs, previous)
+        parsed.update(previous=previous, progress=progress, points=points)
+        values = dict(pending)
+        if progress != previous:
+            values |= {"progress": {**(row.progress or {}), **progress.as_dict()}, "updated_at": utcnow()}
+        return values
+
+    new_logs = await repo.append_logs(session, job.id, logs, job=job, fields=with_progress)
+    if not new_logs:
+        return ""
+    pending.clear()  # written with the chunk
+    previous, progress, points = parsed["previous"], parsed["progress"], parsed["points"]
+    if points:
+        await repo.record_metrics(session, job.id, [(p.step, p.loss, p.learning_rate) for p in points])
+    if progress != previous and (progress.step != previous.step or progress.stage != previous.stage):
+        await repo.add_event(session, job.id, "progress", data=progress.as_dict())
+    return new_logs
 
 
 def _fields_for(
@@ -147,26 +181,6 @@ def final_cost(prediction: dict[str, Any], usd_per_second: Decimal) -> Decimal:
     if not seconds.is_finite() or seconds < 0:
         seconds = Decimal(0)
     return usd_per_second * seconds
-
-
-async def _update_progress(session: AsyncSession, job_id: str, logs: str, offset: int) -> None:
-    job = await repo.require_job(session, job_id)
-    previous = TrainingProgress.from_dict(job.progress)
-    progress, points = parse_logs(logs, previous)
-    if points:
-        await repo.record_metrics(session, job_id, [(p.step, p.loss, p.learning_rate) for p in points])
-    if progress == previous:
-        return
-    data = {**(job.progress or {}), **progress.as_dict()}
-    # Only while no later snapshot was appended: that writer parses further and writes newer progress.
-    written = await session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.logs_offset == offset)
-        .values(progress=data, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if written.rowcount == 1 and (progress.step != previous.step or progress.stage != previous.stage):  # type: ignore[attr-defined]
-        await repo.add_event(session, job_id, "progress", data=progress.as_dict())
 
 
 def _message(target: JobStatus, raw: str | None, source: str) -> str:

@@ -349,9 +349,15 @@ class WebhookReceiver:
                 await session.commit()
                 return Receipt(200, "ignored", row_id, reason=ignored)
             applied = await apply_prediction(
-                session, job.id, payload, self.catalogue, source="webhook", now=now
+                session,
+                job.id,
+                payload,
+                self.catalogue,
+                source="webhook",
+                now=now,
+                job=job,
+                also={"last_webhook_at": now},
             )
-            await repo.set_fields(session, job.id, last_webhook_at=now)
             quiet = not applied.status_changed and not applied.new_logs
             await deliveries.update_delivery(
                 session,
@@ -361,7 +367,8 @@ class WebhookReceiver:
                 latency_ms=arrival.elapsed_ms,
                 reason="nothing newer than what the job already had" if quiet else None,
             )
-            await announce(session, job.id)
+            if quiet:  # apply_prediction announced a change itself
+                await announce(session, job.id)
             await session.commit()
         self.bus.notify()
         self.wake()

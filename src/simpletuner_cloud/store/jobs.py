@@ -9,7 +9,7 @@ the database's time on PostgreSQL (replicas' clocks may differ). Functions flush
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, is_stale, transition
 from simpletuner_cloud.errors import NotFound
@@ -144,6 +145,14 @@ async def require_job(session: AsyncSession, job_id: str) -> JobRow:
     return job
 
 
+async def read_job(session: AsyncSession, job_id: str) -> JobRow:
+    """The job as the database has it now (refreshes the session's copy); NotFound when missing."""
+    job = await _one(session, JobRow.id == job_id, fresh=True)
+    if job is None:
+        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+    return job
+
+
 async def get_job_by_prediction_id(session: AsyncSession, prediction_id: str) -> JobRow | None:
     return await _one(session, JobRow.prediction_id == prediction_id)
 
@@ -230,27 +239,30 @@ async def apply_status(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
     fence: str | None = None,
+    job: JobRow | None = None,
     **fields: Any,
 ) -> tuple[JobRow, bool]:
     """Move a job to `target` and set `fields` with it; returns (job, status_changed).
 
     With `fence` (a lease token) the write lands only while that lease is alive; otherwise it raises
-    `LeaseLost` and changes nothing.
+    `LeaseLost` and changes nothing. `job` is the row as this session last read it: it saves the read,
+    and a stale copy costs only a retry (the compare-and-set misses and the row is read again). The
+    returned row is that copy with what was written (no re-read).
 
     A stale target (duplicate or late event) changes nothing and returns False. A real conflict (a
     finished job told to finish differently) raises `InvalidTransition`. The same non-terminal
-    status is a legal no-op that still writes `fields` (progress, logs_offset, ...). Entering
-    `running` sets `started_at`, entering a terminal state sets `completed_at`, unless given or
-    already set. A status change adds a `status` event carrying `message` and `data`."""
+    status is a legal no-op that still writes `fields` (progress, logs_offset, ...), and writes nothing
+    when they hold those values already. Entering `running` sets `started_at`, entering a terminal
+    state sets `completed_at`, unless given or already set. A status change adds a `status` event
+    carrying `message` and `data`."""
     unknown = set(fields) - APPLICABLE_FIELDS
     if unknown:
         raise TypeError(f"apply_status cannot set {sorted(unknown)}")
     target = JobStatus(target)
     now = at or utcnow()
     for _ in range(_CAS_ATTEMPTS):
-        job = await _one(session, JobRow.id == job_id, fresh=True)
         if job is None:
-            raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+            job = await read_job(session, job_id)
         current = JobStatus(job.status)
         if is_stale(current, target):
             return job, False
@@ -262,6 +274,9 @@ async def apply_status(
             values.setdefault("started_at", now)
         if target in TERMINAL_STATUSES and job.completed_at is None:
             values.setdefault("completed_at", now)
+        changed = target is not current
+        if not changed and fence is None and _holds(job, values, skip=("updated_at",)):
+            return job, False  # the same status and the same fields: nothing to write
         conditions = [JobRow.id == job_id, JobRow.status == current.value]
         if fence is not None:
             conditions.append(_lease_alive(session, fence))
@@ -271,8 +286,9 @@ async def apply_status(
         if (await session.execute(guarded)).rowcount != 1:  # type: ignore[attr-defined]
             if fence is not None and not await holds_lease(session, job_id, fence):
                 raise LeaseLost(job_id)
+            job = None
             continue  # another writer moved it first: decide again on what it wrote
-        changed = target is not current
+        remember(job, values)
         if changed:
             session.add(
                 JobEventRow(
@@ -286,10 +302,18 @@ async def apply_status(
                 )
             )
             await session.flush()
-        refreshed = await _one(session, JobRow.id == job_id, fresh=True)
-        assert refreshed is not None
-        return refreshed, changed
+        return job, changed
     raise RuntimeError(f"job {job_id}: status kept changing under apply_status")
+
+
+def remember(job: JobRow, values: dict[str, Any]) -> None:
+    """Make the session's copy of `job` hold what an UPDATE just wrote, without reading it back."""
+    for name, value in values.items():
+        set_committed_value(job, name, value)
+
+
+def _holds(job: JobRow, values: dict[str, Any], *, skip: tuple[str, ...] = ()) -> bool:
+    return all(getattr(job, name) == value for name, value in values.items() if name not in skip)
 
 
 async def add_event(
@@ -374,8 +398,11 @@ async def record_prediction_id(session: AsyncSession, job_id: str, prediction_id
     return job is not None and job.prediction_id == prediction_id
 
 
-async def set_fields(session: AsyncSession, job_id: str, *, fence: str | None = None, **values: Any) -> bool:
-    """Set plain fields (no status move). With `fence`, only while that lease is alive."""
+async def set_fields(
+    session: AsyncSession, job_id: str, *, fence: str | None = None, job: JobRow | None = None, **values: Any
+) -> bool:
+    """Set plain fields (no status move). With `fence`, only while that lease is alive. With `job`
+    (this session's copy of the row), the copy is updated with what was written."""
     conditions = [JobRow.id == job_id]
     if fence is not None:
         conditions.append(_lease_alive(session, fence))
@@ -383,32 +410,52 @@ async def set_fields(session: AsyncSession, job_id: str, *, fence: str | None = 
     statement = (
         update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )
-    return (await session.execute(statement)).rowcount == 1  # type: ignore[attr-defined]
+    written = (await session.execute(statement)).rowcount == 1  # type: ignore[attr-defined]
+    if written and job is not None:
+        remember(job, values)
+    return written
 
 
-async def append_logs(session: AsyncSession, job_id: str, logs: str) -> str:
+async def append_logs(
+    session: AsyncSession,
+    job_id: str,
+    logs: str,
+    *,
+    job: JobRow | None = None,
+    fields: Callable[[JobRow], dict[str, Any]] | None = None,
+) -> str:
     """Store what `logs` (Replicate's cumulative text) adds past the stored offset; returns the new
     text ("" when nothing is new). Compare-and-set on `logs_offset`, so the offset only grows and two
-    writers never store the same chunk: a shorter or equal text changes nothing."""
+    writers never store the same chunk: a shorter or equal text changes nothing.
+
+    `job` is this session's copy of the row (saves the read; a stale one costs a retry). `fields`
+    computes more columns from the row the compare-and-set is made against (progress parsed from
+    the logs, say): they are written in the same UPDATE, so only by the writer whose chunk lands."""
     for _ in range(_CAS_ATTEMPTS):
-        job = await _one(session, JobRow.id == job_id, fresh=True)
         if job is None:
-            raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+            job = await read_job(session, job_id)
         offset = job.logs_offset
         if len(logs) <= offset:
             return ""
         chunk = logs[offset:]
+        values = {"logs_offset": len(logs), **(fields(job) if fields is not None else {})}
         moved = (
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.logs_offset == offset)
-            .values(logs_offset=len(logs))
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         if (await session.execute(moved)).rowcount != 1:  # type: ignore[attr-defined]
+            job = None
             continue
+        remember(job, values)
         session.add(JobLogRow(job_id=job_id, offset=offset, text=chunk))
+        session.add(
+            JobEventRow(
+                job_id=job_id, at=utcnow(), kind="logs", data={"offset": offset, "length": len(chunk)}
+            )
+        )
         await session.flush()
-        await add_event(session, job_id, "logs", data={"offset": offset, "length": len(chunk)})
         return chunk
     raise RuntimeError(f"job {job_id}: logs kept changing under append_logs")
 
@@ -434,16 +481,23 @@ async def read_log_chunk(session: AsyncSession, job_id: str, offset: int) -> str
 async def record_metrics(
     session: AsyncSession, job_id: str, points: list[tuple[int, float | None, float | None]]
 ) -> None:
-    """Upsert (step, loss, lr) readings; the latest reading of a step wins."""
-    for step, loss, learning_rate in points:
-        insert = dialect_insert(session, JobMetricRow).values(
-            job_id=job_id, step=step, loss=loss, learning_rate=learning_rate, at=utcnow()
+    """Upsert (step, loss, lr) readings in one statement; the latest reading of a step wins."""
+    latest = {step: (loss, learning_rate) for step, loss, learning_rate in points}
+    if not latest:
+        return
+    at = utcnow()
+    insert = dialect_insert(session, JobMetricRow).values(
+        [
+            {"job_id": job_id, "step": step, "loss": loss, "learning_rate": lr, "at": at}
+            for step, (loss, lr) in latest.items()
+        ]
+    )
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["job_id", "step"],
+            set_={"loss": insert.excluded.loss, "learning_rate": insert.excluded.learning_rate},
         )
-        await session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["job_id", "step"], set_={"loss": loss, "learning_rate": learning_rate}
-            )
-        )
+    )
 
 
 async def list_metrics(session: AsyncSession, job_id: str) -> list[JobMetricRow]:
