@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.cloud import artifacts as artifact_commands
 from simpletuner_cloud.cli.cloud.data import MERGE_HELP
 from simpletuner_cloud.cli.cloud.data import _reference as config_reference
 from simpletuner_cloud.cli.cloud.job_watch import (
@@ -368,3 +369,6 @@ def remove(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool 
         console.print("Not deleted:", highlight=False)
         for item in result["not_deleted"]:
             console.print(f"- {item}", highlight=False, markup=False, soft_wrap=True)
+
+
+artifact_commands.register(app)  # `jobs artifacts ID`, `jobs download ID [--to DIR]`
