@@ -51,7 +51,7 @@ def test_every_view_is_accessible_clean_and_fits(
     browser: Any, cloud: Cloud, shots_dir: Path, scheme: str
 ) -> None:
     cloud.sandbox_config.step_seconds = 0.05
-    job_id = cloud.wait_for(cloud.submit(), "succeeded")["id"]
+    job_id = cloud.wait_for(cloud.submit(delivery="local"), "succeeded")["id"]
     problems: list[str] = []
     for size, viewport in (("1280", DESKTOP), ("390", PHONE)):
         context = browser.new_context(viewport=viewport, color_scheme=scheme)
@@ -62,6 +62,7 @@ def test_every_view_is_accessible_clean_and_fits(
                 if name == "job":
                     tab.page.wait_for_selector("#loss-chart[data-points='20']")
                     tab.page.wait_for_selector("#log-text[data-lines]")
+                    tab.page.wait_for_selector("#job-samples img")
                 if name == "submit":
                     tab.page.wait_for_selector("#preview-summary")
                     tab.page.wait_for_selector("#estimate-cost")

@@ -1,11 +1,14 @@
-"""The Submit view and the job page (`views/submit.js`, `views/job.js`) in the system Chromium against
-`simpletuner server --sandbox`: a new user's whole path (Validate, Submit with the example, estimate
-and preview, consent, submit, the job live with its chart moving, the log), a cancel, a failed job's
-hints, a Block cost limit refusing a submit, the merge and rename agreements, and a huge log."""
+"""The Submit view and the job page (`views/submit.js`, `views/job.js`, `views/artifacts.js`) in the
+system Chromium against `simpletuner server --sandbox`: a new user's whole path (Validate, Submit with
+the example, estimate and preview, consent, submit, the job live with its chart moving, the log, the
+samples and files, the weights downloaded), a cancel, a failed job's hints, a Block cost limit
+refusing a submit, the merge and rename agreements, and a huge log."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
@@ -46,7 +49,7 @@ def test_a_new_user_trains_the_example_and_watches_it_live(tab: Tab, cloud: Clou
     expect(page.locator("#estimate-time")).to_contain_text("for 1,000 steps on L40S at $3.51/h.")
     expect(page.locator("#estimate-basis")).to_contain_text("Basis: ")
     page.get_by_label("I agree to upload these files to Replicate's upload servers").check()
-    page.get_by_label("Nowhere (a test run)").check()
+    page.get_by_label("Download to this machine").check()
     page.get_by_role("button", name="Submit job").click()
 
     expect(page).to_have_url(re.compile(r"#/jobs/job_[0-9a-z]+$"))
@@ -77,8 +80,31 @@ def test_a_new_user_trains_the_example_and_watches_it_live(tab: Tab, cloud: Clou
     assert page.locator(f"{CHART} polyline.series-loss").count() == 1
     expect(page.locator("#job-cost-final")).to_have_text(re.compile(r"^\$\d"))
     expect(page.locator("#job-progress-text")).to_have_text("Step 1,000 of 1,000 (100%)")
-    expect(page.locator("#log-text")).to_contain_text("Training complete.")
-    expect(page.locator("#job-warnings")).to_contain_text('Delivery "none"')
+    expect(page.locator("#log-text")).to_contain_text(
+        f"Checkpoints published to: {cloud.base}/api/cloud/storage/"
+    )
+
+    # The results: delivered here and verified, the validation samples by step, the weights to download.
+    delivery = page.locator("#job-deliveries li[data-destination='local']")
+    expect(delivery).to_contain_text("verified")
+    expect(page.locator("#artifacts-message")).to_contain_text(f"cloud_outputs/{job_id}: verified")
+    expect(page.locator("#job-samples figcaption")).to_have_text(
+        ["Step 250", "Step 500", "Step 750", "Step 1,000"]
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#job-samples img')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    weights = page.locator("#job-files a", has_text=re.compile(r"checkpoint-1000/pytorch_lora_weights"))
+    with page.expect_download() as download:
+        weights.click()
+    saved = Path(download.value.path())
+    listed = cloud.http.get(f"/api/cloud/jobs/{job_id}/artifacts").json()["artifacts"]
+    expected = next(
+        a for a in listed if a["name"].endswith("checkpoint-1000/pytorch_lora_weights.safetensors")
+    )
+    assert download.value.suggested_filename == "pytorch_lora_weights.safetensors"
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected["sha256"]
 
     # The log: search shows the matching lines of what is loaded, and says how many.
     page.get_by_label("Search the log").fill("step 1000 OF 1000")  # case does not matter

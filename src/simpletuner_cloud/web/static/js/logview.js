@@ -3,7 +3,7 @@
 // never reaches the page whole. Follow keeps the view at the end; search shows the matching lines
 // of what is loaded; the whole log can still be downloaded.
 import { api, withQuery } from "./api.js";
-import { checkbox, field, h, uid } from "./dom.js";
+import { checkbox, field, h } from "./dom.js";
 import { bytes, count } from "./format.js";
 
 export const MAX_LINES = 5000;
@@ -44,7 +44,6 @@ export class LogView {
       if (!atEnd && this.followBox().checked && this.pre.dataset.rendering !== "true") this.followBox().checked = false;
     });
     this.download.addEventListener("click", () => this.saveWhole());
-    this.searchId = uid("log-search");
   }
 
   followBox() {
@@ -101,12 +100,14 @@ export class LogView {
     this.next = next;
   }
 
+  /** Draw at most every 50 ms however fast text arrives (a timer, not an animation frame: those
+   * stop in a background tab, and the log must be current when the person comes back). */
   schedule() {
     if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
+    this.frame = setTimeout(() => {
       this.frame = null;
       this.render();
-    });
+    }, 50);
   }
 
   render() {
@@ -136,9 +137,9 @@ export class LogView {
         (matches.length > shown.length ? ` (the last ${count(shown.length)} shown).` : ".");
     }
     if (this.followBox().checked) this.pre.scrollTop = this.pre.scrollHeight;
-    requestAnimationFrame(() => {
+    setTimeout(() => {
       this.pre.dataset.rendering = "false";
-    });
+    }, 0);
   }
 
   async saveWhole() {

@@ -9,6 +9,7 @@ import { costOf, duration, formatMicros, money, perHour, timeNode } from "../for
 import { takeFlash } from "../flash.js";
 import { live, throttle } from "../live.js";
 import { LogView } from "../logview.js";
+import { ArtifactsPanel } from "./artifacts.js";
 import { TERMINAL, badge, progressParts } from "./job_parts.js";
 
 const QUIET_KINDS = new Set(["progress", "upload_progress", "logs"]);
@@ -83,7 +84,9 @@ export default {
     const timeline = h("ol", { id: "job-timeline", class: "timeline" });
     const chart = new LossChart({ id: "loss-chart" });
     const logs = new LogView(id);
+    const results = new ArtifactsPanel(id);
     ctx.onCleanup(() => chart.destroy());
+    ctx.onCleanup(() => results.destroy());
 
     root.append(
       h(
@@ -101,6 +104,7 @@ export default {
         card("Progress", { id: "progress-card" }, progressBox),
         card("Cost", { id: "cost-card" }, costBox),
         card("Details", { id: "details-card" }, detailBox),
+        card("Results", { id: "results-card", class: "card wide" }, results.element),
         card("Loss and learning rate", { id: "chart-card", class: "card wide" }, chart.figure),
         card("Log", { id: "log-card", class: "card wide" }, logs.element),
         card("Timeline", { id: "timeline-card", class: "card wide" }, timeline),
@@ -169,6 +173,7 @@ export default {
     }
 
     const refreshJob = throttle(() => ctx.current() && loadJob(), 300);
+    const refreshResults = throttle(() => ctx.current() && !deleted && results.load(), 1000);
     const refreshCost = throttle(() => ctx.current() && loadJob(), 2000);
 
     function onEvent(type, data) {
@@ -192,12 +197,13 @@ export default {
         showProgress();
       } else {
         refreshJob();
+        refreshResults(); // deliveries and samples change with status and timeline events
       }
     }
 
     async function resync() {
       await loadJob();
-      await Promise.all([loadMetrics(), logs.catchUp()]);
+      await Promise.all([loadMetrics(), logs.catchUp(), results.load()]);
     }
 
     cancel.addEventListener("click", async () => {
@@ -242,7 +248,7 @@ export default {
     ctx.onCleanup(live.subscribe(onEvent, { job: id, onResync: resync }));
     await live.ready();
     if (!(await loadJob())) return;
-    await Promise.all([loadMetrics(), logs.load()]);
+    await Promise.all([loadMetrics(), logs.load(), results.load()]);
     snapshotLoaded = true;
     for (const data of pendingLogs.splice(0)) logs.append(data.offset, data.text);
   },

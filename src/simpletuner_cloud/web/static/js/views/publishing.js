@@ -15,7 +15,7 @@ const DELIVERIES = [
 ];
 
 function secretState(saved, what) {
-  return saved ? `A ${what} is saved (type a new one to replace it).` : `No ${what} saved.`;
+  return saved ? `The ${what} is saved (type a new one to replace it).` : `No ${what} saved.`;
 }
 
 export default {
@@ -196,7 +196,14 @@ export default {
       if (!ctx.current()) return;
       if (!answer.ok) return sayError(s3Result, answer);
       const t = answer.body;
-      say(s3Result, t.ok ? "ok" : "bad", t.message, t.hint, t.steps.map((s) => `${s.step}: ${s.ok === null ? "not reached" : s.ok ? "ok" : "failed"}${s.detail ? ` (${s.detail})` : ""}`).join(" · "));
+      say(s3Result, t.ok ? "ok" : "bad", t.message, t.hint);
+      s3Result.append(
+        h(
+          "ul",
+          { class: "steps" },
+          t.steps.map((s) => h("li", { "data-step": s.step }, h("strong", {}, `${s.step}: ${s.ok === null ? "not reached" : s.ok ? "ok" : "failed"}`), s.detail ? ` — ${s.detail}` : "")),
+        ),
+      );
     });
 
     fill(saved);
