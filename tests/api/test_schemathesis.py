@@ -83,7 +83,11 @@ def _serve_the_sandbox() -> Iterator[None]:
     )
     APP.state.settings.replicate_base_url = url
     APP.state.settings.status_page_url = f"{url}/status"
-    APP.state.provider_runtime.environ = {"REPLICATE_API_TOKEN": sandbox.state.sandbox.config.token}
+    # The Hub checks and read-backs go to the sandbox's Hub routes, never to huggingface.co.
+    APP.state.provider_runtime.environ = {
+        "REPLICATE_API_TOKEN": sandbox.state.sandbox.config.token,
+        "HF_ENDPOINT": f"{url}/hub",
+    }
     with live_server(sandbox, port=port):
         yield
         schemathesis.python.asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's loop
