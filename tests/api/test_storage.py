@@ -171,7 +171,9 @@ def test_boto3_over_https_through_a_tls_proxy_sends_aws_chunked_bodies(
     seen: list[dict[str, str]] = []
 
     def record(request: Any, **_: Any) -> None:
-        seen.append({k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()})
+        seen.append(
+            {k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
+        )
 
     with caddy_tls(tmp_path / "caddy", int(ingress.base.rsplit(":", 1)[1])) as tls_url:
         s3 = ingress.client(access_key, secret, tls_url)
@@ -384,3 +386,41 @@ def test_multipart_parts_of_another_upload_or_job_are_refused(ingress: Ingress) 
         Key=f"{job_id}/next",
         UploadId=s3.create_multipart_upload(Bucket=BUCKET, Key=f"{job_id}/next")["UploadId"],
     )
+
+
+def test_behind_a_trusted_proxy_the_forwarded_host_is_what_the_client_signed(ingress: Ingress) -> None:
+    job_id, access_key, secret = ingress.job()
+    public = "https://training.example.com"
+    request = AWSRequest(
+        "PUT",
+        f"{public}/api/cloud/storage/{BUCKET}/{job_id}/x",
+        data=b"body",
+        headers={"X-Amz-Content-SHA256": hashlib.sha256(b"body").hexdigest()},
+    )
+    S3SigV4Auth(Credentials(access_key, secret), "s3", "us-east-1").add_auth(request)
+    # nginx's `proxy_set_header Host $host` style: the upstream sees another Host, the original forwarded.
+    headers = {**dict(request.headers.items()), "X-Forwarded-Host": "training.example.com"}
+    url = f"{ingress.base}/api/cloud/storage/{BUCKET}/{job_id}/x"
+    untrusted = httpx.put(url, content=b"body", headers=headers, trust_env=False)
+    assert untrusted.status_code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in untrusted.content
+    saved = httpx.put(
+        f"{ingress.base}/api/cloud/providers/replicate",
+        json={"trusted_proxies": ["127.0.0.1/32"]},
+        trust_env=False,
+    )
+    assert saved.status_code == 200, saved.text
+    trusted = httpx.put(url, content=b"body", headers=headers, trust_env=False)
+    assert trusted.status_code == 200, trusted.text
+
+
+def test_operations_the_endpoint_does_not_offer_say_so(ingress: Ingress) -> None:
+    job_id, access_key, secret = ingress.job()
+    s3 = ingress.client(access_key, secret)
+    with pytest.raises(ClientError) as v1:
+        s3.list_objects(Bucket=BUCKET, Prefix=f"{job_id}/")
+    assert error_of(v1) == ("NotImplemented", "Only ListObjectsV2 (list-type=2) is supported on the bucket.")
+    s3.put_object(Bucket=BUCKET, Key=f"{job_id}/a", Body=b"a")
+    with pytest.raises(ClientError) as copy:
+        s3.copy_object(Bucket=BUCKET, Key=f"{job_id}/b", CopySource={"Bucket": BUCKET, "Key": f"{job_id}/a"})
+    assert error_of(copy) == ("NotImplemented", "CopyObject is not supported.")
+    s3.head_bucket(Bucket=BUCKET)
