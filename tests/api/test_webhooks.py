@@ -208,6 +208,48 @@ async def test_a_redelivery_is_acknowledged_and_changes_nothing(
     assert [e["outcome"] for e in entries] == ["accepted"]  # a duplicate names no job it changed
 
 
+async def test_deliveries_queued_behind_a_write_share_a_commit_and_a_duplicate_in_it_is_one(
+    app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    first_job = await tracked_job(app.state.database, "p_batch_a")
+    second_job = await tracked_job(app.state.database, "p_batch_b")
+    writes = app.state.webhook_receiver.writes
+    release = asyncio.Event()
+
+    async def busy(_session: Any) -> None:
+        await release.wait()
+
+    holding = asyncio.create_task(writes.run(busy))  # a write under way: what arrives now queues
+    await eventually(lambda: writes.batches == 0 and writes.waiting == 0, what="the writer taking the hold")
+    repeated = signed(prediction("p_batch_a", "processing", logs="Step 1 of 10: loss 0.5, lr 0.0001\n"))
+    other = signed(prediction("p_batch_b", "processing", logs="Step 2 of 10: loss 0.4, lr 0.0001\n"))
+    sending = [
+        asyncio.create_task(replicate.post(HOOK, content=raw, headers=headers))
+        for raw, headers in (repeated, repeated, other, repeated)
+    ]
+    await eventually(lambda: writes.waiting == 4, what="four deliveries queued behind the write")
+    release.set()
+    answers = await asyncio.gather(*sending)
+    await holding
+    assert writes.batches == 2  # the hold, then the four together
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200]
+    outcomes = [answer.json()["outcome"] for answer in answers]
+    assert outcomes == ["accepted", "duplicate", "accepted", "duplicate"]
+    assert answers[0].json() == {
+        "received": True,
+        "outcome": "accepted",
+        "delivery_id": answers[0].json()["delivery_id"],
+        "job_id": first_job,
+        "status": "running",
+        "reason": None,
+    }
+    assert (answers[2].json()["job_id"], answers[2].json()["status"]) == (second_job, "running")
+    timeline = (await client.get(f"/api/cloud/jobs/{first_job}")).json()["timeline"]
+    assert [e["kind"] for e in timeline].count("progress") == 1
+    assert (await job_of(app, first_job)).logs_offset == len("Step 1 of 10: loss 0.5, lr 0.0001\n")
+    assert (await job_of(app, second_job)).progress["step"] == 2
+
+
 async def test_a_forged_request_cannot_claim_a_real_webhook_id(
     app: FastAPI, replicate: httpx.AsyncClient
 ) -> None:

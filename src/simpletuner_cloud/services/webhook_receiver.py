@@ -10,16 +10,18 @@ Replicate in the background and *that* is applied, so a forged request can at mo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, is_terminal, map_replicate_status
@@ -115,6 +117,80 @@ def _claimable(webhook_id: str) -> str:
     )
 
 
+BATCH_LIMIT = 64  # deliveries per transaction at most
+T = TypeVar("T")
+
+
+class GroupCommit:
+    """Write many deliveries in one transaction, each in its own SAVEPOINT (one that fails is rolled
+    back alone), and answer each only after the commit that holds it. No timer: a delivery that finds
+    the writer idle is written at once, alone; those that arrive while a transaction is under way
+    queue up and go together into the next one, up to `BATCH_LIMIT`. One writer per process on both
+    backends (SQLite takes one writer at a time anyway; on PostgreSQL two batches taking the same jobs'
+    rows in different orders could deadlock), so the batch is the unit of parallelism."""
+
+    def __init__(self, database: Database, limit: int = BATCH_LIMIT) -> None:
+        self.database = database
+        self.limit = limit
+        self._queue: deque[tuple[Callable[[AsyncSession], Awaitable[Any]], asyncio.Future[Any]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions committed (for tests and the benchmark's numbers)
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work`'s result once it is committed; its exception if it failed (nothing of it is kept)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="webhook-group-commit")
+        return await asyncio.shield(future)  # a client gone away does not cancel the others' batch
+
+    @property
+    def waiting(self) -> int:
+        """Deliveries queued for the next transaction."""
+        return len(self._queue)
+
+    async def drain(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self.limit, len(self._queue)))]
+            try:
+                outcomes = await self._commit(batch)
+            except Exception as exc:  # the commit itself failed: none of the batch is durable
+                log.warning("webhook group commit of %d deliveries failed: %s", len(batch), exc)
+                outcomes = [(None, exc)] * len(batch)
+            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+    async def _commit(
+        self, batch: list[tuple[Callable[[AsyncSession], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        async with self.database.session() as session:
+            if self.database.dialect == "sqlite":
+                # Begin ourselves: otherwise the first SAVEPOINT opens the transaction and its RELEASE
+                # commits it. IMMEDIATE takes the write lock before anything is read.
+                connection = await session.connection()
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+            for work, _ in batch:
+                session.expire_all()  # the next delivery reads rows as this transaction has them
+                try:
+                    async with session.begin_nested():
+                        outcomes.append((await work(session), None))
+                except Exception as exc:
+                    outcomes.append((None, exc))
+            await session.commit()
+        self.batches += 1
+        return outcomes
+
+
 class WebhookReceiver:
     """One per app (`app.state.webhook_receiver`): the secret cache, the budget for recording what
     anyone can send, and the background polls of unsigned hints."""
@@ -139,13 +215,14 @@ class WebhookReceiver:
         self._hints: dict[str, asyncio.Task[None]] = {}
         self._settings_cache: tuple[float, ReplicateSettings] | None = None
         self._settings_lock = asyncio.Lock()
-        self._write_lock = asyncio.Lock() if database.dialect == "sqlite" else None
+        self.writes = GroupCommit(database)
 
     @property
     def runtime(self) -> ProviderRuntime:
         return self._runtime()
 
     async def stop(self) -> None:
+        await self.writes.drain()
         tasks = list(self._hints.values())
         for task in tasks:
             task.cancel()
@@ -200,16 +277,6 @@ class WebhookReceiver:
 
     def settings_changed(self) -> None:
         self._settings_cache = None
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """SQLite lets one transaction write at a time and makes the others sleep in its busy handler
-        (up to 100 ms a nap): queue this server's deliveries here instead, in arrival order."""
-        if self._write_lock is None:
-            yield
-            return
-        async with self._write_lock:
-            yield
 
     async def receive(self, arrival: Arrival) -> Receipt:
         replicate = await self._replicate_settings()
@@ -310,7 +377,6 @@ class WebhookReceiver:
         return named, None
 
     async def _apply(self, arrival: Arrival, context: dict[str, Any], payload: dict[str, Any]) -> Receipt:
-        webhook_id = (arrival.header("webhook-id") or "").strip()
         prediction_id = str(payload.get("id") or "") or None
         fields = {
             **self._fields(arrival, context),
@@ -320,58 +386,69 @@ class WebhookReceiver:
             "http_status": 200,
         }
         now = utcnow()
-        # Compressed before the write lock: a 10 MiB body takes a while, and other deliveries wait.
+        # Compressed before the group commit: a 10 MiB body takes a while, and other deliveries wait.
         if len(arrival.body) > LARGE_BODY:
             kept = await anyio.to_thread.run_sync(stored_body, arrival.body, payload)
         else:
             kept = stored_body(arrival.body, payload)
-        async with self._writing(), self.database.session() as session:
-            if payload.get(SELF_TEST_MARK) is True:
-                fields |= {"outcome": "test", "event": "test", "reason": "the self-test's signed event"}
-                row_id = await deliveries.claim_delivery(session, _claimable(webhook_id), **fields)
-                await session.commit()
-                return Receipt(200, "test", row_id)
-            row_id = await deliveries.claim_delivery(
-                session, _claimable(webhook_id), outcome="accepted", **fields
+        receipt = await self.writes.run(
+            lambda session: self._record(session, arrival, payload, fields, kept, now)
+        )
+        if receipt.outcome == "accepted" and receipt.job_id is not None:
+            self.bus.notify()
+            self.wake()
+        return receipt
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        arrival: Arrival,
+        payload: dict[str, Any],
+        fields: dict[str, Any],
+        kept: bytes | None,
+        now: datetime,
+    ) -> Receipt:
+        """One delivery's writes, inside its SAVEPOINT of a group commit (the writer commits)."""
+        webhook_id = (arrival.header("webhook-id") or "").strip()
+        if payload.get(SELF_TEST_MARK) is True:
+            fields = fields | {"outcome": "test", "event": "test", "reason": "the self-test's signed event"}
+            row_id = await deliveries.claim_delivery(session, _claimable(webhook_id), **fields)
+            return Receipt(200, "test", row_id)
+        row_id = await deliveries.claim_delivery(
+            session, _claimable(webhook_id), outcome="accepted", **fields
+        )
+        if row_id is None:  # claimed by an earlier transaction, or earlier in this batch
+            duplicate = await deliveries.record_arrival(
+                session, outcome="duplicate", reason="already received", **fields
             )
-            if row_id is None:
-                await session.rollback()
-                duplicate = await deliveries.record_arrival(
-                    session, outcome="duplicate", reason="already received", **fields
-                )
-                await session.commit()
-                return Receipt(200, "duplicate", duplicate, reason="already received")
-            job, ignored = await self._find_job(session, payload, arrival.job_ref)
-            if job is None:
-                await deliveries.update_delivery(
-                    session, row_id, outcome="ignored", accepted=False, reason=ignored, job_id=None
-                )
-                await session.commit()
-                return Receipt(200, "ignored", row_id, reason=ignored)
-            applied = await apply_prediction(
-                session,
-                job.id,
-                payload,
-                self.catalogue,
-                source="webhook",
-                now=now,
-                job=job,
-                also={"last_webhook_at": now},
-            )
-            quiet = not applied.status_changed and not applied.new_logs
+            return Receipt(200, "duplicate", duplicate, reason="already received")
+        job, ignored = await self._find_job(session, payload, arrival.job_ref)
+        if job is None:
             await deliveries.update_delivery(
-                session,
-                row_id,
-                job_id=job.id,
-                body=kept,
-                latency_ms=arrival.elapsed_ms,
-                reason="nothing newer than what the job already had" if quiet else None,
+                session, row_id, outcome="ignored", accepted=False, reason=ignored, job_id=None
             )
-            if quiet:  # apply_prediction announced a change itself
-                await announce(session, job.id)
-            await session.commit()
-        self.bus.notify()
-        self.wake()
+            return Receipt(200, "ignored", row_id, reason=ignored)
+        applied = await apply_prediction(
+            session,
+            job.id,
+            payload,
+            self.catalogue,
+            source="webhook",
+            now=now,
+            job=job,
+            also={"last_webhook_at": now},
+        )
+        quiet = not applied.status_changed and not applied.new_logs
+        await deliveries.update_delivery(
+            session,
+            row_id,
+            job_id=job.id,
+            body=kept,
+            latency_ms=arrival.elapsed_ms,
+            reason="nothing newer than what the job already had" if quiet else None,
+        )
+        if quiet:  # apply_prediction announced a change itself
+            await announce(session, job.id)
         return Receipt(200, "accepted", row_id, job.id, applied.status.value)
 
     # Unsigned hints ------------------------------------------------------------------------------
