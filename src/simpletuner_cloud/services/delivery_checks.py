@@ -18,7 +18,7 @@ from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services import hugging_face
 from simpletuner_cloud.services.external_s3 import S3Target, explain, list_objects
 from simpletuner_cloud.services.publishing import Publishing
-from simpletuner_cloud.services.storage_ingress import KEY_GRACE
+from simpletuner_cloud.services.storage_access import KEY_GRACE
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.storage.objects import ObjectStore
 from simpletuner_cloud.store.tables import DeliveryArtifactRow, DeliveryRow, JobRow

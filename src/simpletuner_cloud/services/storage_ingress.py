@@ -6,33 +6,23 @@ local delivery, which moves to `receiving` with the first one. Errors are S3's (
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 import anyio
 
 from simpletuner_cloud.domain.artifacts import classify
-from simpletuner_cloud.domain.jobs import is_terminal
-from simpletuner_cloud.security.secrets import SecretStore
-from simpletuner_cloud.services.provider_settings import load_replicate_settings
-from simpletuner_cloud.services.publishing import load_publishing
+from simpletuner_cloud.services.storage_access import Caller, IngressRequest, authenticate, header
 from simpletuner_cloud.settings import Settings
-from simpletuner_cloud.storage import keys, xml
+from simpletuner_cloud.storage import xml
 from simpletuner_cloud.storage.bodies import Body, receive_body
 from simpletuner_cloud.storage.errors import S3Error
 from simpletuner_cloud.storage.multipart import MultipartUploads, Upload
 from simpletuner_cloud.storage.objects import ListedFile, ObjectStore, StoredObject
-from simpletuner_cloud.storage.sigv4 import (
-    Authorization,
-    check_request_time,
-    parse_authorization,
-    signature_matches,
-)
 from simpletuner_cloud.store import deliveries as ledger
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.database import Database
@@ -41,20 +31,7 @@ from simpletuner_cloud.store.notify import announce
 log = logging.getLogger(__name__)
 PREFIX = "/api/cloud/storage"
 LOCAL_BUCKET = "cloud-outputs"
-KEY_GRACE_MINUTES = 30
-KEY_GRACE = timedelta(minutes=KEY_GRACE_MINUTES)  # a job's key keeps working this long after the job ends
 MAX_LIST_KEYS = 1000
-PRESIGNED_PARAMETERS = frozenset({"X-Amz-Signature", "X-Amz-Credential", "Signature", "AWSAccessKeyId"})
-
-
-@dataclass
-class IngressRequest:
-    method: str
-    raw_path: str  # still percent-encoded, as the client signed it
-    raw_query: str
-    headers: list[tuple[str, str]]
-    peer: str | None
-    body: AsyncIterator[bytes]
 
 
 @dataclass
@@ -63,20 +40,6 @@ class IngressAnswer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     file: Path | None = None  # served with Range support by the route
-
-
-@dataclass(frozen=True)
-class Caller:
-    job_id: str
-    delivery_id: str
-    max_object_bytes: int
-
-
-def header(request: IngressRequest, name: str) -> str | None:
-    for key, value in request.headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 class StorageIngress:
@@ -105,71 +68,8 @@ class StorageIngress:
             headers = {"Content-Type": "application/xml", "Connection": "close"}
             return IngressAnswer(exc.status, headers, exc.to_xml())
 
-    # Who is calling ---------------------------------------------------------------------------------
     async def _authenticate(self, request: IngressRequest) -> Caller:
-        if PRESIGNED_PARAMETERS & set(parse_qs(request.raw_query, keep_blank_values=True)):
-            raise S3Error(
-                "AccessDenied", "Presigned URLs are not accepted here; sign with the Authorization header."
-            )
-        authorization = parse_authorization(
-            header(request, "authorization"),
-            header(request, "x-amz-date"),
-            header(request, "x-amz-content-sha256"),
-        )
-        check_request_time(authorization, self.clock())
-        job_id = keys.job_of(authorization.access_key)
-        secret = (
-            keys.secret_key_for(SecretStore.of(self.settings), authorization.access_key) if job_id else None
-        )
-        unknown = S3Error("InvalidAccessKeyId", "The access key does not exist in our records.")
-        if job_id is None or secret is None:
-            raise unknown
-        async with self.database.session() as session:
-            job = await repo.get_job(session, job_id)
-            delivery = await ledger.delivery_of(session, job_id, "local") if job else None
-            replicate = await load_replicate_settings(session, self.settings)
-            publishing = await load_publishing(session, self.settings)
-        if job is None or delivery is None:
-            raise unknown
-        if not await self._signature_ok(request, authorization, secret, replicate.trusted_proxies):
-            raise S3Error(
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        if is_terminal(job.status):
-            ended = job.completed_at or job.updated_at
-            if self.clock() > ended + KEY_GRACE:
-                raise S3Error(
-                    "AccessDenied",
-                    f"This job's storage key expired {KEY_GRACE_MINUTES} minutes after the job ended.",
-                )
-        return Caller(job_id, delivery.id, publishing.settings.local.max_object_bytes)
-
-    async def _signature_ok(
-        self, request: IngressRequest, authorization: Authorization, secret: str, trusted: list[str]
-    ) -> bool:
-        """Against the Host the client sent; behind a trusted proxy that rewrote it, also against the
-        forwarded host (and port) it names."""
-        hosts = [header(request, "host") or ""]
-        forwarded = header(request, "x-forwarded-host")
-        if forwarded and _is_trusted(request.peer, trusted):
-            host = forwarded.split(",")[0].strip()
-            port = (header(request, "x-forwarded-port") or "").split(",")[0].strip()
-            if port and ":" not in host.rsplit("]", 1)[-1] and port not in ("80", "443"):
-                host = f"{host}:{port}"
-            hosts.append(host)
-        for host in dict.fromkeys(hosts):
-            headers = [(k, host if k.lower() == "host" else v) for k, v in request.headers]
-            if signature_matches(
-                authorization,
-                secret,
-                method=request.method,
-                url=f"http://{host}{request.raw_path}",
-                raw_query=request.raw_query,
-                headers=headers,
-            ):
-                return True
-        return False
+        return await authenticate(self.settings, self.database, request, self.clock())
 
     # What it may do ---------------------------------------------------------------------------------
     @staticmethod
@@ -408,16 +308,6 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
 
 def _xml(body: bytes) -> IngressAnswer:
     return IngressAnswer(200, {"Content-Type": "application/xml"}, body)
-
-
-def _is_trusted(peer: str | None, trusted: list[str]) -> bool:
-    if not peer or not trusted:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(network, strict=False) for network in trusted)
 
 
 def _http_date(epoch: float) -> str:
