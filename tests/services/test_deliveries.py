@@ -352,3 +352,20 @@ async def test_a_check_on_demand_waits_for_the_job_to_end(db: Database) -> None:
         "job_delivery_not_found",
         f"Job {job_id} has no s3 delivery.",
     )
+
+
+async def test_a_canceled_hub_job_without_a_repo_is_not_retried(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    job_id = await make_job(db, "hub", {"repo_id": "ana/never", "endpoint": f"{hub.url}/hub"})
+    await end(db, job_id, "canceled")
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "hub_repo_missing", None)
+    local = await local_job(settings, db)
+    await end(db, local, "canceled")
+    await check(tracker)
+    assert (await delivery(db, local)).reason == (
+        f"The training was canceled before its first validation run, so nothing was published to "
+        f"{settings.outputs_dir / local}."
+    )

@@ -75,7 +75,8 @@ def _summary(artifacts: list[dict[str, Any]], where: str) -> str:
 def _nothing(job: JobRow, where: str) -> str:
     if job.status == "succeeded":
         return f"The training succeeded, but no file reached {where}."
-    return f"The training {job.status} before its first validation run, so nothing was published to {where}."
+    ended = "was canceled" if job.status == "canceled" else job.status
+    return f"The training {ended} before its first validation run, so nothing was published to {where}."
 
 
 # Local download -------------------------------------------------------------------------------------
@@ -258,6 +259,7 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
     endpoint = str(delivery.target.get("endpoint") or context.publishing.hub_endpoint)
     where = hugging_face.web_url(endpoint, repo_id)
     token = context.publishing.hf_token
+    succeeded = job.status == "succeeded"
     if not token:
         return Problem(
             "hf_token_missing",
@@ -275,7 +277,8 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
             retry=True,
         )
     except CloudError as exc:
-        return Problem(exc.code, exc.message, exc.hint, retry=exc.code == "hub_repo_missing")
+        # A repo not there yet after a success may still appear; after a failure it will not.
+        return Problem(exc.code, exc.message, exc.hint, retry=exc.code == "hub_repo_missing" and succeeded)
     artifacts = []
     for item in files:
         kind, step = classify(item.path)
@@ -290,7 +293,7 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
                 "location": hugging_face.web_url(endpoint, repo_id, item.path),
             }
         )
-    return _landed_remotely(artifacts, job, where, retry_empty=True)
+    return _landed_remotely(artifacts, job, where, retry_empty=succeeded)
 
 
 CHECKS = {"local": check_local, "s3": check_s3, "hub": check_hub}
