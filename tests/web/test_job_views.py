@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.jobs import append_logs
+from tests.support.cuttable_link import cuttable_link
 from tests.support.provider_sandbox import record_job
 from tests.web.conftest import Cloud, Tab, run_async
 
@@ -277,3 +278,37 @@ def test_a_huge_log_is_read_by_its_tail_and_drawn_capped_then_followed_live(tab:
     expect(log).to_contain_text("the trainer wrote one more line")
     assert int(log.get_attribute("data-lines") or 0) <= 5000
     assert tab.errors == []
+
+
+def test_a_dropped_live_feed_resumes_and_a_refused_one_catches_up(
+    browser: Any, cloud: Cloud, tab: Tab
+) -> None:
+    cloud.sandbox_config.step_seconds = 0.6  # about 12 s of training
+    job_id = cloud.submit()
+    with cuttable_link(cloud.base) as link:
+        requests: list[Any] = []
+        tab.page.on("request", lambda r: "/api/cloud/events" in r.url and requests.append(r))
+        tab.base = link.url  # the browser reaches the server only through the link
+        page = tab.open(f"jobs/{job_id}", ready_as="job")
+        body = page.locator("body")
+        expect(body).to_have_attribute("data-job-status", "running")
+        expect(body).to_have_attribute("data-live", "open")
+        seen = points(page)
+
+        link.cut()  # a dropped connection: EventSource reconnects by itself, sending Last-Event-ID
+        page.wait_for_function(f"() => Number(document.querySelector('#loss-chart').dataset.points) > {seen}")
+        streams = [r.all_headers() for r in requests]
+        assert len(streams) >= 2 and "last-event-id" not in streams[0]
+        assert int(streams[-1].get("last-event-id", "0")) > 0, streams
+
+        link.refusing = True  # now the way back answers 503: EventSource gives up; the page retries
+        link.cut()
+        expect(body).to_have_attribute("data-live", "reconnecting")
+        cloud.wait_for(job_id, "succeeded")  # the job ends while the page is cut off
+        link.refusing = False
+        expect(body).to_have_attribute("data-live", "open")
+        expect(body).to_have_attribute("data-job-status", "succeeded")
+        expect(page.locator(CHART)).to_have_attribute("data-points", "20")
+        full = cloud.http.get(f"/api/cloud/jobs/{job_id}/logs").json()["text"]
+        expect(page.locator("#log-text")).to_have_text(full.rstrip("\n"))
+        expect(page.locator("#job-action-result")).to_be_empty()

@@ -24,6 +24,8 @@ export class LogView {
     this.size = 0;
     this.dropped = false;
     this.frame = null;
+    this.catching = null;
+    this.again = false;
     this.follow = checkbox("Follow", { id: "log-follow", checked: true });
     this.search = h("input", { type: "search", id: "log-search", autocomplete: "off", spellcheck: "false" });
     const notice = h("p", { class: "hint", id: "log-notice", "aria-live": "polite" });
@@ -66,27 +68,43 @@ export class LogView {
     return result;
   }
 
-  /** Catch up from where the page stopped, after the live feed was lost for a while. */
-  async catchUp() {
-    const result = await api("GET", withQuery(`api/cloud/jobs/${encodeURIComponent(this.jobId)}/logs`, { after: this.next }));
-    if (result.ok) {
-      this.take(result.body.text, result.body.next_offset);
-      this.size = Math.max(this.size, result.body.size);
-      this.schedule();
+  /** Catch up from where the page stopped, after the live feed was lost for a while. Calls that
+   * come while one is reading join it (and it reads once more), so text is never added twice. */
+  catchUp() {
+    if (this.catching) {
+      this.again = true;
+      return this.catching;
     }
+    this.catching = (async () => {
+      do {
+        this.again = false;
+        const result = await api("GET", withQuery(`api/cloud/jobs/${encodeURIComponent(this.jobId)}/logs`, { after: this.next }));
+        if (result.ok) {
+          this.size = Math.max(this.size, result.body.size);
+          this.absorb(result.body.offset, result.body.text);
+        }
+      } while (this.again);
+    })().finally(() => {
+      this.catching = null;
+    });
+    return this.catching;
   }
 
   /** A `log` event: `text` starting at `offset` in the full log. */
   append(offset, text) {
-    if (offset > this.next) {
-      this.catchUp(); // a gap: read it over REST rather than show a hole
-      return;
-    }
+    if (!this.absorb(offset, text)) this.catchUp(); // a gap: read it over REST rather than show a hole
+  }
+
+  /** Keep what `text` (from `offset` on) adds past what is held; false when it starts past the end. */
+  absorb(offset, text) {
+    if (offset > this.next) return false;
     const fresh = text.slice(this.next - offset);
-    if (!fresh) return;
-    this.take(fresh, this.next + fresh.length);
-    this.size = Math.max(this.size, this.next);
-    this.schedule();
+    if (fresh) {
+      this.take(fresh, this.next + fresh.length);
+      this.size = Math.max(this.size, this.next);
+      this.schedule();
+    }
+    return true;
   }
 
   take(text, next) {

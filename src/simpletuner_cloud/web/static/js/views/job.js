@@ -68,7 +68,8 @@ export default {
     const path = `api/cloud/jobs/${encodeURIComponent(id)}`;
     let job = null;
     let snapshotLoaded = false;
-    let deleted = false; // after Delete, late events for the job must not bring its page back
+    let deleted = false;
+    let stale = false; // the last refresh failed and says so above the cards // after Delete, late events for the job must not bring its page back
     const pendingLogs = [];
 
     const status = h("span", { id: "job-status", "aria-live": "polite" });
@@ -151,11 +152,22 @@ export default {
       if (deleted) return null;
       const result = await get(path);
       if (!ctx.current() || deleted) return null;
+      if (!result.ok && job && result.status !== 404) {
+        // A refresh that failed (the network, a restarting server): keep the page, say so, and let
+        // the next event or the live feed's catch-up try again.
+        sayError(actionResult, result);
+        stale = true;
+        return null;
+      }
       if (!result.ok) {
         clear(root, h("h2", { tabindex: "-1" }, `Job ${id}`), h("div", { id: "job-missing" }));
         sayError(root.querySelector("#job-missing"), result);
         root.append(h("p", {}, h("a", { href: "#/jobs" }, "All jobs")));
         return null;
+      }
+      if (stale) {
+        clear(actionResult);
+        stale = false;
       }
       const before = job ? job.status : null;
       job = result.body;
