@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/packaging.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV)

@@ -151,6 +151,12 @@ def write_requests(path: Path, secret: str, jobs: int, count: int) -> None:
             out.write(f"{msg_id}\t{now}\t{signature}\t{body.decode()}\n")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, script: Path, args: list[str], options: argparse.Namespace) -> dict[str, Any]:
     command = ["wrk", f"-t{options.threads}", f"-c{options.connections}", f"-d{options.duration}s"]
     command += ["--timeout", "10s", "-s", str(script), url, "--", str(options.threads), *args]
@@ -249,7 +255,9 @@ def bench_server(label: str, database_url: str | None, options: argparse.Namespa
             write_requests(requests, secret, options.jobs, MAX_RATE * options.duration)
             script = Path(home) / "deliveries.lua"
             script.write_text(WRK_SCRIPT)
+            cpu_before = cpu_seconds(process.pid)
             result = run_wrk(f"http://127.0.0.1:{port}", script, [str(requests)], options)
+            result["cpu_ms"] = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(result["requests"], 1)
             result["outcomes"] = asyncio.run(outcomes(url))
         finally:
             stop(process)
@@ -268,7 +276,9 @@ def bench_bare(options: argparse.Namespace) -> dict[str, Any]:
             requests.write_text("".join(f"msg_{i}\t0\tv1,x\t{body}\n" for i in range(1000)))
             script = Path(home) / "bare.lua"
             script.write_text(WRK_SCRIPT)
+            cpu_before = cpu_seconds(process.pid)
             result = run_wrk(f"http://127.0.0.1:{port}", script, [str(requests)], options)
+            result["cpu_ms"] = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(result["requests"], 1)
         finally:
             stop(process)
     result["label"] = "bare uvicorn (204)"
@@ -296,7 +306,7 @@ def main() -> None:
             asyncio.run(drop_database(options.postgres, scratch))
     bare = runs[0]["rps"]
     print(f"{options.connections} connections, {options.duration} s each, wrk -t{options.threads}, loopback")
-    columns = ("sent", "req/s", "x bare", "p50 ms", "p99 ms", "max ms", "non-2xx")
+    columns = ("sent", "req/s", "x bare", "p50 ms", "p99 ms", "max ms", "non-2xx", "cpu ms")
     print(f"{'':24}" + "".join(f"{name:>9}" for name in columns) + "  recorded")
     for run in runs:
         recorded = ", ".join(f"{k} {v}" for k, v in sorted(run.get("outcomes", {}).items())) or "-"
@@ -308,8 +318,10 @@ def main() -> None:
             f"{run['p99_us'] / 1000:.1f}",
             f"{run['max_us'] / 1000:.1f}",
             f"{run['status_errors'] + run['socket_errors']}",
+            f"{run['cpu_ms']:.3f}",
         )
         print(f"{run['label']:24}" + "".join(f"{cell:>9}" for cell in cells) + f"  {recorded}")
+    print("cpu ms: the server process's CPU time per answered request (one process, one core at most)")
     print("targets: >= 0.50x bare, p99 < 50 ms")
 
 
