@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ def test_a_new_user_trains_the_example_and_watches_it_live(tab: Tab, cloud: Clou
         re.compile(r"^Archive: [\d.]+ KiB \([\d,]+ bytes\) of 100\.0 MiB allowed\.$")
     )
     expect(page.locator("#preview-datasets tbody tr").first).to_contain_text("sks-plushie")
-    expect(page.locator("#estimate-cost")).to_have_text(re.compile(r"^Estimated cost: \$[\d.]+ – \$[\d.]+$"))
+    estimate = cloud.http.post("/api/cloud/cost-estimate", json={"config": "flux-lora-example"}).json()
+    low, high = (Decimal(estimate["cost_usd"][k]).quantize(Decimal("0.01")) for k in ("low", "high"))
+    expect(page.locator("#estimate-cost")).to_have_text(f"Estimated cost: ${low} – ${high}")
     expect(page.locator("#estimate-time")).to_contain_text("for 1,000 steps on L40S at $3.51/h.")
     expect(page.locator("#estimate-basis")).to_contain_text("Basis: ")
     page.get_by_label("I agree to upload these files to Replicate's upload servers").check()

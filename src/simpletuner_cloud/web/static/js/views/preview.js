@@ -31,7 +31,7 @@ export function previewNode(p, name) {
   const datasets = table(
     ["Dataset", "Action", "Files", "Images", "Size", "Why"],
     p.datasets.map((d) => [d.id, d.action, d.files ?? "", d.images ?? "", d.bytes === null || d.bytes === undefined ? "" : bytes(d.bytes), d.reason]),
-    { id: "preview-datasets", label: "Datasets in the preview" },
+    { id: "preview-datasets", responsive: true },
   );
   const changes = p.datasets.flatMap((d) =>
     d.caption_changes.map((c) => [c.path, c.archive_name, c.trainer_caption, c.changes.map((x) => x.explanation).join("; ")]),
@@ -62,7 +62,7 @@ export function previewNode(p, name) {
     datasets,
     skippedList(p.datasets),
     changes.length
-      ? [h("h4", {}, "Captions that change"), table(["File", "Name in the archive", "The trainer reads", "Why"], changes, { id: "preview-caption-changes", label: "Captions that change" })]
+      ? [h("h4", {}, "Captions that change"), table(["File", "Name in the archive", "The trainer reads", "Why"], changes, { id: "preview-caption-changes", responsive: true })]
       : null,
     entries.length
       ? h(

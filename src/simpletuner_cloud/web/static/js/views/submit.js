@@ -3,7 +3,7 @@
 // and submit; the job page then shows packaging and upload live.
 import { api, get } from "../api.js";
 import { card, checkbox, clear, errorOf, field, h, radios, say, sayError, select } from "../dom.js";
-import { count, duration, money, perHour } from "../format.js";
+import { count, dollars, duration, perHour } from "../format.js";
 import { setFlash } from "../flash.js";
 import { jobHref } from "./job_parts.js";
 import { previewNode } from "./preview.js";
@@ -146,7 +146,7 @@ export default {
       const gpu = hardware.body.hardware.find((hw) => hw.id === e.hardware);
       clear(
         estimate,
-        h("p", { id: "estimate-cost" }, h("strong", {}, `Estimated cost: ${money(e.cost_usd.low)} – ${money(e.cost_usd.high)}`)),
+        h("p", { id: "estimate-cost" }, h("strong", {}, `Estimated cost: ${dollars(e.cost_usd.low)} – ${dollars(e.cost_usd.high)}`)),
         h(
           "p",
           { class: "hint", id: "estimate-time" },
