@@ -20,31 +20,18 @@ from fastapi import FastAPI
 from simpletuner_cloud.services import budget_gate
 from simpletuner_cloud.services.datasets import install_example
 from simpletuner_cloud.store.database import Database
+from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
 from tests.support.postgres import fresh_database
-from tests.support.provider_sandbox import SANDBOX_TOKEN, record_job, sandbox_mode_server
+from tests.support.provider_sandbox import record_job, sandbox_mode_server
 from tests.support.waiting import eventually_sync
 
-SUBMIT = "/api/cloud/jobs/submit"
 SETTINGS = "/api/cloud/providers/replicate"
-EXAMPLE = {"config": "flux-lora-example", "consent": True, "delivery": "none"}
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[httpx.Client, FastAPI]]:
-    with sandbox_mode_server(poll_seconds=0.2, log_poll_seconds=0.2, job_lease_seconds=5) as (base, app):
-        config = app.state.sandbox_app.state.sandbox.config
-        config.step_seconds, config.boot_seconds, config.max_simulated_steps = 0.02, 0.0, 10
-        install_example(app.state.settings)
-        with httpx.Client(base_url=base, trust_env=False, timeout=60) as http:
-            yield http, app
-
-
-def sandbox(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    response = http.request(
-        method, f"/sandbox{path}", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, **kwargs
-    )
-    assert response.is_success, response.text
-    return response.json()
+    with job_server(steps=10) as running:
+        yield running
 
 
 def set_limit(http: httpx.Client, **limit: Any) -> None:

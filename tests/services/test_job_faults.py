@@ -14,32 +14,16 @@ import pytest
 from fastapi import FastAPI
 
 from simpletuner_cloud.domain.jobs import JobStatus
-from simpletuner_cloud.services.datasets import install_example
-from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
+from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
 from tests.support.waiting import eventually_sync
 
-SUBMIT = "/api/cloud/jobs/submit"
-EXAMPLE = {"config": "flux-lora-example", "consent": True, "delivery": "none"}
 ORDER = ["created", "packaging", "uploading", "submitting", "queued", "running", "succeeded"]
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[httpx.Client, FastAPI]]:
-    with sandbox_mode_server(
-        poll_seconds=0.2, log_poll_seconds=0.2, job_lease_seconds=5, create_lookup_seconds=1.0
-    ) as (base, app):
-        config = app.state.sandbox_app.state.sandbox.config
-        config.step_seconds, config.boot_seconds, config.max_simulated_steps = 0.02, 0.0, 10
-        install_example(app.state.settings)
-        with httpx.Client(base_url=base, trust_env=False, timeout=30) as http:
-            yield http, app
-
-
-def sandbox(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
-    response = http.request(method, f"/sandbox{path}", headers=headers, **kwargs)
-    assert response.is_success, response.text
-    return response.json()
+    with job_server(steps=10, create_lookup_seconds=1.0) as running:
+        yield running
 
 
 def run_job(http: httpx.Client, faults: dict[str, Any], timeout: float = 90) -> dict[str, Any]:

@@ -4,27 +4,14 @@ its own process, so a schema on the shared test database is not enough: they con
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg
-import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import in_ci
-
-PG_ENV = "SIMPLETUNER_TEST_DATABASE_URL"
-
-
-def postgres_url_or_skip() -> str:
-    url = os.environ.get(PG_ENV)
-    if not url:
-        if in_ci():
-            pytest.fail(f"{PG_ENV} must be set in CI: the several-servers tests need PostgreSQL")
-        pytest.skip(f"{PG_ENV} not set")
-    return url
+from tests.store.conftest import postgres_url as postgres_url_or_skip  # skips, or fails in CI
 
 
 @contextmanager

@@ -1,0 +1,36 @@
+"""`simpletuner server --sandbox` set up for job tests: fast polling, a short lease, a sandbox trainer
+that takes a blink, the example environment installed; and calls into its sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from simpletuner_cloud.services.datasets import install_example
+from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
+
+SUBMIT = "/api/cloud/jobs/submit"
+EXAMPLE = {"config": "flux-lora-example", "consent": True, "delivery": "none"}
+
+
+@contextmanager
+def job_server(steps: int = 20, **settings: Any) -> Iterator[tuple[httpx.Client, FastAPI]]:
+    settings = {"poll_seconds": 0.2, "log_poll_seconds": 0.2, "job_lease_seconds": 5, **settings}
+    with sandbox_mode_server(**settings) as (base, app):
+        config = app.state.sandbox_app.state.sandbox.config
+        config.step_seconds, config.boot_seconds, config.max_simulated_steps = 0.02, 0.0, steps
+        install_example(app.state.settings)
+        with httpx.Client(base_url=base, trust_env=False, timeout=60) as http:
+            yield http, app
+
+
+def sandbox(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """A call to the mounted sandbox's API with its token; the answer's JSON."""
+    headers = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    response = http.request(method, f"/sandbox{path}", headers=headers, **kwargs)
+    assert response.is_success, response.text
+    return response.json()
