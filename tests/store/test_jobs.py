@@ -442,3 +442,17 @@ async def test_list_rows_leave_the_spec_unloaded(db: Database) -> None:
         with pytest.raises(InvalidRequestError, match="raiseload"):
             _ = row.spec
         assert (await repo.require_job(session, job.id)).spec == {"inputs": {"config_json": "x" * 10_000}}
+
+
+async def test_a_finished_job_whose_clean_up_waits_is_not_claimed_before_its_time(db: Database) -> None:
+    waiting = await new_job(db)
+    await move(db, waiting.id, JobStatus.SUCCEEDED)
+    async with db.session() as session:
+        await repo.set_fields(session, waiting.id, next_poll_at=datetime.now(UTC) + timedelta(hours=1))
+        await session.commit()
+    async with db.session() as session:
+        assert await repo.claim_due_jobs(session, "w1") == []  # not on every pass: at its time
+        await repo.set_fields(session, waiting.id, next_poll_at=datetime.now(UTC) - timedelta(seconds=1))
+        await session.commit()
+    async with db.session() as session:
+        assert [j.id for j in await repo.claim_due_jobs(session, "w1")] == [waiting.id]

@@ -517,19 +517,12 @@ async def claim_due_jobs(
     finished ones whose clean-up has not run. On PostgreSQL the candidates are locked with
     `FOR UPDATE SKIP LOCKED`, so replicas claiming at once get disjoint batches. Commit right after."""
     current = _now(session, now)
-    # No due job is cleaned up yet (an active one never is): said on its own, that term lets the claim
-    # read only the partial index `ix_jobs_due`, however many finished jobs the store holds. "Active" is
-    # spelt "not terminal" so SQLite's planner does not answer the OR from `(status, id)` instead, which
-    # walks every finished job.
-    terminal = [s.value for s in TERMINAL_STATUSES]
+    # Due: not cleaned up yet (an active job never is; said on its own, that term lets the claim read
+    # only the partial index `ix_jobs_due`, however many finished jobs the store holds) and its
+    # `next_poll_at` has come. A finished job's clean-up that must wait (a shared archive still in use,
+    # a prediction still stopping) sets `next_poll_at` too, so it is not retried on every pass.
     not_cleaned = JobRow.cleaned_at.is_(None)
-    due = or_(
-        and_(
-            JobRow.status.not_in(terminal),
-            or_(JobRow.next_poll_at.is_(None), JobRow.next_poll_at <= current),
-        ),
-        JobRow.status.in_(terminal),
-    )
+    due = or_(JobRow.next_poll_at.is_(None), JobRow.next_poll_at <= current)
     free = or_(JobRow.lock_token.is_(None), JobRow.locked_until < current, JobRow.lock_token == holder)
     query = (
         select(JobRow.id).where(not_cleaned, due, free).order_by(JobRow.next_poll_at, JobRow.id).limit(limit)
