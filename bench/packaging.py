@@ -22,6 +22,7 @@ from pathlib import Path
 from simpletuner_cloud.datasets.archive import build_archive
 from simpletuner_cloud.datasets.environments import load_path
 from simpletuner_cloud.datasets.preflight import run_preflight
+from simpletuner_cloud.settings import DEFAULT_SANDBOX_TOKEN
 
 IMAGES = 2_000
 DATASET_BYTES = 95 * 1024 * 1024
@@ -169,7 +170,13 @@ def upload_rss(work: Path) -> None:
     port = free_port()
     sandbox_bin = str(Path(sys.executable).parent / "simpletuner")
     command = [sandbox_bin, "sandbox", "--port", str(port), "--data-dir", str(work / "sandbox")]
-    sandbox = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The installation's sandbox token is random; this loopback-only run names the public test token.
+    env = {
+        **os.environ,
+        "SIMPLETUNER_SANDBOX_TOKEN": DEFAULT_SANDBOX_TOKEN,
+        "SIMPLETUNER_HOME": str(work / "home"),
+    }
+    sandbox = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_for_port(port, sandbox)
         child = subprocess.run(
