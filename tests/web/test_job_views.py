@@ -136,6 +136,7 @@ def test_cancel_asks_first_then_cancels_at_replicate_and_delete_says_what_stays(
     job_id = cloud.submit()
     page = tab.open(f"jobs/{job_id}", ready_as="job")
     expect(page.locator("body")).to_have_attribute("data-job-status", "running")
+    expect(page.locator("#job-prediction a")).to_be_visible()  # it exists at Replicate
     page.get_by_role("button", name="Cancel job").click()
     dialog = page.get_by_role("dialog", name="Cancel this job?")
     expect(dialog).to_be_visible()
@@ -149,6 +150,8 @@ def test_cancel_asks_first_then_cancels_at_replicate_and_delete_says_what_stays(
     expect(page.locator("#job-cancel")).to_be_hidden()
     expect(page.locator("#job-timeline")).to_contain_text("canceled from running")
 
+    # Deleting waits for the clean-up at Replicate; before it, the server says to try again.
+    expect(page.locator("#job-timeline")).to_contain_text("cleaned up")
     page.get_by_role("button", name="Delete job").click()
     page.get_by_role("dialog", name="Delete this job?").get_by_role("button", name="Delete job").click()
     deleted = page.locator("#job-deleted")
