@@ -215,6 +215,7 @@ class WebhookReceiver:
         self._hints: dict[str, asyncio.Task[None]] = {}
         self._settings_cache: tuple[float, ReplicateSettings] | None = None
         self._settings_lock = asyncio.Lock()
+        self._settings_generation = 0  # bumped by every change: a read begun before it is not cached
         self.writes = GroupCommit(database)
 
     @property
@@ -270,12 +271,15 @@ class WebhookReceiver:
             cached = self._settings_cache
             if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
                 return cached[1]
+            generation = self._settings_generation
             async with self.database.session() as session:
                 replicate = await load_replicate_settings(session, self.settings)
-            self._settings_cache = (time.monotonic(), replicate)
+            if generation == self._settings_generation:  # no PUT landed while this read ran
+                self._settings_cache = (time.monotonic(), replicate)
         return replicate
 
     def settings_changed(self) -> None:
+        self._settings_generation += 1
         self._settings_cache = None
 
     async def receive(self, arrival: Arrival) -> Receipt:
