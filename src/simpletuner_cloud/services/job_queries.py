@@ -23,7 +23,7 @@ from simpletuner_cloud.store import jobs as repo
 
 MAX_PAGE = 200
 MAX_TIMELINE = 500
-MAX_LOG_TAIL = 100_000
+TAIL_WINDOW = 200_000  # characters read from the end first for `?tail=`; grown until the lines fit
 
 
 async def list_jobs(
@@ -53,7 +53,9 @@ async def list_jobs(
 
 async def get_job(session: AsyncSession, settings: Settings, job_id: str) -> JobView:
     job = await repo.require_job(session, job_id)
-    events = [e for e in await repo.list_events(session, job_id) if e.kind not in ("logs", "upload_progress")]
+    # Log chunks and byte progress are not the timeline; leaving them out in SQL keeps a job with a
+    # huge log as quick to show as any other.
+    events = await repo.list_events(session, job_id, exclude_kinds=("logs", "upload_progress"))
     return job_view(job, load_hardware_catalogue(settings), datetime.now(UTC), events[-MAX_TIMELINE:])
 
 
@@ -67,8 +69,15 @@ async def get_logs(
             "Use either tail or after, not both.", code="validation_error", hint="?tail=100 or ?after=2048"
         )
     if tail is not None:
-        text = await repo.read_logs(session, job_id, after=max(0, size - MAX_LOG_TAIL * 2))
-        lines = text.splitlines(keepends=True)
+        # Read back from the end, a window at a time, until it holds `tail` whole lines (or all of it).
+        window = TAIL_WINDOW
+        while True:
+            begin = max(0, size - window)
+            text = await repo.read_logs(session, job_id, after=begin)
+            lines = text.splitlines(keepends=True)
+            if begin == 0 or len(lines) > tail:
+                break
+            window *= 4
         text = "".join(lines[-tail:]) if tail > 0 else ""
         start = size - len(text)
     else:

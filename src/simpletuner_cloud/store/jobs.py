@@ -342,10 +342,17 @@ async def add_event(
 
 
 async def list_events(
-    session: AsyncSession, job_id: str, after_id: int | None = None, *, limit: int | None = None
+    session: AsyncSession,
+    job_id: str,
+    after_id: int | None = None,
+    *,
+    limit: int | None = None,
+    exclude_kinds: Collection[str] = (),
 ) -> list[JobEventRow]:
     """The timeline in order; `after_id` resumes a stream (SSE `Last-Event-ID`)."""
     query = select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id)
+    if exclude_kinds:
+        query = query.where(JobEventRow.kind.not_in(list(exclude_kinds)))
     if after_id is not None:
         query = query.where(JobEventRow.id > after_id)
     if limit is not None:
