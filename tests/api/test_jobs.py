@@ -269,6 +269,8 @@ def test_events_stream_is_resumable(server: tuple[httpx.Client, FastAPI]) -> Non
     middle = events[len(events) // 2][0]
     resumed = read_events(http, f"/api/cloud/events?job={job_id}&once=true", last_event_id=middle)
     assert [e[0] for e in resumed] == [e[0] for e in events if int(e[0]) > int(middle)]
+    by_query = read_events(http, f"/api/cloud/events?job={job_id}&once=true&after={middle}")
+    assert [e[0] for e in by_query] == [e[0] for e in resumed]
     assert http.get("/api/cloud/events?job=job_nope&once=true").status_code == 404
 
 
