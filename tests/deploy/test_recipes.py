@@ -28,9 +28,10 @@ SERVER_ALLOWLIST = [f"{source}/32" for source in REPLICATE_SOURCES]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[httpx.Client, FastAPI, int]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, FastAPI, int]]:
+    # Its own state root: a module-wide server is made before the tests' SIMPLETUNER_HOME is set.
     with (
-        sandbox_mode_server() as (base, app),
+        sandbox_mode_server(home=tmp_path_factory.mktemp("home")) as (base, app),
         httpx.Client(base_url=base, trust_env=False, timeout=60) as http,
     ):
         answer = http.put(

@@ -26,9 +26,11 @@ SETTINGS = "/api/cloud/providers/replicate"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[httpx.Client, FastAPI]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, FastAPI]]:
+    # A module-wide server needs its own state root: it is made before the tests' own (function-scoped)
+    # SIMPLETUNER_HOME, so without one it would share the real ~/.simpletuner with other modules.
     with (
-        sandbox_mode_server() as (base, app),
+        sandbox_mode_server(home=tmp_path_factory.mktemp("home")) as (base, app),
         httpx.Client(base_url=base, trust_env=False, timeout=60) as http,
     ):
         yield http, app
@@ -72,7 +74,7 @@ def run(http: httpx.Client, **settings: Any) -> dict[str, Any]:
 def test_a_signed_ten_mebibyte_event_reaches_this_receiver(server: tuple[httpx.Client, FastAPI]) -> None:
     http, _ = server
     result = run(http)
-    assert result["ok"] is True and result["problem"] is None, result
+    assert result["ok"] is True and result["problem"] is None, (result["message"], result.get("client_ip"))
     assert (result["url"], result["status"]) == (
         f"{http.base_url}".rstrip("/") + "/api/webhooks/replicate",
         200,
