@@ -19,6 +19,7 @@ from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.jobs import append_logs
 from tests.support.cuttable_link import cuttable_link
 from tests.support.provider_sandbox import record_job
+from tests.support.waiting import eventually_sync
 from tests.web.conftest import Cloud, Tab, run_async
 
 CHART = "#loss-chart"
@@ -303,9 +304,16 @@ def test_a_dropped_live_feed_resumes_and_a_refused_one_catches_up(
 
         link.cut()  # a dropped connection: EventSource reconnects by itself, sending Last-Event-ID
         page.wait_for_function(f"() => Number(document.querySelector('#loss-chart').dataset.points) > {seen}")
-        streams = [r.all_headers() for r in requests]
-        assert len(streams) >= 2 and "last-event-id" not in streams[0]
-        assert int(streams[-1].get("last-event-id", "0")) > 0, streams
+
+        # The chart can grow through the REST catch-up before the browser's own reconnect is on the
+        # wire: wait for that second stream request rather than reading the list at once.
+        def resumed() -> list[dict[str, str]] | None:
+            streams = [r.all_headers() for r in requests]
+            return streams if len(streams) >= 2 and streams[-1].get("last-event-id") else None
+
+        streams = eventually_sync(resumed, timeout=60, interval=0.2, what="the reconnect with Last-Event-ID")
+        assert "last-event-id" not in streams[0]
+        assert int(streams[-1]["last-event-id"]) > 0, streams
 
         link.refusing = True  # now the way back answers 503: EventSource gives up; the page retries
         link.cut()
