@@ -49,7 +49,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "trainer_argument_unknown": 422,
     "hardware_unknown": 422,
     "delivery_required": 422,
-    "delivery_unavailable": 422,
     "hf_token_missing": 422,
     "cost_limit_unavailable": 503,
     "job_active": 409,

@@ -126,7 +126,6 @@ def _submit_hints(config: str) -> dict[str, str]:
         "run the command again with `--consent`.",
         "delivery_required": "Choose where the weights go: `--delivery hub --hub-model-id username/repo` "
         "(with HF_TOKEN set for the server), or `--delivery none` to train without keeping them.",
-        "delivery_unavailable": "Use `--delivery hub --hub-model-id username/repo` (Hugging Face) for now.",
     }
 
 
