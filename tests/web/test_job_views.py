@@ -326,3 +326,34 @@ def test_a_dropped_live_feed_resumes_and_a_refused_one_catches_up(
         full = cloud.http.get(f"/api/cloud/jobs/{job_id}/logs").json()["text"]
         expect(page.locator("#log-text")).to_have_text(full.rstrip("\n"))
         expect(page.locator("#job-action-result")).to_be_empty()
+
+
+def test_a_job_page_whose_first_read_fails_says_so_and_fills_in_by_itself(tab: Tab, cloud: Cloud) -> None:
+    job_id = cloud.submit()
+    cloud.wait_for(job_id, "succeeded")
+    failures = {"left": 2}
+
+    def flaky(route: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            route.fulfill(status=503, body="")  # a proxy or the server restarting
+        else:
+            route.continue_()
+
+    tab.page.route(re.compile(rf".*/api/cloud/jobs/{job_id}$"), flaky)
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    expect(page.locator("#job-action-result")).to_contain_text("HTTP 503")
+    expect(page.locator("#job-missing")).to_have_count(0)  # a passing failure is not "no such job"
+    body = page.locator("body")
+    expect(body).to_have_attribute("data-job-status", "succeeded", timeout=20_000)  # retried: 1 s, 2 s
+    expect(page.locator(CHART)).to_have_attribute("data-points", "20")
+    expect(page.locator("#log-text")).not_to_be_empty()
+    expect(page.locator("#job-action-result")).to_be_empty()
+    assert failures["left"] == 0
+    tab.errors.clear()  # the two 503s are in the console, as they should be
+
+
+def test_a_job_that_does_not_exist_is_said_so_at_once(tab: Tab, cloud: Cloud) -> None:
+    page = tab.open("jobs/job_nosuchjob", ready_as="job")
+    expect(page.locator("#job-missing")).to_contain_text("job_nosuchjob")
+    tab.errors.clear()

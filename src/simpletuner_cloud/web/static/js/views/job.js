@@ -68,8 +68,8 @@ export default {
     const path = `api/cloud/jobs/${encodeURIComponent(id)}`;
     let job = null;
     let snapshotLoaded = false;
-    let deleted = false;
-    let stale = false; // the last refresh failed and says so above the cards // after Delete, late events for the job must not bring its page back
+    let deleted = false; // after Delete, late events for the job must not bring its page back
+    let stale = false; // the last refresh failed and says so above the cards
     const pendingLogs = [];
 
     const status = h("span", { id: "job-status", "aria-live": "polite" });
@@ -159,6 +159,14 @@ export default {
         stale = true;
         return null;
       }
+      if (!result.ok && (result.status === 0 || result.status >= 500)) {
+        // The first read failed for a passing reason (the network, a proxy or server restarting):
+        // keep the page, say so, and try again (the live feed's catch-up and the next event do too).
+        sayError(actionResult, result);
+        stale = true;
+        retryLater();
+        return null;
+      }
       if (!result.ok) {
         clear(root, h("h2", { tabindex: "-1" }, `Job ${id}`), h("div", { id: "job-missing" }));
         sayError(root.querySelector("#job-missing"), result);
@@ -168,6 +176,7 @@ export default {
       if (stale) {
         clear(actionResult);
         stale = false;
+        retryPause = 1000;
       }
       const before = job ? job.status : null;
       job = result.body;
@@ -179,12 +188,41 @@ export default {
       return job;
     }
 
+    let retryPause = 1000;
+    let retryTimer = null;
+    ctx.onCleanup(() => clearTimeout(retryTimer));
+    function retryLater() {
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(() => ctx.current() && loadSnapshot(), retryPause);
+      retryPause = Math.min(retryPause * 2, 30_000);
+    }
+
+    // The job, then its chart, log and results, once; until the job itself has been read, every
+    // refresh is this.
+    let loadingSnapshot = null;
+    function loadSnapshot() {
+      if (snapshotLoaded) return Promise.resolve();
+      if (!loadingSnapshot) {
+        loadingSnapshot = (async () => {
+          try {
+            if (!(await loadJob())) return;
+            await Promise.all([loadMetrics(), logs.load(), results.load()]);
+            snapshotLoaded = true;
+            for (const data of pendingLogs.splice(0)) logs.append(data.offset, data.text);
+          } finally {
+            loadingSnapshot = null;
+          }
+        })();
+      }
+      return loadingSnapshot;
+    }
+
     async function loadMetrics() {
       const result = await get(`${path}/metrics`);
       if (result.ok && ctx.current()) chart.set(result.body.points, job && job.progress.total_steps);
     }
 
-    const refreshJob = throttle(() => ctx.current() && loadJob(), 300);
+    const refreshJob = throttle(() => ctx.current() && (snapshotLoaded ? loadJob() : loadSnapshot()), 300);
     const refreshResults = throttle(() => ctx.current() && !deleted && results.load(), 1000);
     const refreshCost = throttle(() => ctx.current() && loadJob(), 2000);
 
@@ -214,6 +252,7 @@ export default {
     }
 
     async function resync() {
+      if (!snapshotLoaded) return loadSnapshot();
       await loadJob();
       await Promise.all([loadMetrics(), logs.catchUp(), results.load()]);
     }
@@ -259,9 +298,6 @@ export default {
 
     ctx.onCleanup(live.subscribe(onEvent, { job: id, onResync: resync }));
     await live.ready();
-    if (!(await loadJob())) return;
-    await Promise.all([loadMetrics(), logs.load(), results.load()]);
-    snapshotLoaded = true;
-    for (const data of pendingLogs.splice(0)) logs.append(data.offset, data.text);
+    await loadSnapshot();
   },
 };
