@@ -311,8 +311,15 @@ def test_token_set_on_a_terminal_prompts_without_echo(sandboxed: tuple[str, Fast
     try:
         eventually_sync(lambda: b"Replicate API token:" in _read_terminal(master, seen), what="the prompt")
         os.write(master, f"{SANDBOX_TOKEN}\n".encode())
-        eventually_sync(lambda: b"\0" in _read_terminal(master, seen), what="the command's end")
+        # The end: the child exits (the terminal's EIO alone can come late on a loaded machine).
+        eventually_sync(
+            lambda: process.poll() is not None or b"\0" in _read_terminal(master, seen),
+            timeout=60,
+            what="the command's end",
+        )
         assert process.wait(timeout=30) == 0
+        while select.select([master], [], [], 0.2)[0] and b"\0" not in _read_terminal(master, seen):
+            pass  # what it wrote last
     finally:
         os.close(master)
         if process.poll() is None:

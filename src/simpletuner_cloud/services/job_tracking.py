@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from simpletuner_cloud.domain.failures import classify_failure
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, map_replicate_status
-from simpletuner_cloud.domain.progress import TrainingProgress, parse_logs
+from simpletuner_cloud.domain.progress import MetricPoint, TrainingProgress, parse_logs
 from simpletuner_cloud.errors import InvalidTransition
 from simpletuner_cloud.replicate.files import parse_time
 from simpletuner_cloud.services.job_views import rate_of
@@ -109,30 +109,77 @@ async def apply_prediction(
     return Applied(changed, new_logs, JobStatus(job.status), raw_status)
 
 
+@dataclass(frozen=True)
+class ProgressRead:
+    """The progress a job's cumulative log text says, against what the job held before it."""
+
+    previous: TrainingProgress
+    progress: TrainingProgress
+    points: list[MetricPoint]
+    columns: dict[str, Any]  # the job's columns that change with it (none when nothing does)
+
+    @property
+    def milestone(self) -> bool:
+        """A new step or stage: worth a `progress` event on the timeline."""
+        before, now = self.previous, self.progress
+        return now != before and (now.step != before.step or now.stage != before.stage)
+
+    @property
+    def readings(self) -> list[tuple[int, float | None, float | None]]:
+        return [(p.step, p.loss, p.learning_rate) for p in self.points]
+
+
+def read_progress(row_progress: dict[str, Any] | None, logs: str) -> ProgressRead:
+    previous = TrainingProgress.from_dict(row_progress)
+    progress, points = parse_logs(logs, previous)
+    columns: dict[str, Any] = {}
+    if progress != previous:
+        columns = {"progress": {**(row_progress or {}), **progress.as_dict()}, "updated_at": utcnow()}
+    return ProgressRead(previous, progress, points, columns)
+
+
+def changes_only_logs(job: JobRow, prediction: dict[str, Any], catalogue: HardwareCatalogue) -> bool:
+    """True when applying `prediction` to `job` would write nothing but new log text, progress and
+    metrics: the job follows this prediction, keeps its non-terminal status and provider status, holds
+    every field the status would set, and the output is unchanged. Such a delivery may be applied in
+    bulk with others (`services/webhook_bulk.py`); any other goes through `apply_prediction`."""
+    if not job.prediction_id or str(prediction.get("id") or "") != job.prediction_id:
+        return False
+    raw_status = str(prediction.get("status") or "") or None
+    target = map_replicate_status(raw_status)
+    if target is None or target.value != job.status or target in TERMINAL_STATUSES:
+        return False
+    if raw_status != job.provider_status:
+        return False
+    output = prediction.get("output")
+    if output is not None and output != job.output:
+        return False
+    fields = _fields_for(job, target, prediction, catalogue, output)
+    if target is JobStatus.RUNNING and job.started_at is None:
+        return False
+    return repo.holds(job, fields)
+
+
 async def _append_logs(session: AsyncSession, job: JobRow, logs: str, pending: dict[str, Any]) -> str:
     """Append the new log text with the progress parsed from it in one compare-and-set (only the
     writer whose chunk lands writes progress, so a later snapshot's progress is never overwritten),
     then upsert the step/loss/lr readings and note a new step or stage on the timeline."""
-    parsed: dict[str, Any] = {}
+    parsed: list[ProgressRead] = []
 
     def with_progress(row: JobRow) -> dict[str, Any]:
-        previous = TrainingProgress.from_dict(row.progress)
-        progress, points = parse_logs(logs, previous)
-        parsed.update(previous=previous, progress=progress, points=points)
-        values = dict(pending)
-        if progress != previous:
-            values |= {"progress": {**(row.progress or {}), **progress.as_dict()}, "updated_at": utcnow()}
-        return values
+        read = read_progress(row.progress, logs)
+        parsed[:] = [read]
+        return {**pending, **read.columns}
 
     new_logs = await repo.append_logs(session, job.id, logs, job=job, fields=with_progress)
     if not new_logs:
         return ""
     pending.clear()  # written with the chunk
-    previous, progress, points = parsed["previous"], parsed["progress"], parsed["points"]
-    if points:
-        await repo.record_metrics(session, job.id, [(p.step, p.loss, p.learning_rate) for p in points])
-    if progress != previous and (progress.step != previous.step or progress.stage != previous.stage):
-        await repo.add_event(session, job.id, "progress", data=progress.as_dict())
+    read = parsed[0]
+    if read.points:
+        await repo.record_metrics(session, job.id, read.readings)
+    if read.milestone:
+        await repo.add_event(session, job.id, "progress", data=read.progress.as_dict())
     return new_logs
 
 

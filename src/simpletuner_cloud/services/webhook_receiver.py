@@ -33,6 +33,7 @@ from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_tracking import apply_prediction
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import ReplicateSettings, load_replicate_settings
+from simpletuner_cloud.services.webhook_bulk import Contended, Delivery, apply_together
 from simpletuner_cloud.services.webhook_recorder import ArrivalBudget, kept_headers, stored_body
 from simpletuner_cloud.services.webhook_signatures import SIGNATURE_HEADERS, WebhookSecrets, signature_error
 from simpletuner_cloud.settings import Settings
@@ -119,6 +120,8 @@ def _claimable(webhook_id: str) -> str:
 
 BATCH_LIMIT = 64  # deliveries per transaction at most
 T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[Any]]
+Together = Callable[[AsyncSession, list[tuple[int, Any]]], Awaitable[dict[int, Any]]]
 
 
 class GroupCommit:
@@ -127,19 +130,27 @@ class GroupCommit:
     the writer idle is written at once, alone; those that arrive while a transaction is under way
     queue up and go together into the next one, up to `BATCH_LIMIT`. One writer per process on both
     backends (SQLite takes one writer at a time anyway; on PostgreSQL two batches taking the same jobs'
-    rows in different orders could deadlock), so the batch is the unit of parallelism."""
+    rows in different orders could deadlock), so the batch is the unit of parallelism.
 
-    def __init__(self, database: Database, limit: int = BATCH_LIMIT) -> None:
+    With `together`, deliveries queued with an item (`run(work, item=...)`) are first offered to it
+    as a whole, in one SAVEPOINT: it answers the results of those it wrote, by index, and the rest run
+    their `work` one by one as before. If it raises, its SAVEPOINT is rolled back and all run alone."""
+
+    def __init__(
+        self, database: Database, limit: int = BATCH_LIMIT, together: Together | None = None
+    ) -> None:
         self.database = database
         self.limit = limit
-        self._queue: deque[tuple[Callable[[AsyncSession], Awaitable[Any]], asyncio.Future[Any]]] = deque()
+        self.together = together
+        self._queue: deque[tuple[Work, Any, asyncio.Future[Any]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed (for tests and the benchmark's numbers)
+        self.written_together = 0  # deliveries `together` wrote (the rest went one by one)
 
-    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]], *, item: Any = None) -> T:
         """`work`'s result once it is committed; its exception if it failed (nothing of it is kept)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future))
+        self._queue.append((work, item, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="webhook-group-commit")
         return await asyncio.shield(future)  # a client gone away does not cancel the others' batch
@@ -161,7 +172,7 @@ class GroupCommit:
             except Exception as exc:  # the commit itself failed: none of the batch is durable
                 log.warning("webhook group commit of %d deliveries failed: %s", len(batch), exc)
                 outcomes = [(None, exc)] * len(batch)
-            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+            for (_, _, future), (result, error) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if error is not None:
@@ -170,7 +181,7 @@ class GroupCommit:
                     future.set_result(result)
 
     async def _commit(
-        self, batch: list[tuple[Callable[[AsyncSession], Awaitable[Any]], asyncio.Future[Any]]]
+        self, batch: list[tuple[Work, Any, asyncio.Future[Any]]]
     ) -> list[tuple[Any, BaseException | None]]:
         outcomes: list[tuple[Any, BaseException | None]] = []
         async with self.database.session() as session:
@@ -179,7 +190,11 @@ class GroupCommit:
                 # commits it. IMMEDIATE takes the write lock before anything is read.
                 connection = await session.connection()
                 await connection.exec_driver_sql("BEGIN IMMEDIATE")
-            for work, _ in batch:
+            done = await self._together(session, batch)
+            for index, (work, _, _) in enumerate(batch):
+                if index in done:
+                    outcomes.append((done[index], None))
+                    continue
                 session.expire_all()  # the next delivery reads rows as this transaction has them
                 try:
                     async with session.begin_nested():
@@ -188,7 +203,24 @@ class GroupCommit:
                     outcomes.append((None, exc))
             await session.commit()
         self.batches += 1
+        self.written_together += len(done)
         return outcomes
+
+    async def _together(
+        self, session: AsyncSession, batch: list[tuple[Work, Any, asyncio.Future[Any]]]
+    ) -> dict[int, Any]:
+        offered = [(index, item) for index, (_, item, _) in enumerate(batch) if item is not None]
+        if self.together is None or not offered:
+            return {}
+        try:
+            async with session.begin_nested():
+                return await self.together(session, offered)
+        except Contended as exc:  # rolled back: each delivery goes on its own
+            log.info("webhook deliveries written one by one: another writer moved job %s", exc)
+            return {}
+        except Exception:
+            log.warning("webhook deliveries written one by one: the bulk write failed", exc_info=True)
+            return {}
 
 
 class WebhookReceiver:
@@ -216,7 +248,7 @@ class WebhookReceiver:
         self._settings_cache: tuple[float, ReplicateSettings] | None = None
         self._settings_lock = asyncio.Lock()
         self._settings_generation = 0  # bumped by every change: a read begun before it is not cached
-        self.writes = GroupCommit(database)
+        self.writes = GroupCommit(database, together=self._write_together)
 
     @property
     def runtime(self) -> ProviderRuntime:
@@ -395,13 +427,31 @@ class WebhookReceiver:
             kept = await anyio.to_thread.run_sync(stored_body, arrival.body, payload)
         else:
             kept = stored_body(arrival.body, payload)
+        delivery = Delivery(
+            webhook_id=_claimable((arrival.header("webhook-id") or "").strip()),
+            payload=payload,
+            job_ref=arrival.job_ref,
+            fields=fields,
+            kept=kept,
+            now=now,
+            started=arrival.started,
+        )
         receipt = await self.writes.run(
-            lambda session: self._record(session, arrival, payload, fields, kept, now)
+            lambda session: self._record(session, arrival, payload, fields, kept, now), item=delivery
         )
         if receipt.outcome == "accepted" and receipt.job_id is not None:
             self.bus.notify()
             self.wake()
         return receipt
+
+    async def _write_together(
+        self, session: AsyncSession, batch: list[tuple[int, Any]]
+    ) -> dict[int, Receipt]:
+        """The batch's deliveries that only grow a log, written in bulk (`webhook_bulk`)."""
+        taken = await apply_together(session, batch, self.catalogue, skip_marked=SELF_TEST_MARK)
+        return {
+            index: Receipt(200, "accepted", t.row_id, t.job_id, t.job_status) for index, t in taken.items()
+        }
 
     async def _record(
         self,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -68,6 +68,13 @@ class LeaseLost(Exception):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"lease on {job_id} lost")
         self.job_id = job_id  # a lost race re-reads and decides again; the state machine bounds the retries
+
+
+# The tables themselves, for the bulk writes: a plain executemany, cached once, no ORM bookkeeping.
+_JOBS = cast(Table, JobRow.__table__)
+_LOGS = cast(Table, JobLogRow.__table__)
+_EVENTS = cast(Table, JobEventRow.__table__)
+_METRICS = cast(Table, JobMetricRow.__table__)
 
 
 async def create_job(
@@ -275,7 +282,7 @@ async def apply_status(
         if target in TERMINAL_STATUSES and job.completed_at is None:
             values.setdefault("completed_at", now)
         changed = target is not current
-        if not changed and fence is None and _holds(job, values, skip=("updated_at",)):
+        if not changed and fence is None and holds(job, values, skip=("updated_at",)):
             return job, False  # the same status and the same fields: nothing to write
         conditions = [JobRow.id == job_id, JobRow.status == current.value]
         if fence is not None:
@@ -312,7 +319,8 @@ def remember(job: JobRow, values: dict[str, Any]) -> None:
         set_committed_value(job, name, value)
 
 
-def _holds(job: JobRow, values: dict[str, Any], *, skip: tuple[str, ...] = ()) -> bool:
+def holds(job: JobRow, values: dict[str, Any], *, skip: tuple[str, ...] = ()) -> bool:
+    """The session's copy of `job` has every one of `values` already."""
     return all(getattr(job, name) == value for name, value in values.items() if name not in skip)
 
 
@@ -446,25 +454,100 @@ async def append_logs(
             return ""
         chunk = logs[offset:]
         values = {"logs_offset": len(logs), **(fields(job) if fields is not None else {})}
-        moved = (
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.logs_offset == offset)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if (await session.execute(moved)).rowcount != 1:  # type: ignore[attr-defined]
+        if not await advance_logs(session, job, offset, values):
             job = None
             continue
-        remember(job, values)
-        session.add(JobLogRow(job_id=job_id, offset=offset, text=chunk))
-        session.add(
-            JobEventRow(
-                job_id=job_id, at=utcnow(), kind="logs", data={"offset": offset, "length": len(chunk)}
-            )
-        )
-        await session.flush()
+        await add_log_chunks(session, [(job_id, offset, chunk)])
         return chunk
     raise RuntimeError(f"job {job_id}: logs kept changing under append_logs")
+
+
+async def advance_logs(session: AsyncSession, job: JobRow, offset: int, values: dict[str, Any]) -> bool:
+    """The compare-and-set under `append_logs`: write `values` (the new `logs_offset` and what goes
+    with it) only while the stored offset is still `offset`. False when another writer moved it."""
+    moved = (
+        update(JobRow)
+        .where(JobRow.id == job.id, JobRow.logs_offset == offset)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if (await session.execute(moved)).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    remember(job, values)
+    return True
+
+
+async def advance_logs_together(
+    session: AsyncSession, moves: list[tuple[JobRow, int, dict[str, Any]]]
+) -> bool:
+    """`advance_logs` for several jobs (`(job, offset, values)`), one statement per set of columns.
+    False when a compare-and-set missed and the database can tell (SQLite counts the rows of an
+    executemany; PostgreSQL does not, so its caller reads the rows `FOR UPDATE` first, see
+    `jobs_by_prediction`): the caller then rolls back and goes one job at a time."""
+    table = _JOBS
+    groups: dict[tuple[str, ...], list[tuple[JobRow, int, dict[str, Any]]]] = {}
+    for move in moves:
+        groups.setdefault(tuple(sorted(move[2])), []).append(move)
+    for names, group in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("_job"), table.c.logs_offset == bindparam("_offset"))
+            .values({name: bindparam(name) for name in names})
+        )
+        rows = [{"_job": job.id, "_offset": offset, **values} for job, offset, values in group]
+        result = await session.execute(statement, rows)
+        if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):  # type: ignore[attr-defined]
+            return False
+        for job, _, values in group:
+            remember(job, values)
+    return True
+
+
+async def add_log_chunks(
+    session: AsyncSession,
+    chunks: list[tuple[str, int, str]],
+    events: list[dict[str, Any]] | None = None,
+) -> None:
+    """Store log chunks `(job_id, offset, text)` whose offsets `advance_logs` moved past, each with
+    its `logs` event, then `events` (more job events as column values) in the same statement."""
+    if not chunks:
+        return
+    at = utcnow()
+    await session.execute(
+        insert(_LOGS),
+        [{"job_id": job, "offset": offset, "text": text} for job, offset, text in chunks],
+    )
+    timeline = [
+        {"job_id": job, "at": at, "kind": "logs", "data": {"offset": offset, "length": len(text)}}
+        for job, offset, text in chunks
+    ]
+    await add_events(session, timeline + (events or []))
+
+
+async def add_events(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """Several job events in one statement, in list order (their ids grow with it)."""
+    if not events:
+        return
+    columns = ("job_id", "at", "kind", "message", "data", "from_status", "to_status")
+    rows = [{name: event.get(name) for name in columns} for event in events]
+    await session.execute(insert(_EVENTS), rows)
+
+
+async def jobs_by_prediction(session: AsyncSession, prediction_ids: list[str]) -> dict[str, JobRow]:
+    """The jobs following these predictions, fresh from the database, by prediction id. On
+    PostgreSQL the rows are locked for this transaction (in id order, so two writers never wait on
+    each other in a circle): no other writer moves them before this one commits."""
+    if not prediction_ids:
+        return {}
+    query = (
+        select(JobRow)
+        .where(JobRow.prediction_id.in_(sorted(set(prediction_ids))))
+        .order_by(JobRow.id)
+        .execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {job.prediction_id: job for job in (await session.scalars(query)) if job.prediction_id}
 
 
 async def read_logs(session: AsyncSession, job_id: str, after: int = 0) -> str:
@@ -489,22 +572,27 @@ async def record_metrics(
     session: AsyncSession, job_id: str, points: list[tuple[int, float | None, float | None]]
 ) -> None:
     """Upsert (step, loss, lr) readings in one statement; the latest reading of a step wins."""
-    latest = {step: (loss, learning_rate) for step, loss, learning_rate in points}
-    if not latest:
-        return
+    await record_readings(session, {job_id: points})
+
+
+async def record_readings(
+    session: AsyncSession, readings: dict[str, list[tuple[int, float | None, float | None]]]
+) -> None:
+    """`record_metrics` for several jobs in one statement."""
     at = utcnow()
-    insert = dialect_insert(session, JobMetricRow).values(
-        [
-            {"job_id": job_id, "step": step, "loss": loss, "learning_rate": lr, "at": at}
-            for step, (loss, lr) in latest.items()
-        ]
+    rows = [
+        {"job_id": job_id, "step": step, "loss": loss, "learning_rate": lr, "at": at}
+        for job_id, points in readings.items()
+        for step, (loss, lr) in {step: (loss, lr) for step, loss, lr in points}.items()
+    ]
+    if not rows:
+        return
+    upsert = dialect_insert(session, _METRICS)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["job_id", "step"],
+        set_={"loss": upsert.excluded.loss, "learning_rate": upsert.excluded.learning_rate},
     )
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["job_id", "step"],
-            set_={"loss": insert.excluded.loss, "learning_rate": insert.excluded.learning_rate},
-        )
-    )
+    await session.execute(upsert, rows)  # one cached statement, the rows sent as many values
 
 
 async def list_metrics(session: AsyncSession, job_id: str) -> list[JobMetricRow]:

@@ -15,3 +15,14 @@ async def announce(session: AsyncSession, job_id: str) -> None:
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, :job)"), {"channel": CHANNEL, "job": job_id})
+
+
+async def announce_all(session: AsyncSession, job_ids: list[str]) -> None:
+    """`announce` for several jobs in one statement."""
+    bind = session.bind
+    if not job_ids or bind is None or bind.dialect.name != "postgresql":
+        return
+    await session.execute(
+        text("SELECT pg_notify(:channel, job) FROM unnest(CAST(:jobs AS text[])) AS job"),
+        {"channel": CHANNEL, "jobs": sorted(set(job_ids))},
+    )

@@ -8,9 +8,9 @@ so of two concurrent receivers of the same delivery exactly one claims it."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Table, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,16 +26,38 @@ async def claim_delivery(
     session: AsyncSession, webhook_id: str, *, received_at: datetime | None = None, **fields: Any
 ) -> int | None:
     """The new row's id when this `webhook-id` is new; None for a redelivery (the first is kept)."""
-    fields.setdefault("presented_id", webhook_id)
-    fields.setdefault("accepted", fields.get("outcome", "accepted") == "accepted")
-    insert = (
-        dialect_insert(session, WebhookDeliveryRow)
-        .values(webhook_id=webhook_id, received_at=received_at or utcnow(), **fields)
-        .on_conflict_do_nothing(index_elements=["webhook_id"])
-        .returning(WebhookDeliveryRow.id)
+    claimed = await claim_deliveries(
+        session, [{"webhook_id": webhook_id, "received_at": received_at, **fields}]
     )
-    inserted: int | None = (await session.execute(insert)).scalar_one_or_none()
-    return inserted
+    return claimed.get(webhook_id)
+
+
+async def claim_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """`claim_delivery` for several (distinct) ids in one statement: the new rows' ids by
+    `webhook-id`; an id already claimed is missing from the answer."""
+    if not rows:
+        return {}
+    now = utcnow()
+    values = []
+    for row in rows:
+        row = dict(row)
+        row.setdefault("outcome", "accepted")
+        row.setdefault("presented_id", row["webhook_id"])
+        row.setdefault("accepted", row.get("outcome", "accepted") == "accepted")
+        row["received_at"] = row.get("received_at") or now
+        values.append(row)
+    keys = sorted({key for row in values for key in row})
+    table = cast(Table, WebhookDeliveryRow.__table__)
+    insert = (
+        dialect_insert(session, table)
+        .on_conflict_do_nothing(index_elements=["webhook_id"])
+        .returning(table.c.webhook_id, table.c.id)
+    )
+    if len(values) == 1:
+        result = await session.execute(insert.values(**values[0]))
+    else:  # one cached statement, the rows sent as many values
+        result = await session.execute(insert, [{key: row.get(key) for key in keys} for row in values])
+    return {str(webhook_id): int(row_id) for webhook_id, row_id in result.all()}
 
 
 async def record_delivery(
