@@ -138,26 +138,26 @@ def read_progress(row_progress: dict[str, Any] | None, logs: str) -> ProgressRea
     return ProgressRead(previous, progress, points, columns)
 
 
-def changes_only_logs(job: JobRow, prediction: dict[str, Any], catalogue: HardwareCatalogue) -> bool:
-    """True when applying `prediction` to `job` would write nothing but new log text, progress and
-    metrics: the job follows this prediction, keeps its non-terminal status and provider status, holds
-    every field the status would set, and the output is unchanged. Such a delivery may be applied in
-    bulk with others (`services/webhook_bulk.py`); any other goes through `apply_prediction`."""
+def same_status_columns(
+    job: JobRow, prediction: dict[str, Any], catalogue: HardwareCatalogue, now: datetime
+) -> dict[str, Any] | None:
+    """For a delivery that keeps `job` in its (non-terminal) status with the same output, the columns
+    `apply_prediction` would write besides the log's (the provider's status word, `started_at`...;
+    none when the job holds them); None for any other delivery (a status move, a new output, a status
+    word we do not know, another prediction). Such deliveries may be applied in bulk with others
+    (`services/webhook_bulk.py`); the rest go through `apply_prediction`."""
     if not job.prediction_id or str(prediction.get("id") or "") != job.prediction_id:
-        return False
+        return None
     raw_status = str(prediction.get("status") or "") or None
     target = map_replicate_status(raw_status)
     if target is None or target.value != job.status or target in TERMINAL_STATUSES:
-        return False
-    if raw_status != job.provider_status:
-        return False
+        return None
     output = prediction.get("output")
     if output is not None and output != job.output:
-        return False
+        return None
     fields = _fields_for(job, target, prediction, catalogue, output)
-    if target is JobStatus.RUNNING and job.started_at is None:
-        return False
-    return repo.holds(job, fields)
+    values = repo.status_values(job, target, now, provider_status=raw_status, **fields)
+    return {} if repo.holds(job, values, skip=("updated_at",)) else values
 
 
 async def _append_logs(session: AsyncSession, job: JobRow, logs: str, pending: dict[str, Any]) -> str:

@@ -1,10 +1,11 @@
 """The common webhook, applied in bulk. Most deliveries Replicate sends for a running job say only that
-its log grew: same status, same output, more text. The group commit hands those of one transaction
+its log grew: same status, same output, more text (the first may also bring the provider's status
+word or the start time). The group commit hands those of one transaction
 here together, and they are written in a handful of statements whatever their number (one claim of
 every `webhook-id`, one read of every job, one compare-and-set per job, one insert each of the log
 chunks with their events, the readings and the notifications) instead of ten or so each.
 
-Only what `job_tracking.changes_only_logs` allows is taken, and only a job's first delivery of the
+Only what `job_tracking.same_status_columns` allows is taken, and only a job's first delivery of the
 batch (the others follow it in order through `apply_prediction`); every write is the one
 `apply_prediction` would make, with the same helpers. The jobs are read under the transaction's write
 lock (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's `FOR UPDATE`), so no other writer moves their logs in
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
-from simpletuner_cloud.services.job_tracking import changes_only_logs, read_progress
+from simpletuner_cloud.services.job_tracking import read_progress, same_status_columns
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store import webhook_deliveries as deliveries
 from simpletuner_cloud.store.notify import announce_all
@@ -64,7 +65,7 @@ class Contended(Exception):
 
 def _chosen(
     batch: list[tuple[int, Delivery]], jobs: dict[str, JobRow], catalogue: HardwareCatalogue, skip: str
-) -> list[tuple[int, Delivery, JobRow]]:
+) -> list[tuple[int, Delivery, JobRow, dict[str, Any]]]:
     ids = Counter(delivery.webhook_id for _, delivery in batch)
     seen: set[str] = set()
     chosen = []
@@ -77,8 +78,9 @@ def _chosen(
             continue
         if delivery.job_ref is not None and delivery.job_ref != job.id:
             continue
-        if changes_only_logs(job, delivery.payload, catalogue):
-            chosen.append((index, delivery, job))
+        columns = same_status_columns(job, delivery.payload, catalogue, delivery.now)
+        if columns is not None:
+            chosen.append((index, delivery, job, columns))
     return chosen
 
 
@@ -98,7 +100,7 @@ async def apply_together(
         return {}
     reads = {}
     claims = []
-    for index, delivery, job in chosen:
+    for index, delivery, job, _ in chosen:
         logs = delivery.payload.get("logs")
         grows = isinstance(logs, str) and len(logs) > job.logs_offset
         if isinstance(logs, str) and grows:
@@ -120,17 +122,17 @@ async def apply_together(
     moves: list[tuple[JobRow, int, dict[str, Any]]] = []
     events: list[dict[str, Any]] = []
     readings: dict[str, list[tuple[int, float | None, float | None]]] = {}
-    for index, delivery, job in chosen:
+    for index, delivery, job, columns in chosen:
         row_id = claimed.get(delivery.webhook_id)
         if row_id is None:
             continue  # a redelivery: the one-by-one path records it as a duplicate
         read = reads.get(index)
-        if read is None:  # nothing new: only when it was heard from
-            await repo.set_fields(session, job.id, job=job, last_webhook_at=delivery.now)
+        if read is None:  # no new text: when it was heard from, and the status columns if any
+            await repo.set_fields(session, job.id, job=job, **columns, last_webhook_at=delivery.now)
         else:
             logs = str(delivery.payload["logs"])
             offset = job.logs_offset
-            values = {"logs_offset": len(logs), "last_webhook_at": delivery.now, **read.columns}
+            values = {"logs_offset": len(logs), "last_webhook_at": delivery.now, **read.columns, **columns}
             moves.append((job, offset, values))
             chunks.append((job.id, offset, logs[offset:]))
             if read.points:

@@ -86,6 +86,7 @@ class Receipt:
     job_id: str | None = None
     job_status: str | None = None
     reason: str | None = None
+    wakes_worker: bool = True  # the job may need the worker now (not for a log that only grew)
 
     @property
     def body(self) -> dict[str, Any]:
@@ -441,7 +442,8 @@ class WebhookReceiver:
         )
         if receipt.outcome == "accepted" and receipt.job_id is not None:
             self.bus.notify()
-            self.wake()
+            if receipt.wakes_worker:
+                self.wake()
         return receipt
 
     async def _write_together(
@@ -450,7 +452,8 @@ class WebhookReceiver:
         """The batch's deliveries that only grow a log, written in bulk (`webhook_bulk`)."""
         taken = await apply_together(session, batch, self.catalogue, skip_marked=SELF_TEST_MARK)
         return {
-            index: Receipt(200, "accepted", t.row_id, t.job_id, t.job_status) for index, t in taken.items()
+            index: Receipt(200, "accepted", t.row_id, t.job_id, t.job_status, wakes_worker=False)
+            for index, t in taken.items()
         }
 
     async def _record(

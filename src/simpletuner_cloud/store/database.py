@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from simpletuner_cloud.security.files import create_private_file, make_private_dir, tighten_sqlite_files
 from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store.checkpoints import Checkpointer
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -43,7 +44,7 @@ def normalize_url(url: str | URL) -> URL:
 
 
 class Database:
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, background_checkpoints: bool = False) -> None:
         self.url: URL = normalize_url(url)
         self.dialect: str = self.url.get_backend_name()
         if schema is not None and (self.dialect != "postgresql" or not _SCHEMA_NAME.match(schema)):
@@ -57,7 +58,15 @@ class Database:
             path = self.sqlite_path
             if path is not None:
                 event.listen(self.engine.sync_engine, "do_connect", functools.partial(_before_connect, path))
-            event.listen(self.engine.sync_engine, "connect", functools.partial(_configure_sqlite, path))
+            event.listen(
+                self.engine.sync_engine,
+                "connect",
+                functools.partial(_configure_sqlite, path, background_checkpoints and path is not None),
+            )
+        # A server's SQLite file is checkpointed by a thread of its own (`store/checkpoints.py`).
+        self.checkpointer: Checkpointer | None = None
+        if background_checkpoints and self.dialect == "sqlite" and self.sqlite_path is not None:
+            self.checkpointer = Checkpointer(self.sqlite_path)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -142,7 +151,9 @@ def _before_connect(path: Path, *_args: Any) -> None:
         create_private_file(path)
 
 
-def _configure_sqlite(path: Path | None, dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(
+    path: Path | None, checkpoint_elsewhere: bool, dbapi_connection: Any, _record: Any
+) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # The busy timeout first: switching to WAL needs a lock another starting process may hold.
@@ -150,6 +161,8 @@ def _configure_sqlite(path: Path | None, dbapi_connection: Any, _record: Any) ->
         _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if checkpoint_elsewhere:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
     finally:
         cursor.close()
     if path is not None:  # the WAL switch created -wal and -shm: check what they got

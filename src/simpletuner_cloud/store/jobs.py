@@ -274,13 +274,7 @@ async def apply_status(
         if is_stale(current, target):
             return job, False
         transition(current, target)  # raises InvalidTransition for a conflicting terminal state
-        values: dict[str, Any] = {"status": target.value, "updated_at": now, **fields}
-        if provider_status is not None:
-            values["provider_status"] = provider_status
-        if target is JobStatus.RUNNING and job.started_at is None:
-            values.setdefault("started_at", now)
-        if target in TERMINAL_STATUSES and job.completed_at is None:
-            values.setdefault("completed_at", now)
+        values = status_values(job, target, now, provider_status=provider_status, **fields)
         changed = target is not current
         if not changed and fence is None and holds(job, values, skip=("updated_at",)):
             return job, False  # the same status and the same fields: nothing to write
@@ -311,6 +305,22 @@ async def apply_status(
             await session.flush()
         return job, changed
     raise RuntimeError(f"job {job_id}: status kept changing under apply_status")
+
+
+def status_values(
+    job: JobRow, target: JobStatus, now: datetime, *, provider_status: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """The columns `apply_status` writes to move `job` to `target` (or to keep it there): the status,
+    `updated_at`, the provider's status word, `fields`, and `started_at` / `completed_at` on entering
+    `running` / a terminal state unless given or already set."""
+    values: dict[str, Any] = {"status": target.value, "updated_at": now, **fields}
+    if provider_status is not None:
+        values["provider_status"] = provider_status
+    if target is JobStatus.RUNNING and job.started_at is None:
+        values.setdefault("started_at", now)
+    if target in TERMINAL_STATUSES and job.completed_at is None:
+        values.setdefault("completed_at", now)
+    return values
 
 
 def remember(job: JobRow, values: dict[str, Any]) -> None:
