@@ -5,7 +5,8 @@ uvicorn endpoint that answers 204 (same uvicorn settings as `simpletuner server`
 Each delivery is a Replicate `logs` event for one of many running jobs: a new `webhook-id`, a valid
 signature, the job's whole log so far (one more step line each time), so every request verifies,
 claims its id, appends a log chunk, parses progress and loss, and commits before it is answered.
-Targets: at least 0.5x the bare throughput, p99 under 50 ms, on SQLite and on PostgreSQL.
+Targets: at least 0.5x the bare throughput, p99 under 50 ms, on SQLite and on PostgreSQL. For scale,
+the same server's cheapest route (`GET /healthz`) is measured too, in the SQLite run.
 
 Usage: .venv/bin/python bench/webhooks.py [--duration 10] [--connections 32] [--postgres URL]
 (PostgreSQL: `--postgres` or SIMPLETUNER_TEST_DATABASE_URL; a scratch database is created and dropped.)"""
@@ -37,6 +38,7 @@ from simpletuner_cloud.store.jobs import apply_status, create_job, record_predic
 from simpletuner_cloud.store.tables import WebhookDeliveryRow
 
 TOKEN = "r8_benchSandboxToken000000000000000000000"  # noqa: S105 (the bench's own sandbox)
+PLAIN: list[dict[str, Any]] = []  # the server's own cheapest route, measured in the SQLite run
 MAX_RATE = 3000  # requests per second the pre-signed set covers without repeating (more are duplicates)
 BARE_APP = """
 import sys, uvicorn
@@ -49,6 +51,16 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
             proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
+"""
+GET_SCRIPT = r"""
+function done(summary, latency, requests)
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
 """
 WRK_SCRIPT = r"""
 local counter = 0
@@ -255,6 +267,14 @@ def bench_server(label: str, database_url: str | None, options: argparse.Namespa
             write_requests(requests, secret, options.jobs, MAX_RATE * options.duration)
             script = Path(home) / "deliveries.lua"
             script.write_text(WRK_SCRIPT)
+            if label.endswith("SQLite"):  # the same server's cheapest route: what the framework costs
+                probe = Path(home) / "get.lua"
+                probe.write_text(GET_SCRIPT)
+                before = cpu_seconds(process.pid)
+                plain = run_wrk(f"http://127.0.0.1:{port}/healthz", probe, [], options)
+                plain["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / max(plain["requests"], 1)
+                plain["label"] = "same server, GET /healthz"
+                PLAIN.append(plain)
             cpu_before = cpu_seconds(process.pid)
             result = run_wrk(f"http://127.0.0.1:{port}", script, [str(requests)], options)
             result["cpu_ms"] = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(result["requests"], 1)
@@ -304,6 +324,7 @@ def main() -> None:
             runs.append(bench_server("webhooks, PostgreSQL", scratch, options))
         finally:
             asyncio.run(drop_database(options.postgres, scratch))
+    runs[1:1] = PLAIN
     bare = runs[0]["rps"]
     print(f"{options.connections} connections, {options.duration} s each, wrk -t{options.threads}, loopback")
     columns = ("sent", "req/s", "x bare", "p50 ms", "p99 ms", "max ms", "non-2xx", "cpu ms")
@@ -322,6 +343,8 @@ def main() -> None:
         )
         print(f"{run['label']:24}" + "".join(f"{cell:>9}" for cell in cells) + f"  {recorded}")
     print("cpu ms: the server process's CPU time per answered request (one process, one core at most)")
+    print("same server, GET /healthz: simpletuner server's cheapest route (FastAPI and its middleware,")
+    print("  no database): what any request costs before the receiver's own work")
     print("targets: >= 0.50x bare, p99 < 50 ms")
 
 
