@@ -237,6 +237,24 @@ async def test_login_link_sets_strict_httponly_cookie_that_authorizes(app_with_p
         assert (await http.get("/api/cloud/probe")).status_code == 401
 
 
+async def test_the_sign_in_form_posts_the_token_and_gets_the_same_cookie(app_with_probe: FastAPI) -> None:
+    token = read_admin_token(app_with_probe.state.settings)
+    async with remote_client(app_with_probe) as http:
+        wrong = await http.post("/login", json={"token": "st_nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+        assert "set-cookie" not in wrong.headers
+        empty = await http.post("/login", json={"token": ""})
+        assert empty.status_code == 422 and empty.json()["error"]["code"] == "validation_error"
+        form = await http.post("/login", data={"token": token})  # another site's <form> posts this
+        assert form.status_code == 422 and "set-cookie" not in form.headers
+        response = await http.post("/login", json={"token": token})
+        assert response.status_code == 204
+        cookie_header = response.headers["set-cookie"]
+        assert "HttpOnly" in cookie_header and "samesite=strict" in cookie_header.lower()
+        assert token not in cookie_header
+        assert (await http.get("/api/cloud/probe")).status_code == 200
+
+
 async def test_wrong_login_token_is_refused(app_with_probe: FastAPI) -> None:
     async with remote_client(app_with_probe) as http:
         response = await http.get("/login", params={"token": "st_nope"})

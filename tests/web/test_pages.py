@@ -71,9 +71,12 @@ def test_a_remote_browser_signs_in_with_the_printed_link(browser: Any, cloud: Cl
         expect(field).to_have_value("")
 
         token = cloud.app.state.settings.admin_token_path.read_text().strip()
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
         field.fill(f"{cloud.base}/login?token={token}")  # the whole link, as printed
         page.get_by_role("button", name="Sign in").click()
         expect(page).to_have_url(f"{cloud.base}/cloud#/overview")
+        assert not [u for u in urls if token in u]  # posted, never in an address (history, proxy logs)
         tab.wait_ready("overview")
         expect(page.locator("#auth-warning")).to_be_hidden()
         expect(page.locator("#provider-model")).to_have_text("simpletuner/advanced-trainer")

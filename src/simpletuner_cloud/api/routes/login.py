@@ -1,20 +1,41 @@
-"""The login link printed by `simpletuner server`: trades the admin token for an HttpOnly,
+"""The login link printed by `simpletuner server` (`GET /login?token=`) and the Cloud tab's sign-in
+form (`POST /login`, the token in a JSON body): each trades the admin token for an HttpOnly,
 SameSite=Strict session cookie so a remote browser can use the Cloud tab."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
 
 from simpletuner_cloud.api.security import session_value, shown_path
 from simpletuner_cloud.errors import Unauthorized
 from simpletuner_cloud.security.admin_token import SESSION_COOKIE, read_admin_token, token_matches
 
 router = APIRouter(tags=["auth"])
+R = TypeVar("R", bound=Response)
+
+
+class LoginRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=1024)
 
 
 @router.get("/login", include_in_schema=False)
 async def login(request: Request, token: str = Query(..., min_length=1)) -> RedirectResponse:
+    """The printed link: sets the cookie and goes to the Cloud tab."""
+    return _signed_in(request, token, RedirectResponse("/", status_code=303))
+
+
+@router.post("/login", include_in_schema=False, status_code=204)
+async def login_with_token(request: Request, body: LoginRequest) -> Response:
+    """The Cloud tab's sign-in form: the token in a JSON body, so it stays out of the address bar,
+    the browser's history and any proxy's access log. JSON only, so no other site's form can post it."""
+    return _signed_in(request, body.token, Response(status_code=204))
+
+
+def _signed_in(request: Request, token: str, response: R) -> R:
     settings = request.app.state.settings
     expected = read_admin_token(settings)
     if not expected or not token_matches(expected, token):
@@ -23,7 +44,6 @@ async def login(request: Request, token: str = Query(..., min_length=1)) -> Redi
             hint="Use the link `simpletuner server` printed (its token is the one in "
             f"{shown_path(settings.admin_token_path)}).",
         )
-    response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         session_value(expected),

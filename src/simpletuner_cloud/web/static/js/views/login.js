@@ -47,8 +47,13 @@ export default {
         return say(result, "bad", "That token is not this server's admin token.", `Use the link \`simpletuner server\` printed, or the token in ${tokenPath}.`);
       }
       if (!check.ok && check.status === 0) return say(result, "bad", "The server did not answer.");
-      // The login link sets the cookie and comes back to the Cloud tab.
-      location.assign(`login?token=${encodeURIComponent(token)}`);
+      // The token goes in a POST body (not the address: it would stay in the history); the answer
+      // sets the session cookie, and the page loads again signed in.
+      const signed = await api("POST", "login", { token });
+      if (!signed.ok) return say(result, "bad", signed.status === 0 ? "The server did not answer." : "That token is not this server's admin token.");
+      input.value = "";
+      history.replaceState(null, "", "#/overview");
+      location.reload();
     });
   },
 };
