@@ -52,7 +52,7 @@ async def app(scope, receive, send):
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
             proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
 """
-GET_SCRIPT = r"""
+DONE = r"""
 function done(summary, latency, requests)
   io.write(string.format(
     '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
@@ -62,7 +62,9 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
-WRK_SCRIPT = r"""
+GET_SCRIPT = DONE  # a plain GET: only the summary
+WRK_SCRIPT = (
+    r"""
 local counter = 0
 function setup(thread)
   thread:set("id", counter)
@@ -90,16 +92,9 @@ function request()
   if i > #requests then i = 1 end
   return requests[i]
 end
-
-function done(summary, latency, requests)
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
 """
+    + DONE
+)
 
 
 def free_port() -> int:

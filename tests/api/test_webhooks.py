@@ -26,9 +26,17 @@ from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import jobs as repo
 from tests.api.conftest import remote_client
 from tests.sandbox.conftest import create, trainer_input
-from tests.support.provider_sandbox import RunningSandbox, standalone_sandbox
+from tests.support.provider_sandbox import RunningSandbox
 from tests.support.waiting import eventually
-from tests.support.webhooks import OTHER_SECRET, SECRET, new_msg_id, prediction, signed, tracked_job
+from tests.support.webhooks import (
+    OTHER_SECRET,
+    SECRET,
+    new_msg_id,
+    prediction,
+    signed,
+    signing_sandbox,
+    tracked_job,
+)
 
 HOOK = "/api/webhooks/replicate"
 REPLICATE_PEER = "34.82.1.2"
@@ -37,10 +45,7 @@ OUTSIDER = "203.0.113.7"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    # Long simulated steps: a prediction created here stays running for the whole test.
-    with standalone_sandbox(
-        tmp_path_factory.mktemp("sandbox"), webhook_secret=SECRET, step_seconds=30.0, boot_seconds=0.0
-    ) as running:
+    with signing_sandbox(tmp_path_factory.mktemp("sandbox")) as running:
         yield running
 
 

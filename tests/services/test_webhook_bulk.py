@@ -21,8 +21,8 @@ from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store import webhook_deliveries as deliveries
 from simpletuner_cloud.store.tables import utcnow
 from tests.support.postgres import fresh_database
-from tests.support.provider_sandbox import RunningSandbox, standalone_sandbox
-from tests.support.webhooks import SECRET, prediction, signed, tracked_job
+from tests.support.provider_sandbox import RunningSandbox
+from tests.support.webhooks import prediction, signed, signing_sandbox, tracked_job
 
 REPLICATE_PEER = "34.82.1.2"
 JOBS = 6
@@ -31,9 +31,7 @@ TOTAL = 12
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    with standalone_sandbox(
-        tmp_path_factory.mktemp("sandbox"), webhook_secret=SECRET, step_seconds=30.0, boot_seconds=0.0
-    ) as running:
+    with signing_sandbox(tmp_path_factory.mktemp("sandbox")) as running:
         yield running
 
 

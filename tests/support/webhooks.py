@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from simpletuner_cloud.replicate.webhooks import signed_headers
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.jobs import apply_status, create_job, record_prediction_id
 from simpletuner_cloud.store.tables import utcnow
+from tests.support.provider_sandbox import RunningSandbox, standalone_sandbox
 
 # The Standard Webhooks reference secret (docs/replicate-api.md section 4); the tests' sandbox signs with it.
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -71,3 +75,11 @@ async def tracked_job(database: Database, prediction_id: str | None, status: str
         await apply_status(session, job.id, status, next_poll_at=utcnow() + timedelta(days=1))
         await session.commit()
     return job.id
+
+
+@contextmanager
+def signing_sandbox(folder: Path) -> Iterator[RunningSandbox]:
+    """A standalone sandbox that signs with `SECRET` and whose predictions stay running for a whole
+    test (long simulated steps): the receiver's tests read the secret from it, as from Replicate."""
+    with standalone_sandbox(folder, webhook_secret=SECRET, step_seconds=30.0, boot_seconds=0.0) as running:
+        yield running
