@@ -22,6 +22,7 @@ import anyio
 from simpletuner_cloud.domain.jobs import is_terminal
 from simpletuner_cloud.services.delivery_checks import CHECKS, CheckContext, Landed, Problem, write_model_card
 from simpletuner_cloud.services.delivery_plan import DeliveryPlan
+from simpletuner_cloud.services.draining import finish_or_cancel
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.publishing import load_publishing
 from simpletuner_cloud.settings import Settings
@@ -96,14 +97,7 @@ class DeliveryTracker:
             await asyncio.gather(*list(self._busy.values()), return_exceptions=True)
 
     async def stop(self, drain_seconds: float) -> None:
-        tasks = list(self._busy.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=drain_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
+        await finish_or_cancel(list(self._busy.values()), drain_seconds)
 
     async def _run(self, delivery_id: str) -> None:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.draining import finish_or_cancel
 from simpletuner_cloud.services.job_finish import FinishSteps
 from simpletuner_cloud.services.job_polling import PollingSteps
 from simpletuner_cloud.services.job_prepare import PrepareSteps
@@ -95,14 +96,7 @@ class JobRunner(PrepareSteps, FinishSteps, PollingSteps):
     async def stop(self, drain_seconds: float) -> None:
         """Let running steps finish for `drain_seconds`, then cancel them (their leases run out and
         another server, or this one after a restart, resumes them)."""
-        tasks = list(self._busy.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=drain_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
+        await finish_or_cancel(list(self._busy.values()), drain_seconds)
 
     async def _drive(self, job_id: str) -> None:
         job = await self._load(job_id)
