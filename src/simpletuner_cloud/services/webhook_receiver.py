@@ -86,7 +86,6 @@ class Receipt:
     job_id: str | None = None
     job_status: str | None = None
     reason: str | None = None
-    wakes_worker: bool = True  # the job may need the worker now (not for a log that only grew)
 
     @property
     def body(self) -> dict[str, Any]:
@@ -442,8 +441,7 @@ class WebhookReceiver:
         )
         if receipt.outcome == "accepted" and receipt.job_id is not None:
             self.bus.notify()
-            if receipt.wakes_worker:
-                self.wake()
+            self.wake()  # coalesced: one pass for the deliveries that arrive while one runs
         return receipt
 
     async def _write_together(
@@ -452,8 +450,7 @@ class WebhookReceiver:
         """The batch's deliveries that only grow a log, written in bulk (`webhook_bulk`)."""
         taken = await apply_together(session, batch, self.catalogue, skip_marked=SELF_TEST_MARK)
         return {
-            index: Receipt(200, "accepted", t.row_id, t.job_id, t.job_status, wakes_worker=False)
-            for index, t in taken.items()
+            index: Receipt(200, "accepted", t.row_id, t.job_id, t.job_status) for index, t in taken.items()
         }
 
     async def _record(
