@@ -319,8 +319,12 @@ def test_a_dropped_live_feed_resumes_and_a_refused_one_catches_up(
         link.cut()
         expect(body).to_have_attribute("data-live", "reconnecting")
         cloud.wait_for(job_id, "succeeded")  # the job ends while the page is cut off
+        refused = len(requests)
         link.refusing = False
         expect(body).to_have_attribute("data-live", "open")
+        # The page's own re-open resumes after the last event it saw (a new EventSource has no header).
+        resumed = [r.url for r in requests[refused - 1 :] if "after=" in r.url]
+        assert resumed and int(resumed[-1].rsplit("after=", 1)[1]) > 0, [r.url for r in requests]
         expect(body).to_have_attribute("data-job-status", "succeeded")
         expect(page.locator(CHART)).to_have_attribute("data-points", "20")
         full = cloud.http.get(f"/api/cloud/jobs/{job_id}/logs").json()["text"]

@@ -1,8 +1,9 @@
 // One live feed for the whole tab: `GET api/cloud/events` (Server-Sent Events) through the
 // browser's EventSource. A dropped connection is resumed by EventSource itself, which sends
 // `Last-Event-ID`, so nothing is skipped or repeated. If the stream fails for good (the server
-// answered an error, or was gone too long), it is opened again with a growing pause, and every view
-// is asked to catch up from the REST API, since a new EventSource cannot carry the last id.
+// answered an error, or was gone too long), it is opened again with a growing pause, resuming after
+// the last id it saw (`?after=`, since a new EventSource cannot send the header), and every view is
+// also asked to catch up from the REST API (the server keeps a bounded history).
 //
 // The feed is for all jobs and starts "now", so opening a job page does not replay its history
 // (a long log included); views read the history over REST and the feed brings what follows.
@@ -54,7 +55,8 @@ class LiveFeed {
 
   open() {
     if (this.source || this.reopenTimer) return;
-    const source = new EventSource(URL_);
+    const resume = this.reopened && this.lastId ? `?after=${encodeURIComponent(this.lastId)}` : "";
+    const source = new EventSource(URL_ + resume);
     this.source = source;
     this.state("connecting");
     source.onopen = () => {
@@ -101,6 +103,8 @@ class LiveFeed {
   close() {
     if (this.source) this.source.close();
     this.source = null;
+    this.lastId = null; // the next view starts "now" again
+    this.reopened = false;
     clearTimeout(this.reopenTimer);
     this.reopenTimer = null;
     this.state("closed");
