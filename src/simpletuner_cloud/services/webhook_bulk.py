@@ -102,8 +102,7 @@ async def apply_together(
     claims = []
     for index, delivery, job, _ in chosen:
         logs = delivery.payload.get("logs")
-        grows = isinstance(logs, str) and len(logs) > job.logs_offset
-        if isinstance(logs, str) and grows:
+        if isinstance(logs, str) and len(logs) > job.logs_offset:
             reads[index] = read_progress(job.progress, logs)
         claims.append(
             {
@@ -113,7 +112,7 @@ async def apply_together(
                 "job_id": job.id,
                 "body": delivery.kept,
                 "latency_ms": round((time.perf_counter() - delivery.started) * 1000, 3),
-                "reason": None if grows else QUIET,
+                "reason": None if index in reads else QUIET,
             }
         )
     claimed = await deliveries.claim_deliveries(session, claims)
