@@ -424,3 +424,70 @@ def test_operations_the_endpoint_does_not_offer_say_so(ingress: Ingress) -> None
         s3.copy_object(Bucket=BUCKET, Key=f"{job_id}/b", CopySource={"Bucket": BUCKET, "Key": f"{job_id}/a"})
     assert error_of(copy) == ("NotImplemented", "CopyObject is not supported.")
     s3.head_bucket(Bucket=BUCKET)
+
+
+def deploy_md_block(heading: str, language: str) -> str:
+    """The first `language` code block under `heading` in docs/deploy.md, as a user copies it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # a self-signed test cert
+def test_the_trainer_uploads_through_nginx_with_the_storage_block_of_docs_deploy(
+    ingress: Ingress, tmp_path: Path
+) -> None:
+    """docs/deploy.md's nginx block for local delivery, added to the shipped recipe as it says, on a
+    port other than 443 (the host the client signs then carries the port): a single put and a
+    multipart upload land in cloud_outputs, from an address outside every allowlist."""
+    from tests.deploy.proxies import OUTSIDER, nginx
+    from tests.support.tls import self_signed
+
+    block = deploy_md_block("## Local download through a proxy", "nginx")
+    saved = httpx.put(
+        f"{ingress.base}/api/cloud/providers/replicate",
+        json={"trusted_proxies": ["127.0.0.1/32"]},  # as the docs say: the proxy's address
+        trust_env=False,
+    )
+    assert saved.status_code == 200, saved.text
+    job_id, access_key, secret = ingress.job()
+    cert, key = self_signed(tmp_path / "tls")
+    port = int(ingress.base.rsplit(":", 1)[1])
+    with nginx(tmp_path / "nginx", port, cert, key, locations=block) as proxy:
+        s3 = ingress.client(access_key, secret, proxy.url)
+        s3.put_object(Bucket=BUCKET, Key=f"{job_id}/small.txt", Body=b"hello through nginx")
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(9 * 1024 * 1024))
+        s3.upload_file(str(source), BUCKET, f"{job_id}/big.bin")  # multipart: two parts
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{job_id}/")
+        with proxy.client(OUTSIDER) as outsider:
+            closed = outsider.get("/api/cloud/providers")
+    outputs = ingress.app.state.settings.outputs_dir / job_id
+    assert (outputs / "small.txt").read_bytes() == b"hello through nginx"
+    assert (outputs / "big.bin").read_bytes() == source.read_bytes()
+    assert sorted(o["Key"] for o in listed["Contents"]) == [f"{job_id}/big.bin", f"{job_id}/small.txt"]
+    assert closed.status_code == 403  # the rest of the server stays closed to the outside
+
+
+def test_the_trainer_uploads_through_caddy_with_the_storage_block_of_docs_deploy(
+    ingress: Ingress, tmp_path: Path
+) -> None:
+    from tests.deploy.proxies import OUTSIDER, caddy
+
+    block = deploy_md_block("## Local download through a proxy", "caddy")
+    saved = httpx.put(
+        f"{ingress.base}/api/cloud/providers/replicate",
+        json={"trusted_proxies": ["127.0.0.1/32"]},
+        trust_env=False,
+    )
+    assert saved.status_code == 200, saved.text
+    job_id, access_key, secret = ingress.job()
+    with caddy(tmp_path / "caddy", int(ingress.base.rsplit(":", 1)[1]), matchers=block) as proxy:
+        s3 = ingress.client(access_key, secret, proxy.url)
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(9 * 1024 * 1024))
+        s3.upload_file(str(source), BUCKET, f"{job_id}/big.bin")
+        with proxy.client(OUTSIDER) as outsider:
+            closed = outsider.get("/api/cloud/providers")
+    assert (ingress.app.state.settings.outputs_dir / job_id / "big.bin").read_bytes() == source.read_bytes()
+    assert closed.status_code == 403

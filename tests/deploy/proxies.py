@@ -45,8 +45,13 @@ def binary(name: str) -> str:
     return found
 
 
-def render(recipe: str, replacements: dict[str, str]) -> str:
+def render(recipe: str, replacements: dict[str, str], *, extra: str = "", before: str = "") -> str:
+    """The shipped recipe with the replacements; `extra` (a block from docs/deploy.md) goes in first,
+    before the line `before`, so the same replacements apply to it."""
     text = (DEPLOY / recipe).read_text()
+    if extra:
+        assert before in text, f"{recipe} no longer contains {before!r}; update the test"
+        text = text.replace(before, extra.strip("\n") + "\n\n" + before, 1)
     for old, new in replacements.items():
         assert old in text, f"{recipe} no longer contains {old!r}; update the test's replacements"
         text = text.replace(old, new)
@@ -99,7 +104,10 @@ def nginx(
     tls: bool = True,
     body_limit: bool = True,
     webhook_sources: tuple[str, str] = REPLICATE_SOURCES,
+    locations: str = "",
 ) -> Iterator[RunningProxy]:
+    """The shipped nginx recipe; `locations` (more `location` blocks, e.g. one from docs/deploy.md) go
+    into its server block before the catch-all `location /`."""
     port = free_port()
     listen = f"listen 127.0.0.1:{port} ssl http2;" if tls else f"listen 127.0.0.1:{port};"
     replacements = {
@@ -111,7 +119,7 @@ def nginx(
         "allow 35.185.0.0/16;": f"allow {webhook_sources[1]};",
         "allow 10.0.0.0/8;": f"allow {INTERNAL_SOURCE};",
     }
-    server = render("nginx/simpletuner.conf", replacements)
+    server = render("nginx/simpletuner.conf", replacements, extra=locations, before="    location / {")
     if not tls:
         server = "\n".join(line for line in server.splitlines() if "ssl_certificate" not in line)
     if not body_limit:  # the seed's config as printed: nginx's 1 MiB default applies
@@ -136,7 +144,8 @@ def nginx(
 
 
 @contextmanager
-def caddy(folder: Path, upstream_port: int) -> Iterator[RunningProxy]:
+def caddy(folder: Path, upstream_port: int, *, matchers: str = "") -> Iterator[RunningProxy]:
+    """The shipped Caddyfile; `matchers` (more matcher and handle blocks) go before `@internal`."""
     port = free_port()
     site = render(
         "caddy/Caddyfile",
@@ -145,6 +154,8 @@ def caddy(folder: Path, upstream_port: int) -> Iterator[RunningProxy]:
             "reverse_proxy localhost:8080": f"reverse_proxy 127.0.0.1:{upstream_port}",
             "remote_ip 10.0.0.0/8": f"remote_ip {INTERNAL_SOURCE}/32",
         },
+        extra=matchers,
+        before="    @internal",
     )
     folder.mkdir(parents=True, exist_ok=True)
     # Test-only global options: no admin endpoint (tests run in parallel), Caddy's state in the folder.
