@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simpletuner_cloud.security.redaction import (
+    _NEEDS,
+    _PATTERNS,
     MASK,
     RedactingFilter,
     install_redaction,
@@ -103,3 +107,13 @@ def test_filter_masks_exception_text() -> None:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "oops", None, (type(exc), exc, None))
     RedactingFilter().filter(record)
     assert record.exc_text is not None and REPLICATE not in record.exc_text
+
+
+@pytest.mark.parametrize("index", range(len(_PATTERNS)))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_quick_check_lets_through_everything_a_pattern_masks(index: int, data: st.DataObject) -> None:
+    """`redact` skips text without any of the patterns' words: nothing a pattern would mask is skipped."""
+    pattern, _ = _PATTERNS[index]
+    text = data.draw(st.from_regex(pattern, fullmatch=False))
+    assert _NEEDS.search(text), text

@@ -31,7 +31,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# Each pattern above needs one of these words: text with none of them has nothing to mask, and is
+# most text (a log line, a header value), so one search spares it the eleven.
+_NEEDS = re.compile(r"(?i)authorization|bearer|r8_|hf_|st_|whsec_|akia|asia|secret|token")
+
+
 def redact(text: str) -> str:
+    if not _NEEDS.search(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

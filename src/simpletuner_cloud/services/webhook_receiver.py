@@ -441,7 +441,7 @@ class WebhookReceiver:
         )
         if receipt.outcome == "accepted" and receipt.job_id is not None:
             self.bus.notify()
-            self.wake()  # coalesced: one pass for the deliveries that arrive while one runs
+            self.wake()  # coalesced: at most one pass per 50 ms, whatever the delivery rate
         return receipt
 
     async def _write_together(
