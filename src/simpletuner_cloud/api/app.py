@@ -52,13 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secure_state_root(settings)  # 0700 folders, 0600 files, also an older install's 0755/0644
         ensure_admin_token(settings)
         await database.migrate()
-        if database.checkpointer is not None:
-            database.checkpointer.start()
         remove_leftover_archives(settings)  # an upload cut off by a crash left its archive behind
         if sandbox_app is not None:
             await sandbox_app.state.sandbox.start()
         await bus.start(database)
         worker.start()
+        if database.checkpointer is not None:
+            database.checkpointer.start()
         # What start-up built (imports, the app, its caches) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise stall every request ~0.1 s each time they
         # come round under load (measured by bench/webhooks.py).
