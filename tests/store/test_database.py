@@ -121,7 +121,7 @@ async def test_migrate_is_idempotent_and_matches_metadata(db: Database) -> None:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert tables == TABLES
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0006"
+    assert version == "0007"
 
 
 async def test_ping(db: Database) -> None:

@@ -215,6 +215,15 @@ class ReplicateClient:
     async def get_prediction(self, prediction_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/v1/predictions/{prediction_id}")  # type: ignore[no-any-return]
 
+    async def find_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        """The prediction, or None when Replicate has none by that id (gone, or never made)."""
+        try:
+            return await self.get_prediction(prediction_id)
+        except CloudError as exc:
+            if exc.code != "not_found":
+                raise
+            return None
+
     async def cancel_prediction(self, prediction_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/predictions/{prediction_id}/cancel")  # type: ignore[no-any-return]
 

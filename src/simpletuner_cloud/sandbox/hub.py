@@ -100,6 +100,16 @@ def _unauthorized() -> JSONResponse:
     return JSONResponse({"error": "Invalid credentials in Authorization header"}, status_code=401)
 
 
+def _readable_repo(request: Request, namespace: str, name: str) -> dict[str, Blob] | JSONResponse:
+    """The repository's files, or the Hub's answer when the caller has no token (401) or there is no
+    such repository (404), in that order, as the Hub checks them."""
+    if _token(request) is None:
+        return _unauthorized()
+    repo_id = f"{namespace}/{name}"
+    repo = hub_of(request).repos.get(repo_id)
+    return _repo_missing(repo_id) if repo is None else repo
+
+
 def _repo_missing(repo_id: str) -> JSONResponse:
     return JSONResponse(
         {"error": "Repository not found"},
@@ -128,12 +138,9 @@ async def whoami(request: Request) -> JSONResponse:
 @router.get("/api/models/{namespace}/{name}/tree/{revision}", response_model=None)
 @router.get("/api/models/{namespace}/{name}/tree/{revision}/{path:path}", response_model=None)
 async def tree(request: Request, namespace: str, name: str, revision: str, path: str = "") -> JSONResponse:
-    if _token(request) is None:
-        return _unauthorized()
-    repo_id = f"{namespace}/{name}"
-    repo = hub_of(request).repos.get(repo_id)
-    if repo is None:
-        return _repo_missing(repo_id)
+    repo = _readable_repo(request, namespace, name)
+    if isinstance(repo, JSONResponse):
+        return repo
     if revision != "main":
         return JSONResponse(
             {"error": f"Invalid rev id: {revision}"},
@@ -154,12 +161,9 @@ async def tree(request: Request, namespace: str, name: str, revision: str, path:
 
 @router.get("/{namespace}/{name}/resolve/{revision}/{path:path}", response_model=None)
 async def resolve(request: Request, namespace: str, name: str, revision: str, path: str) -> Any:
-    if _token(request) is None:
-        return _unauthorized()
-    repo_id = f"{namespace}/{name}"
-    repo = hub_of(request).repos.get(repo_id)
-    if repo is None:
-        return _repo_missing(repo_id)
+    repo = _readable_repo(request, namespace, name)
+    if isinstance(repo, JSONResponse):
+        return repo
     blob = repo.get(path)
     if blob is None or revision != "main":
         return JSONResponse(

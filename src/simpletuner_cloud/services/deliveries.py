@@ -20,9 +20,9 @@ from typing import Any
 import anyio
 
 from simpletuner_cloud.domain.jobs import is_terminal
+from simpletuner_cloud.services.background import finish_or_cancel
 from simpletuner_cloud.services.delivery_checks import CHECKS, CheckContext, Landed, Problem, write_model_card
 from simpletuner_cloud.services.delivery_plan import DeliveryPlan
-from simpletuner_cloud.services.draining import finish_or_cancel
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.publishing import load_publishing
 from simpletuner_cloud.settings import Settings

@@ -9,7 +9,6 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select
 
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, map_replicate_status
-from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.job_create import CreateSteps
 from simpletuner_cloud.services.job_secrets import delete_job_secrets
 from simpletuner_cloud.services.job_steps import ACTIVE, PREPARE_STATUSES
@@ -38,12 +37,7 @@ class FinishSteps(CreateSteps):
         if job.prediction_id is not None:
             replicate = await self._replicate_settings()
             async with self.runtime.client(self.settings, replicate) as client:
-                try:
-                    prediction = await client.get_prediction(job.prediction_id)
-                except CloudError as exc:
-                    if exc.code != "not_found":
-                        raise
-                    prediction = {}
+                prediction = await client.find_prediction(job.prediction_id) or {}
                 remote = map_replicate_status(prediction.get("status")) if prediction else None
                 if prediction and remote is not None and remote not in TERMINAL_STATUSES:
                     prediction = await client.cancel_prediction(job.prediction_id)

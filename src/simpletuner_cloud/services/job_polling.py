@@ -68,17 +68,14 @@ class PollingSteps(JobSteps):
             return
         replicate = await self._replicate_settings()
         async with self.runtime.client(self.settings, replicate) as client:
-            try:
-                prediction = await client.get_prediction(job.prediction_id)
-            except CloudError as exc:
-                if exc.code != "not_found":
-                    raise
-                await self._prediction_gone(job)
-                return
+            prediction = await client.find_prediction(job.prediction_id)
+        if prediction is None:
+            await self._prediction_gone(job)
+            return
         async with self.database.session() as session:
             applied = await apply_prediction(session, job.id, prediction, self.catalogue, source="poll")
+            await repo.note_logs_read(session, job.id, now)
             await session.commit()
-        self._logs_polled_at[job.id] = now
         self.bus.notify()
         fresh = await self._load(job.id)
         if applied.terminal:
@@ -89,8 +86,7 @@ class PollingSteps(JobSteps):
         await self._schedule_next(fresh, now)
 
     def _logs_due(self, job: JobRow, now: datetime) -> bool:
-        # Per process on purpose: another replica taking the job over costs at most one extra GET.
-        last = self._logs_polled_at.get(job.id)
+        last = job.logs_polled_at  # on the job, so every server spaces the reads alike
         webhooks_flow = job.last_webhook_at is not None and now - job.last_webhook_at < timedelta(minutes=2)
         every = self.settings.log_poll_seconds * (4 if webhooks_flow else 1)
         return last is None or (now - last).total_seconds() >= every

@@ -16,6 +16,7 @@ import anyio
 from simpletuner_cloud.datasets.preflight import run_preflight
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.background import beside
 from simpletuner_cloud.services.datasets import build_dataset_archive, load_config
 from simpletuner_cloud.services.job_steps import MAX_PREPARE_ATTEMPTS, PROGRESS_EVERY, JobSteps, Stopped
 from simpletuner_cloud.services.upload_locks import upload_lock
@@ -150,13 +151,10 @@ class _ProgressWriter:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._loop())
         try:
-            yield
+            async with beside(self._loop(), name=f"progress-{self.job_id}"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             if not self.stopped:
                 await self._write()
 

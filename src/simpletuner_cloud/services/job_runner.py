@@ -21,7 +21,7 @@ from typing import Any
 
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.draining import finish_or_cancel
+from simpletuner_cloud.services.background import beside, finish_or_cancel
 from simpletuner_cloud.services.job_finish import FinishSteps
 from simpletuner_cloud.services.job_polling import PollingSteps
 from simpletuner_cloud.services.job_prepare import PrepareSteps
@@ -85,13 +85,8 @@ class JobRunner(PrepareSteps, FinishSteps, PollingSteps):
                         return
                     await session.commit()
 
-        task = asyncio.create_task(renew())
-        try:
+        async with beside(renew(), name=f"lease-{job_id}"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def stop(self, drain_seconds: float) -> None:
         """Let running steps finish for `drain_seconds`, then cancel them (their leases run out and

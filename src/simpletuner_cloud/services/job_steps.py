@@ -12,7 +12,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, is_terminal
@@ -67,7 +67,6 @@ class JobSteps:
         self.holder = holder or f"{socket.gethostname()[:24]}-{os.getpid()}-{secrets.token_hex(4)}"
         self.lease_seconds = settings.job_lease_seconds
         self._busy: dict[str, asyncio.Task[None]] = {}
-        self._logs_polled_at: dict[str, datetime] = {}
         self.catalogue = load_hardware_catalogue(settings)
 
     @property

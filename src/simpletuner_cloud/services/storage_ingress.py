@@ -129,16 +129,20 @@ class StorageIngress:
 
     # Operations -------------------------------------------------------------------------------------
     async def _put(self, request: IngressRequest, caller: Caller, key: str, name: str) -> IngressAnswer:
-        body = await receive_body(
+        body = await self._receive(request, caller)
+        stored = await self._commit(body, key)
+        await self._record(caller, name, stored)
+        return IngressAnswer(200, {"ETag": f'"{stored.etag}"', **body.echo_headers()})
+
+    async def _receive(self, request: IngressRequest, caller: Caller) -> Body:
+        """The request's body, checked (size, checksum, aws-chunked framing) into a temporary file."""
+        return await receive_body(
             request.headers,
             request.body,
             self.store.begin,
             caller.max_object_bytes,
             header(request, "x-amz-content-sha256") or "",
         )
-        stored = await self._commit(body, key)
-        await self._record(caller, name, stored)
-        return IngressAnswer(200, {"ETag": f'"{stored.etag}"', **body.echo_headers()})
 
     async def _commit(self, body: Body, key: str, etag: str | None = None) -> StoredObject:
         try:
@@ -158,13 +162,7 @@ class StorageIngress:
             number = int((query.get("partNumber") or [""])[0])
         except ValueError:
             raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000.") from None
-        body = await receive_body(
-            request.headers,
-            request.body,
-            self.store.begin,
-            caller.max_object_bytes,
-            header(request, "x-amz-content-sha256") or "",
-        )
+        body = await self._receive(request, caller)
         part = await anyio.to_thread.run_sync(
             self.uploads.add_part, upload, number, body.file, body.checksum_value
         )

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, update
 
+from simpletuner_cloud.services.background import beside
 from simpletuner_cloud.store.database import Database, dialect_insert
 from simpletuner_cloud.store.tables import UploadLockRow, utcnow
 
@@ -29,13 +30,10 @@ async def upload_lock(
         if await _take(database, sha256, holder, lease_seconds):
             break
         await asyncio.sleep(POLL)
-    renew = asyncio.create_task(_renew(database, sha256, holder, lease_seconds))
     try:
-        yield
+        async with beside(_renew(database, sha256, holder, lease_seconds), name=f"upload-lock-{sha256[:12]}"):
+            yield
     finally:
-        renew.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renew
         async with database.session() as session:
             await session.execute(
                 delete(UploadLockRow).where(UploadLockRow.sha256 == sha256, UploadLockRow.holder == holder)

@@ -441,6 +441,17 @@ async def set_fields(
     return written
 
 
+async def note_logs_read(session: AsyncSession, job_id: str, at: datetime) -> None:
+    """The job's whole log was just read from Replicate (the poll's spacing; not a change to the job,
+    so `updated_at` stays)."""
+    await session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id)
+        .values(logs_polled_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def append_logs(
     session: AsyncSession,
     job_id: str,

@@ -170,6 +170,7 @@ class JobRow(Base):
     # Added by revision 0002: the worker's schedule and the submit flow's durable steps.
     next_poll_at: Mapped[datetime | None]
     last_webhook_at: Mapped[datetime | None]
+    logs_polled_at: Mapped[datetime | None]  # revision 0007: the last full read of the log, any server
     create_sent_at: Mapped[datetime | None]  # set before a create is sent; with no id it is "maybe created"
     create_attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested_at: Mapped[datetime | None]
