@@ -6,7 +6,8 @@ Each delivery is a Replicate `logs` event for one of many running jobs: a new `w
 signature, the job's whole log so far (one more step line each time), so every request verifies,
 claims its id, appends a log chunk, parses progress and loss, and commits before it is answered.
 Targets: at least 0.5x the bare throughput, p99 under 50 ms, on SQLite and on PostgreSQL. For scale,
-the same server's cheapest route (`GET /healthz`) is measured too, in the SQLite run.
+the same server's cheapest route (`GET /healthz`) is measured too, in the SQLite run, and so is the
+floor of any receiver: the bare app checking each signature with the `standardwebhooks` package.
 
 Usage: .venv/bin/python bench/webhooks.py [--duration 10] [--connections 32] [--postgres URL]
 (PostgreSQL: `--postgres` or SIMPLETUNER_TEST_DATABASE_URL; a scratch database is created and dropped.)"""
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -47,6 +49,26 @@ async def app(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+            proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
+"""
+FLOOR_APP = """
+import os, sys, uvicorn
+from standardwebhooks.webhooks import Webhook
+hook = Webhook(os.environ["BENCH_WEBHOOK_SECRET"])
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    hook.verify(b"".join(chunks), headers)  # the HMAC and the JSON parse, nothing stored
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
@@ -300,6 +322,30 @@ def bench_bare(options: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def bench_floor(options: argparse.Namespace) -> dict[str, Any]:
+    """The least any receiver the issue asks for does: the bare app, plus checking each delivery's
+    signature with the `standardwebhooks` package (HMAC and JSON parse), with nothing stored."""
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    with tempfile.TemporaryDirectory() as home:
+        port = free_port()
+        env = {**os.environ, "BENCH_WEBHOOK_SECRET": secret}
+        command = [sys.executable, "-c", FLOOR_APP, str(port)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        try:
+            wait_for(port, process, "/")
+            requests = Path(home) / "requests.tsv"
+            write_requests(requests, secret, options.jobs, MAX_RATE * options.duration)
+            script = Path(home) / "floor.lua"
+            script.write_text(WRK_SCRIPT)
+            cpu_before = cpu_seconds(process.pid)
+            result = run_wrk(f"http://127.0.0.1:{port}", script, [str(requests)], options)
+            result["cpu_ms"] = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(result["requests"], 1)
+        finally:
+            stop(process)
+    result["label"] = "bare + signature check"
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -312,14 +358,14 @@ def main() -> None:
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    runs = [bench_bare(options), bench_server("webhooks, SQLite", None, options)]
+    runs = [bench_bare(options), bench_floor(options), bench_server("webhooks, SQLite", None, options)]
     if options.postgres:
         scratch = asyncio.run(scratch_database(options.postgres))
         try:
             runs.append(bench_server("webhooks, PostgreSQL", scratch, options))
         finally:
             asyncio.run(drop_database(options.postgres, scratch))
-    runs[1:1] = PLAIN
+    runs[2:2] = PLAIN
     bare = runs[0]["rps"]
     print(f"{options.connections} connections, {options.duration} s each, wrk -t{options.threads}, loopback")
     columns = ("sent", "req/s", "x bare", "p50 ms", "p99 ms", "max ms", "non-2xx", "cpu ms")
@@ -340,6 +386,9 @@ def main() -> None:
     print("cpu ms: the server process's CPU time per answered request (one process, one core at most)")
     print("same server, GET /healthz: simpletuner server's cheapest route (FastAPI and its middleware,")
     print("  no database): what any request costs before the receiver's own work")
+    print("bare + signature check: the bare app verifying each delivery with the standardwebhooks package")
+    print("  (Webhook.verify: HMAC-SHA256 and the JSON parse), nothing stored: the ceiling of any receiver")
+    print("  that checks signatures as the issue asks, before it writes anything")
     print("targets: >= 0.50x bare, p99 < 50 ms")
 
 
