@@ -108,6 +108,32 @@ def test_block_refuses_a_job_that_does_not_fit_before_any_upload(
     assert http.get("/api/cloud/jobs").json()["total"] == 0
 
 
+def test_max_train_steps_sets_the_estimate_and_what_block_reserves(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    """The job's `max_train_steps` overrides the config's, in the estimate as at the trainer: a
+    100,000-step job cannot pass a Block limit on the config's 1,000-step estimate."""
+    http, _ = server
+
+    def estimate(**extra: Any) -> dict[str, Any]:
+        answer = http.post("/api/cloud/cost-estimate", json={"config": "flux-lora-example", **extra})
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    config, short, long = estimate(), estimate(max_train_steps=20), estimate(max_train_steps=100_000)
+    assert (config["steps"], short["steps"], long["steps"]) == (1000, 20, 100_000)
+    highs = [Decimal(answer["cost_usd"]["high"]) for answer in (short, config, long)]
+    assert highs == sorted(highs) and len(set(highs)) == 3
+    set_limit(http, amount=config["cost_usd"]["high"], period="daily", action="block")
+    refused = http.post(SUBMIT, json={**EXAMPLE, "max_train_steps": 100_000})
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["details"]["estimate"] == long["cost_usd"]["high"]
+    assert http.get("/api/cloud/jobs").json()["total"] == 0
+    accepted = http.post(SUBMIT, json={**EXAMPLE, "max_train_steps": 20})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["estimate"]["steps"] == 20
+
+
 def test_warn_submits_with_the_warning_in_the_answer_and_the_timeline(
     server: tuple[httpx.Client, FastAPI],
 ) -> None:

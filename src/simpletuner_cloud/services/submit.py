@@ -45,7 +45,7 @@ from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import new_job_id
 from simpletuner_cloud.trainer.arguments import check_trainer_arguments
-from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs, trainer_config
+from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs, run_options, trainer_config
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 
 EVENTS_FILTER = ["start", "output", "logs", "completed"]
@@ -255,7 +255,7 @@ async def _check(
         delivery,
         str(version["id"]),
         [*preflight.plan.warnings, *delivery.warnings],
-        shape_of(preflight, trainer_config(spec)),
+        shape_of(preflight, run_options(spec)),
     )
 
 
@@ -299,7 +299,7 @@ async def estimate_submission(session: AsyncSession, settings: Settings, request
         archive_url=PENDING_ARCHIVE_URL,
         max_train_steps=request.max_train_steps,
     )
-    shape = shape_of(preflight, trainer_config(spec))
+    shape = shape_of(preflight, run_options(spec))
     return estimate_view(await estimate_job(session, catalogue, profile, shape), profile)
 
 

@@ -122,6 +122,15 @@ def trainer_config(spec: JobSpec) -> dict[str, Any]:
     return options
 
 
+def run_options(spec: JobSpec) -> dict[str, Any]:
+    """The options the trainer runs with: `config_json` with the `max_train_steps` input over it, as
+    the cog merges them (trainer-contract 2.1). What an estimate must read, not what is sent."""
+    options = trainer_config(spec)
+    if spec.max_train_steps:
+        options["max_train_steps"] = int(spec.max_train_steps)
+    return options
+
+
 def remote_dataloader(spec: JobSpec) -> list[dict[str, Any]]:
     """Only remote entries and caches, with cache folders relative to the trainer's working dir."""
     entries = []
