@@ -312,3 +312,35 @@ def test_an_s3_config_whose_intervals_miss_the_last_step_is_fixed_and_says_so(
 
 def _moto_keys() -> dict[str, str]:
     return {"access_key": MOTO_KEYS["aws_access_key_id"], "secret_key": MOTO_KEYS["aws_secret_access_key"]}
+
+
+def test_the_s3_keys_the_trainer_prints_when_it_refuses_its_arguments_are_masked_everywhere(
+    server: tuple[httpx.Client, FastAPI], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer prints its raw argument list, S3 keys included, when its parser refuses a key
+    (trainer-contract 2.1); a key let through with SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS makes it do so.
+    The keys reach neither the stored log, nor an answer, the live feed, the recorder or the disk."""
+    http, app = server
+    monkeypatch.setenv("SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS", "learning_rat")
+    access_key, secret_key = "STJ01M8RWQNAVZBARFDKNV0", "ORs8fakeSecretKeyFAKEfakeSecretKeyFAKE1"
+    http.put(
+        "/api/cloud/publishing",
+        json={"s3": {"endpoint_url": moto.url, "bucket": "my-loras", "access_key": access_key,
+                     "secret_key": secret_key}},
+    ).raise_for_status()  # fmt: skip
+    options = {"validation_prompt": "a photo of sks plushie", "learning_rat": 1}
+    write_environment(app.state.settings.effective_configs_dir, "leaky", options=options, images=2)
+    job_id = submit(http, config="leaky", delivery="s3")["job_id"]
+    job = eventually_sync(
+        lambda: (j := http.get(f"/api/cloud/jobs/{job_id}").json())["status"] == "failed" and j,
+        timeout=60,
+        what="the refused run failing",
+    )
+    assert job["error"]["code"] == "trainer_argument_unknown", job["error"]
+    logs = http.get(f"/api/cloud/jobs/{job_id}/logs").json()["text"]
+    assert "Could not parse input:" in logs and '"secret_key": "****' in logs, logs
+    feed = http.get("/api/cloud/events", params={"job": job_id, "once": "true"}).text
+    assert "Could not parse input:" in feed
+    for secret in (access_key, secret_key):
+        assert secret not in feed
+    assert_secrets_nowhere(http, app, job_id, [access_key, secret_key])

@@ -14,6 +14,8 @@ from simpletuner_cloud.security.redaction import (
     MASK,
     RedactingFilter,
     install_redaction,
+    mask,
+    masked_from,
     redact,
     secret_value,
 )
@@ -117,3 +119,30 @@ def test_the_quick_check_lets_through_everything_a_pattern_masks(index: int, dat
     pattern, _ = _PATTERNS[index]
     text = data.draw(st.from_regex(pattern, fullmatch=False))
     assert _NEEDS.search(text), text
+
+
+RAW_ARGUMENTS = (
+    "2026-12-01 10:00:00,000 [ERROR] Could not parse input: ['--learning_rat=1', '--publishing_config=[{"
+    '"provider": "s3", "bucket": "b", "access_key": "STJ01M8RWQNAVZBARFDKNV0", '
+    f'"secret_key": "{AWS_SECRET}"}}]\', \'--hub_token={HF}\']\n'
+    "2026-12-01 10:00:00,001 [ERROR] argparse.ArgumentError: unrecognized arguments: --learning_rat=1\n"
+)
+
+
+def test_mask_blanks_the_trainers_printed_keys_and_keeps_every_offset() -> None:
+    masked = mask(RAW_ARGUMENTS)
+    assert len(masked) == len(RAW_ARGUMENTS)
+    for secret in ("STJ01M8RWQNAVZBARFDKNV0", AWS_SECRET, HF):
+        assert secret not in masked
+    assert '"access_key": "***********************"' in masked and '"bucket": "b"' in masked
+    assert masked.endswith("unrecognized arguments: --learning_rat=1\n")
+    assert mask("Step 10 of 100: loss 0.1") == "Step 10 of 100: loss 0.1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(min_value=0, max_value=len(RAW_ARGUMENTS)))
+def test_masked_from_is_the_masked_text_from_any_offset(offset: int) -> None:
+    """A log stored chunk by chunk, each masked from its own offset, is the whole log masked."""
+    assert masked_from(RAW_ARGUMENTS, offset) == mask(RAW_ARGUMENTS)[offset:]
+    head = masked_from(RAW_ARGUMENTS[:offset], 0)
+    assert all(secret not in head + masked_from(RAW_ARGUMENTS, offset) for secret in (AWS_SECRET, HF))

@@ -26,6 +26,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # AWS-style keys in key=value / JSON form
     (re.compile(r"(?i)((?:aws_)?secret(?:_access)?_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
     (re.compile(r"(?i)(s3_secret_key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
+    # Access key ids under their name (an S3-compatible store's need not look like AWS's)
+    (
+        re.compile(r"(?i)((?:aws_|s3_)?access_key(?:_id)?['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+        r"\1" + MASK,
+    ),
     (re.compile(r"(?i)((?:api_)?token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"), r"\1" + MASK),
     (re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1" + MASK),
 ]
@@ -33,7 +38,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 # Each pattern above needs one of these words: text with none of them has nothing to mask, and is
 # most text (a log line, a header value), so one search spares it the eleven.
-_NEEDS = re.compile(r"(?i)authorization|bearer|r8_|hf_|st_|whsec_|akia|asia|secret|token")
+_NEEDS = re.compile(r"(?i)authorization|bearer|r8_|hf_|st_|whsec_|akia|asia|secret|token|access_key")
 
 
 def redact(text: str) -> str:
@@ -42,6 +47,30 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _blank(match: re.Match[str]) -> str:
+    """The match with its secret part (all of it, or what follows the key in group 1) as asterisks."""
+    text = match.group(0)
+    keep = len(match.group(1) or "") if match.re.groups else 0
+    return text[:keep] + "*" * (len(text) - keep)
+
+
+def mask(text: str) -> str:
+    """`redact` that keeps the length: every secret character becomes `*`, so offsets into text
+    stored masked (a job's log, read from Replicate as one growing text) still line up."""
+    if not _NEEDS.search(text):
+        return text
+    for pattern, _ in _PATTERNS:
+        text = pattern.sub(_blank, text)
+    return text
+
+
+def masked_from(text: str, offset: int) -> str:
+    """`mask(text)[offset:]`, reading only the lines from the one `offset` falls in (a secret never
+    spans lines), so appending to a long log costs what is new, not the whole log each time."""
+    start = text.rfind("\n", 0, offset) + 1
+    return mask(text[start:])[offset - start :]
 
 
 # Token shapes that give a value away whatever key holds it (the key-based log patterns above need the

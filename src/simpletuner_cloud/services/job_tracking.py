@@ -19,6 +19,7 @@ from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, map_repl
 from simpletuner_cloud.domain.progress import MetricPoint, TrainingProgress, parse_logs
 from simpletuner_cloud.errors import InvalidTransition
 from simpletuner_cloud.replicate.files import parse_time
+from simpletuner_cloud.security.redaction import mask
 from simpletuner_cloud.services.job_views import rate_of
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
@@ -208,7 +209,7 @@ def _fields_for(
         fields["output"] = output
     fields["next_poll_at"] = None
     if target is JobStatus.FAILED:
-        error = str(prediction.get("error") or "") or f"The run ended {prediction.get('status')}."
+        error = mask(str(prediction.get("error") or "")) or f"The run ended {prediction.get('status')}."
         logs = prediction.get("logs") if isinstance(prediction.get("logs"), str) else ""
         code, hint = classify_failure(error, (logs or "")[-LOG_TAIL_FOR_DIAGNOSIS:])
         if prediction.get("status") == "aborted":

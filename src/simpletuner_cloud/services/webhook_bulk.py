@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
+from simpletuner_cloud.security.redaction import masked_from
 from simpletuner_cloud.services.job_tracking import read_progress, same_status_columns
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store import webhook_deliveries as deliveries
@@ -133,7 +134,7 @@ async def apply_together(
             offset = job.logs_offset
             values = {"logs_offset": len(logs), "last_webhook_at": delivery.now, **read.columns, **columns}
             moves.append((job, offset, values))
-            chunks.append((job.id, offset, logs[offset:]))
+            chunks.append((job.id, offset, masked_from(logs, offset)))
             if read.points:
                 readings[job.id] = read.readings
             if read.milestone:

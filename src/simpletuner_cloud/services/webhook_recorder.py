@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.errors import CloudError, NotFound
-from simpletuner_cloud.security.redaction import MASK, redact, secret_value
+from simpletuner_cloud.security.redaction import MASK, mask, redact, secret_value
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_tracking import apply_prediction
 from simpletuner_cloud.store import jobs as repo
@@ -61,24 +61,31 @@ def kept_headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
     return kept
 
 
-def _masked_input(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The payload with Secret inputs masked, or None when nothing needed masking."""
+def _masked(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The payload with Secret inputs masked and the secrets the trainer printed in its logs or
+    error blanked (as the job's stored log is), or None when nothing needed masking."""
+    changes: dict[str, Any] = {}
     inputs = payload.get("input")
-    if not isinstance(inputs, dict):
-        return None
-    masked = {
-        key: MASK
-        if isinstance(value, str) and (key in SECRET_INPUTS or secret_value(key, value)) and value
-        else value
-        for key, value in inputs.items()
-    }
-    return {**payload, "input": masked} if masked != inputs else None
+    if isinstance(inputs, dict):
+        masked = {
+            key: MASK
+            if isinstance(value, str) and (key in SECRET_INPUTS or secret_value(key, value)) and value
+            else value
+            for key, value in inputs.items()
+        }
+        if masked != inputs:
+            changes["input"] = masked
+    for key in ("logs", "error"):
+        text = payload.get(key)
+        if isinstance(text, str) and (blanked := mask(text)) != text:
+            changes[key] = blanked
+    return {**payload, **changes} if changes else None
 
 
 def stored_body(raw: bytes, payload: dict[str, Any]) -> bytes:
-    """What the recorder keeps of an accepted body: the exact bytes, unless Secret inputs had to be
+    """What the recorder keeps of an accepted body: the exact bytes, unless secrets had to be
     masked (then the re-serialised object), compressed."""
-    masked = _masked_input(payload)
+    masked = _masked(payload)
     data = raw if masked is None else json.dumps(masked).encode()
     return zlib.compress(data, 1)
 

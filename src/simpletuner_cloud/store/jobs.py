@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, is_stale, transition
 from simpletuner_cloud.errors import NotFound
+from simpletuner_cloud.security.redaction import masked_from
 from simpletuner_cloud.store.database import dialect_insert
 from simpletuner_cloud.store.tables import (
     JobEventRow,
@@ -460,9 +461,11 @@ async def append_logs(
     job: JobRow | None = None,
     fields: Callable[[JobRow], dict[str, Any]] | None = None,
 ) -> str:
-    """Store what `logs` (Replicate's cumulative text) adds past the stored offset; returns the new
-    text ("" when nothing is new). Compare-and-set on `logs_offset`, so the offset only grows and two
-    writers never store the same chunk: a shorter or equal text changes nothing.
+    """Store what `logs` (Replicate's cumulative text) adds past the stored offset, masked (the
+    trainer prints its raw arguments, S3 keys included, when it refuses them: no secret it prints
+    reaches the database, an answer or the live feed); returns the new text ("" when nothing is
+    new). Compare-and-set on `logs_offset`, so the offset only grows and two writers never store
+    the same chunk: a shorter or equal text changes nothing.
 
     `job` is this session's copy of the row (saves the read; a stale one costs a retry). `fields`
     computes more columns from the row the compare-and-set is made against (progress parsed from
@@ -473,7 +476,7 @@ async def append_logs(
         offset = job.logs_offset
         if len(logs) <= offset:
             return ""
-        chunk = logs[offset:]
+        chunk = masked_from(logs, offset)
         values = {"logs_offset": len(logs), **(fields(job) if fields is not None else {})}
         if not await advance_logs(session, job, offset, values):
             job = None
