@@ -68,6 +68,17 @@ def test_estimate_is_a_range_at_each_hardware_rate(server: tuple[httpx.Client, F
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "hardware_unknown"
 
 
+def test_hardware_as_the_guide_writes_it_is_the_same_profile(server: tuple[httpx.Client, FastAPI]) -> None:
+    http, _ = server
+    for written, profile in (("L40S", "l40s"), ("A100 (80GB)", "a100")):
+        answer = http.post(
+            "/api/cloud/cost-estimate", json={"config": "flux-lora-example", "hardware": written}
+        )
+        assert answer.status_code == 200 and answer.json()["hardware"] == profile, answer.text
+    submitted = http.post(SUBMIT, json={**EXAMPLE, "hardware": "A100 (80GB)"})
+    assert submitted.status_code == 201 and submitted.json()["job"]["hardware"] == "a100", submitted.text
+
+
 def test_the_estimate_learns_from_finished_runs(server: tuple[httpx.Client, FastAPI]) -> None:
     http, _ = server
     before = http.post("/api/cloud/cost-estimate", json={"config": "flux-lora-example"}).json()

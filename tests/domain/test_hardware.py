@@ -39,6 +39,15 @@ def test_cost_is_exact_and_never_negative() -> None:
     assert packaged_catalogue().get("a100").cost_for_seconds(1800) == Decimal("2.52")
 
 
+@pytest.mark.parametrize(
+    ("written", "profile"),
+    [("L40S", "l40s"), (" l40s ", "l40s"), ("A100 (80GB)", "a100"), ("a100 (80gb)", "a100"),
+     ("gpu-a100-large", "a100"), ("GPU-L40S", "l40s")],
+)  # fmt: skip
+def test_the_guides_and_replicates_names_find_the_profile(written: str, profile: str) -> None:
+    assert packaged_catalogue().get(written).id == profile
+
+
 def test_unknown_hardware_names_the_choices() -> None:
     with pytest.raises(UnknownHardware, match="l40s, a100"):
         packaged_catalogue().get("h100")

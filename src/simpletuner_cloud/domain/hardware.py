@@ -67,8 +67,14 @@ class HardwareCatalogue:
         return self.get(self.default_id)
 
     def get(self, hardware_id: str) -> HardwareProfile:
+        """By id; else, whatever the case, by id, display name or SKU, as the guide writes them
+        (`L40S`, `A100 (80GB)`) and as Replicate does (`gpu-a100-large`)."""
         for profile in self.profiles:
             if profile.id == hardware_id:
+                return profile
+        wanted = hardware_id.strip().casefold()
+        for profile in self.profiles:
+            if wanted in (profile.id.casefold(), profile.name.casefold(), profile.sku.casefold()):
                 return profile
         raise UnknownHardware(f"unknown hardware {hardware_id!r}; choose one of {', '.join(self.ids)}")
 
