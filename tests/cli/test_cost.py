@@ -100,3 +100,49 @@ def test_history_shows_the_spend_by_day_and_hardware(server: tuple[str, httpx.Cl
     assert f"reserved ${Decimal(reserved):,.2f}" in flat(by_day.output)
     by_hardware = cost(url, "history", "--by", "hardware", "--json")
     assert by_hardware.exit_code == 0 and '"group_by": "hardware"' in by_hardware.output
+
+
+def saved_limit(http: httpx.Client) -> tuple[Any, ...]:
+    limit = http.get("/api/cloud/providers/replicate").json()["cost_limit"]
+    keys = ("enabled", "amount", "period", "action", "cancel_running_at_limit", "cancel_on")
+    return tuple(limit[key] for key in keys)
+
+
+def test_limit_set_keeps_the_options_it_is_not_given(server: tuple[str, httpx.Client]) -> None:
+    url, http = server
+    first = cost(url, "limit", "set", "--amount", "20", "--period", "weekly", "--action", "block")
+    assert first.exit_code == 0, first.output
+    changed = cost(url, "limit", "set", "--amount", "1e3")
+    assert changed.exit_code == 0, changed.output
+    assert flat(changed.output).endswith("Cost limit on: $1,000.00 weekly, block.")
+    assert saved_limit(http) == (True, 1000.0, "weekly", "block", False, "accrued")
+
+    assert cost(url, "limit", "set", "--cancel-running", "--projected").exit_code == 0
+    assert saved_limit(http) == (True, 1000.0, "weekly", "block", True, "projected")
+    assert cost(url, "limit", "set", "--no-cancel-running", "--accrued", "--action", "warn").exit_code == 0
+    assert saved_limit(http) == (True, 1000.0, "weekly", "warn", False, "accrued")
+
+    assert cost(url, "limit", "off").exit_code == 0
+    assert saved_limit(http) == (False, 1000.0, "weekly", "warn", False, "accrued")
+    again = cost(url, "limit", "set")  # the amount and period were kept for next time
+    assert again.exit_code == 0, again.output
+    assert flat(again.output).endswith("Cost limit on: $1,000.00 weekly, warn.")
+
+
+def test_projected_needs_cancel_running(server: tuple[str, httpx.Client]) -> None:
+    url, http = server
+    refused = cost(url, "limit", "set", "--amount", "5", "--projected")
+    assert refused.exit_code == 2
+    assert "--projected only applies with --cancel-running" in flat(refused.output)
+    assert saved_limit(http)[0] is False  # nothing was changed
+    assert cost(url, "limit", "set", "--amount", "5", "--cancel-running").exit_code == 0
+    assert cost(url, "limit", "set", "--projected").exit_code == 0  # cancel-running is saved
+    assert saved_limit(http)[-2:] == (True, "projected")
+    dropping = cost(url, "limit", "set", "--no-cancel-running", "--projected")
+    assert dropping.exit_code == 2
+
+
+def test_limit_set_without_any_saved_amount_asks_for_one(server: tuple[str, httpx.Client]) -> None:
+    url, _ = server
+    result = cost(url, "limit", "set", "--period", "daily")
+    assert result.exit_code == 2 and "--amount" in flat(result.output) and "Traceback" not in result.output

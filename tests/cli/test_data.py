@@ -155,7 +155,7 @@ def test_upload_without_consent_says_how_to_give_it(sandbox_url: str) -> None:
     result = runner.invoke(app, ["cloud", "--url", sandbox_url, "data", "upload", "flux-lora-example"])
     assert result.exit_code == 1
     output = result.output.replace("\n", " ")
-    assert "error[consent_required]" in output and "`--consent` on the command line" in output
+    assert "error[consent_required]" in output and "run the command again with `--consent`" in output
 
 
 def test_upload_of_two_local_sets_with_merge(configs_dir: Path, sandbox_url: str) -> None:
@@ -213,3 +213,45 @@ def test_upload_with_rename_to_captions(configs_dir: Path, sandbox_url: str) -> 
     assert result.exit_code == 0, result.output
     assert ", 4 files, sha256 " in result.output
     assert "each image is named after its caption in the archive, as agreed" in flat(result.output)
+
+
+def test_package_into_a_missing_folder_or_onto_a_folder_fails_cleanly(
+    configs_dir: Path, tmp_path: Path
+) -> None:
+    write_environment(configs_dir, "env")
+    missing = runner.invoke(app, ["cloud", "data", "package", "env", "-o", str(tmp_path / "no" / "x.zip")])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert flat(missing.output).startswith(
+        f"error[output_folder_missing]: There is no folder {tmp_path / 'no'}"
+    )
+    assert "hint: Create it first" in flat(missing.output)
+    onto = runner.invoke(app, ["cloud", "data", "package", "env", "-o", str(tmp_path), "-q"])
+    assert onto.exit_code == 1 and "Traceback" not in onto.output
+    assert flat(onto.output).startswith(f"error[output_is_folder]: {tmp_path} is a folder")
+    assert f"-o {tmp_path / 'env.zip'}" in flat(onto.output)
+    manifest = runner.invoke(
+        app,
+        [
+            "cloud",
+            "data",
+            "package",
+            "env",
+            "-o",
+            str(tmp_path / "x.zip"),
+            "--manifest",
+            str(tmp_path / "no" / "m.json"),
+        ],
+    )
+    assert manifest.exit_code == 1 and "error[output_folder_missing]" in manifest.output
+    assert not (tmp_path / "x.zip").exists()  # refused before anything was written
+
+
+def test_upload_by_path_without_consent_names_the_preview_to_run(sandbox_url: str, state_root: Path) -> None:
+    runner.invoke(app, ["examples", "install"])
+    config = state_root / "configs" / "flux-lora-example" / "config.json"
+    result = runner.invoke(app, ["cloud", "--url", sandbox_url, "data", "upload", str(config)])
+    assert result.exit_code == 1
+    assert flat(result.stderr).endswith(
+        f"hint: Review what would be sent with `simpletuner cloud data preview {config}`, then run the "
+        "command again with `--consent`."
+    )

@@ -29,7 +29,7 @@ from simpletuner_cloud.cli import app as cli
 from simpletuner_cloud.cli.cloud import job_watch
 from simpletuner_cloud.cli.cloud.job_watch import usd
 from simpletuner_cloud.services.datasets import install_example
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, live_server
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
 from tests.support.waiting import eventually_sync
 
@@ -608,3 +608,54 @@ def test_ctrl_c_stops_waiting_without_canceling(server: Server) -> None:
     assert "Traceback" not in stderr.decode()
     job = server.job(job_id)
     assert job["status"] == "running" and job["cancel_requested"] is False
+
+
+def test_a_job_id_is_one_path_segment_whatever_it_holds(server: Server) -> None:
+    saved = server.http.put("/api/cloud/providers/replicate/token", json={"api_token": SANDBOX_TOKEN})
+    assert saved.status_code == 200, saved.text
+    token_file = server.app.state.settings.replicate_token_path
+    removed = jobs(server.url, "rm", "../providers/replicate/token", "--json")
+    assert removed.exit_code == 1 and token_file.is_file()  # not DELETE .../replicate/token
+    assert json.loads(removed.stdout)["error"]["code"] == "not_found"  # nothing routes to it
+    for odd in ("../providers/replicate/validate", "..", ".", "job x?y"):
+        shown = jobs(server.url, "show", odd)
+        assert shown.exit_code == 1, (odd, shown.output)
+        assert "Traceback" not in shown.output and "error[" in shown.stderr
+        assert "`simpletuner cloud jobs list` shows your jobs." in flat(shown.stderr)
+    assert "error[job_not_found]: No job '..'." in flat(jobs(server.url, "show", "..").stderr)
+    empty = jobs(server.url, "show", "")
+    assert empty.exit_code == 2 and "empty" in empty.output
+
+
+def test_show_refuses_an_answer_that_is_not_a_job() -> None:
+    odd = FastAPI()
+    odd.get("/api/cloud/jobs/{job_id}")(lambda job_id: {"jobs": [], "total": 0})
+    with live_server(odd) as url:
+        shown = jobs(url, "show", "job_x")
+    assert shown.exit_code == 1 and "Traceback" not in shown.output
+    assert flat(shown.stderr).startswith(
+        "error[unexpected_answer]: The server's answer to GET /api/cloud/jobs/"
+    )
+
+
+def test_an_error_with_json_prints_the_servers_envelope(server: Server) -> None:
+    missing = jobs(server.url, "show", "job_0000000000000000000a", "--json")
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout) == {
+        "error": {
+            "code": "job_not_found",
+            "message": "No job 'job_0000000000000000000a'.",
+            "hint": "`simpletuner cloud jobs list` shows jobs.",
+        }
+    }
+    assert "error[" not in missing.output
+    refused = jobs(server.url, "submit", "flux-lora-example", "--delivery", "none", "--json")
+    assert refused.exit_code == 1 and json.loads(refused.stdout)["error"]["code"] == "consent_required"
+
+
+def test_an_empty_config_is_a_usage_error(server: Server) -> None:
+    for command in (["jobs", "submit", ""], ["cost", "estimate", " "], ["data", "preview", ""]):
+        refused = runner.invoke(cli, ["cloud", "--url", server.url, *command])
+        assert refused.exit_code == 2, (command, refused.output)
+        assert "config is empty" in flat(refused.output)
+    assert server.http.get("/api/cloud/jobs").json()["total"] == 0

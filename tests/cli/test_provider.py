@@ -253,7 +253,7 @@ def test_parse_assignments() -> None:
 def test_settings_set_refuses_a_key_set_whole_and_by_part(sandboxed: tuple[str, FastAPI]) -> None:
     result = run(sandboxed[0], "settings", "set", "cost_limit=null", "cost_limit.amount=5")
     assert result.exit_code == 1
-    assert "error: cost_limit is set as a whole and by key at once." in err(result)
+    assert "error[assignment_invalid]: cost_limit is set as a whole and by key at once." in err(result)
     assert "Traceback" not in result.output
     bad_pair = run(sandboxed[0], "settings", "set", "hardware")
     assert bad_pair.exit_code == 1 and "Expected key=value, got 'hardware'" in err(bad_pair)
@@ -286,8 +286,8 @@ def test_token_set_without_a_terminal_says_to_use_stdin(sandboxed: tuple[str, Fa
     assert done.returncode == 1
     assert "GetPassWarning" not in done.stderr and SANDBOX_TOKEN not in done.stderr + done.stdout
     assert " ".join(done.stderr.split()) == (
-        "error: No terminal to ask for the token on. hint: Pass the token on standard input with --stdin, "
-        "e.g. `printenv REPLICATE_API_TOKEN | simpletuner cloud provider token set --stdin`."
+        "error[no_terminal]: No terminal to ask for the token on. hint: Pass the token on standard input "
+        "with --stdin, e.g. `printenv REPLICATE_API_TOKEN | simpletuner cloud provider token set --stdin`."
     )
 
 
@@ -349,3 +349,31 @@ def test_versions_print_whole_ids_on_a_narrow_terminal(sandboxed: tuple[str, Fas
         assert version_id in line.split()  # whole, on one line, no ellipsis
     assert "…" not in done.stdout
     assert lines[2].startswith("* ")
+
+
+def test_errors_with_json_print_the_servers_envelope(plain: str, sandboxed: tuple[str, FastAPI]) -> None:
+    missing = run(plain, "validate", "--json")
+    assert missing.exit_code == 1
+    envelope = json.loads(missing.stdout)
+    assert envelope["error"]["code"] == "token_missing"
+    assert envelope["error"]["message"] == "REPLICATE_API_TOKEN not set"
+    assert "PUT /api/cloud/providers/replicate/token" in envelope["error"]["hint"]  # the server's words
+    assert "error[" not in missing.output and "hint:" not in missing.output
+
+    bad = run(sandboxed[0], "token", "set", "--stdin", "--json", input="sk-abc\n")
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["error"]["code"] == "token_invalid_format"
+    assert json.loads(bad.stdout)["error"]["details"]["fields"][0]["field"] == "api_token"
+
+    empty = run(sandboxed[0], "token", "set", "--stdin", "--json", input="\n")  # refused by the CLI itself
+    assert empty.exit_code == 1
+    assert json.loads(empty.stdout) == {
+        "error": {
+            "code": "token_empty",
+            "message": "No token given.",
+            "hint": "Paste the r8_... token from https://replicate.com/account/api-tokens.",
+        }
+    }
+
+    dead = runner.invoke(cli, ["cloud", "--url", "http://127.0.0.1:9", "provider", "versions", "--json"])
+    assert dead.exit_code == 1 and json.loads(dead.stdout)["error"]["code"] == "server_not_running"

@@ -1,4 +1,5 @@
-"""How the CLI shows things: rich tables or raw JSON, and errors as message + hint (never a traceback)."""
+"""How the CLI shows things: rich tables or raw JSON, and errors as message + hint (never a traceback),
+or, for a command run with `--json`, as the server's error envelope on stdout."""
 
 from __future__ import annotations
 
@@ -51,7 +52,34 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def fail(message: str, hint: str = "", code: str = "") -> NoReturn:
+class _JsonAnswers:
+    """Whether the command running was given `--json`: set by `json_option`'s callback as the command's
+    options are read (click reads every option, so each command with one sets it either way), and
+    cleared by the `cloud` group before each command."""
+
+    requested = False
+
+
+def json_option(help: str = "Print the server's JSON answer.") -> Any:
+    """The `--json` option of every command: its answer, and its errors too, are printed as JSON."""
+    return typer.Option(False, "--json", help=help, callback=_remember_json)
+
+
+def _remember_json(value: bool) -> bool:
+    _JsonAnswers.requested = bool(value)
+    return value
+
+
+def forget_json() -> None:
+    _JsonAnswers.requested = False
+
+
+def fail(message: str, hint: str = "", code: str = "", envelope: Mapping[str, Any] | None = None) -> NoReturn:
+    """End the command with exit 1: the message and hint on stderr, or with `--json` the server's
+    error answer (`envelope`, as it came) or one of the same shape, on stdout, for scripts to parse."""
+    if _JsonAnswers.requested:
+        print_json(envelope or {"error": {"code": code or "error", "message": message, "hint": hint or None}})
+        raise typer.Exit(code=1)
     prefix = escape(f"error[{code}]: " if code else "error: ")
     err_console.print(f"[bold red]{prefix}[/]{escape(message)}", markup=True, highlight=False, soft_wrap=True)
     if hint:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from simpletuner_cloud.cli.cloud import cost, data, jobs, provider, webhooks
+from simpletuner_cloud.cli.output import forget_json
 
 app = typer.Typer(help="Talk to a running simpletuner server (see --url).", no_args_is_help=True)
 app.add_typer(cost.app, name="cost")
@@ -22,3 +23,4 @@ def cloud(
     ),
 ) -> None:
     ctx.obj = {"url": url}
+    forget_json()  # a command without --json prints its errors as text, whatever ran before it

@@ -11,12 +11,12 @@ from typing import Any
 
 import typer
 
-from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.api_client import ServerClient, api_path
 from simpletuner_cloud.cli.cloud.job_watch import JOB_NOT_FOUND_HINT
-from simpletuner_cloud.cli.output import console, fail, print_json, print_mapping, print_table
+from simpletuner_cloud.cli.output import console, fail, json_option, print_json, print_mapping, print_table
 
 JOBS = "/api/cloud/jobs"
-NOT_FOUND = {"job_not_found": JOB_NOT_FOUND_HINT}
+NOT_FOUND = {"job_not_found": JOB_NOT_FOUND_HINT, "not_found": JOB_NOT_FOUND_HINT}
 
 
 def _size(value: int) -> str:
@@ -30,14 +30,14 @@ def _size(value: int) -> str:
 def _answer(ctx: typer.Context, job_id: str, caches: bool) -> Any:
     client = ServerClient((ctx.obj or {}).get("url"))
     params = {"caches": "true"} if caches else None
-    return client, client.request("GET", f"{JOBS}/{job_id}/artifacts", params=params, hints=NOT_FOUND)
+    return client, client.request("GET", api_path(JOBS, job_id, "artifacts"), params=params, hints=NOT_FOUND)
 
 
 def artifacts(
     ctx: typer.Context,
     job_id: str = typer.Argument(...),
     caches: bool = typer.Option(False, "--caches", help="Also list the trainer's cache files."),
-    as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+    as_json: bool = json_option(),
 ) -> None:
     """Where the job's trained model went: each delivery's state, its files, samples by step."""
     _, answer = _answer(ctx, job_id, caches)

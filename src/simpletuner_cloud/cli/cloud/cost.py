@@ -11,12 +11,13 @@ import typer
 
 from simpletuner_cloud.cli.api_client import ServerClient
 from simpletuner_cloud.cli.cloud.data import _reference as config_reference
-from simpletuner_cloud.cli.output import console, print_columns, print_json, print_mapping
+from simpletuner_cloud.cli.cloud.data import config_argument
+from simpletuner_cloud.cli.output import console, json_option, print_columns, print_json, print_mapping
 
 app = typer.Typer(help="Cost estimates, the cost limit, and spend.", no_args_is_help=True)
 limit_app = typer.Typer(help="Set or turn off the cost limit.", no_args_is_help=True)
 app.add_typer(limit_app, name="limit")
-JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer.")
+JSON_OPTION = json_option()
 SETTINGS = "/api/cloud/providers/replicate"
 
 
@@ -51,7 +52,7 @@ def minutes(seconds: int) -> str:
 @app.command("estimate")
 def estimate(
     ctx: typer.Context,
-    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    config: str = config_argument(),
     hardware: str | None = typer.Option(None, "--hardware", help="l40s (default) or a100."),
     max_train_steps: int | None = typer.Option(None, "--max-train-steps", min=1),
     as_json: bool = JSON_OPTION,
@@ -102,30 +103,51 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 @limit_app.command("set")
 def limit_set(
     ctx: typer.Context,
-    amount: str = typer.Option(..., "--amount", help="USD, e.g. 20 or 12.50."),
-    period: PeriodChoice = typer.Option(PeriodChoice.monthly, "--period"),
-    action: ActionChoice = typer.Option(ActionChoice.warn, "--action", help="warn or block."),
-    cancel_running: bool = typer.Option(
-        False, "--cancel-running", help="Also cancel running jobs at Replicate when the limit is reached."
+    amount: str | None = typer.Option(
+        None, "--amount", help="USD, e.g. 20 or 12.50 (default: the saved amount, if there is one)."
     ),
-    projected: bool = typer.Option(
-        False, "--projected", help="With --cancel-running: act on the running jobs' projected cost."
+    period: PeriodChoice | None = typer.Option(None, "--period", help="Default: the saved one (monthly)."),
+    action: ActionChoice | None = typer.Option(
+        None, "--action", help="warn or block (default: the saved one, warn)."
+    ),
+    cancel_running: bool | None = typer.Option(
+        None,
+        "--cancel-running/--no-cancel-running",
+        help="Also cancel running jobs at Replicate when the limit is reached (or no longer).",
+    ),
+    projected: bool | None = typer.Option(
+        None,
+        "--projected/--accrued",
+        help="With --cancel-running (given or saved): act on the running jobs' projected cost, or on "
+        "what they cost so far.",
     ),
     time_zone: str | None = typer.Option(None, "--time-zone", help="IANA name; default: the machine's."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Turn the cost limit on (Cloud -> Settings -> Cost Limit)."""
-    limit: dict[str, Any] = {
-        "enabled": True,
+    """Turn the cost limit on (Cloud -> Settings -> Cost Limit). Options not given keep their saved
+    values, so `set --amount 50` changes the amount only."""
+    client = _client(ctx)
+    saved: dict[str, Any] = client.request("GET", SETTINGS, expect=("cost_limit",))["cost_limit"]
+    cancels = cancel_running if cancel_running is not None else bool(saved.get("cancel_running_at_limit"))
+    if projected and not cancels:
+        raise typer.BadParameter(
+            "--projected only applies with --cancel-running: add --cancel-running (running jobs are "
+            "not canceled at the limit now).",
+            param_hint="--projected",
+        )
+    if amount is None and saved.get("amount") is None:
+        raise typer.BadParameter("no amount is saved yet: give one, e.g. --amount 20.", param_hint="--amount")
+    given = {
         "amount": amount,
-        "period": period.value,
-        "action": action.value,
+        "period": period.value if period else None,
+        "action": action.value if action else None,
         "cancel_running_at_limit": cancel_running,
-        "cancel_on": "projected" if projected else "accrued",
+        "cancel_on": None if projected is None else ("projected" if projected else "accrued"),
+        "time_zone": time_zone,
     }
-    if time_zone:
-        limit["time_zone"] = time_zone
-    result = _client(ctx).put(SETTINGS, {"cost_limit": limit})["cost_limit"]
+    # The server merges `cost_limit` key by key: what is not sent keeps its saved value.
+    limit = {"enabled": True} | {key: value for key, value in given.items() if value is not None}
+    result = client.put(SETTINGS, {"cost_limit": limit})["cost_limit"]
     if as_json:
         print_json(result)
         return

@@ -5,6 +5,7 @@ has the server package and upload it, following its byte progress (Server-Sent E
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from simpletuner_cloud.cli.api_client import ServerClient
-from simpletuner_cloud.cli.output import console, fail, print_json, print_table
+from simpletuner_cloud.cli.output import console, fail, json_option, print_json, print_table
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.datasets import manifest_document, package_dataset
 from simpletuner_cloud.settings import load_settings
@@ -28,6 +29,29 @@ def _reference(value: str) -> str:
     path = Path(value).expanduser()
     environment = load_settings().effective_configs_dir / value / "config.json"
     return str(path.resolve()) if path.exists() and not environment.is_file() else value
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter(
+            "the config is empty: give an environment name, or a folder / config.json path."
+        )
+    return value
+
+
+def config_argument() -> Any:
+    """The CONFIG argument of every command that reads one. An empty one is refused: as a path it
+    would be the current folder."""
+    return typer.Argument(..., help="Environment name, or a folder / config.json path.", callback=_not_empty)
+
+
+def consent_hint(config: str) -> str:
+    """The hint for `consent_required`, in the words of a command given `config` (the server's names
+    the preview without its argument and the API's `consent` field)."""
+    return (
+        f"Review what would be sent with `simpletuner cloud data preview {shlex.quote(config)}`, then run "
+        "the command again with `--consent`."
+    )
 
 
 MERGE_HELP = (
@@ -44,8 +68,8 @@ RENAME_HELP = (
 @app.command("preview")
 def preview(
     ctx: typer.Context,
-    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
-    as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+    config: str = config_argument(),
+    as_json: bool = json_option(),
     merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
     rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
     files: bool = typer.Option(False, "--files", help="Also list every archive entry and its source file."),
@@ -119,7 +143,7 @@ def show_preview(result: dict[str, Any], files: bool = False) -> None:
 
 @app.command("package")
 def package(
-    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    config: str = config_argument(),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the zip."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Also write the manifest (JSON) here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -127,6 +151,11 @@ def package(
     rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
 ) -> None:
     """Write exactly the archive a job would upload (deterministic: same files, same sha256)."""
+    named = Path(config)
+    name = (named.parent if named.name == "config.json" else named).resolve().name or "data"
+    _writable_file(out, "-o", f"{name}.zip")
+    if manifest is not None:
+        _writable_file(manifest, "--manifest", "manifest.json")
     try:
         with _progress(quiet) as bar:
             task = bar.add_task("packaging", total=None)
@@ -140,6 +169,8 @@ def package(
             )
     except CloudError as exc:
         fail(exc.message, exc.hint, exc.code)
+    except OSError as exc:  # a disk that filled up, a folder that went away meanwhile
+        fail(f"Could not write {out}: {exc.strerror or exc}.", code="output_unwritable")
     for warning in preflight.plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if manifest is not None:
@@ -149,15 +180,33 @@ def package(
     )
 
 
+def _writable_file(path: Path, option: str, name: str) -> None:
+    """Refuse, before any work, an output path that names a folder or lies in a folder that does not
+    exist (the archive is written beside it first, then renamed)."""
+    if path.expanduser().is_dir():
+        fail(
+            f"{path} is a folder; {option} names the file to write.",
+            hint=f"Give a file name in it, e.g. {option} {shlex.quote(str(path / name))}",
+            code="output_is_folder",
+        )
+    folder = path.expanduser().absolute().parent
+    if not folder.is_dir():
+        fail(
+            f"There is no folder {folder} to write {path.name} in.",
+            hint=f"Create it first (`mkdir -p {shlex.quote(str(folder))}`), or choose another path.",
+            code="output_folder_missing",
+        )
+
+
 @app.command("upload")
 def upload(
     ctx: typer.Context,
-    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    config: str = config_argument(),
     consent: bool = typer.Option(
         False, "--consent", help="Agree to send the images to Replicate (needed when data consent is `ask`)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final state as JSON."),
+    as_json: bool = json_option("Print the final state as JSON."),
     merge: bool = typer.Option(False, "--merge", help=MERGE_HELP),
     rename: bool = typer.Option(False, "--rename-to-captions", help=RENAME_HELP),
 ) -> None:
@@ -170,7 +219,7 @@ def upload(
         "merge_local_datasets": merge,
         "rename_to_captions": rename,
     }
-    started = client.post("/api/cloud/data/uploads", body)
+    started = client.post("/api/cloud/data/uploads", body, hints={"consent_required": consent_hint(config)})
     for warning in started.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     final = started
@@ -184,15 +233,17 @@ def upload(
             if phase == "uploading":
                 bar.update(tasks["packaging"], completed=state["archive_bytes"])
             bar.update(tasks[phase], completed=state["bytes_done"], total=state["bytes_total"])
-    if as_json:
+    if final["state"] not in ("succeeded", "failed"):
+        fail("The server stopped reporting before the upload finished.", code="upload_interrupted")
+    if as_json:  # the final state, its error included: one JSON document, exit 1 if it failed
         print_json(final)
+        if final["state"] == "failed":
+            raise typer.Exit(code=1)
+        return
     if final["state"] == "failed":
         error = final["error"] or {}
         fail(error.get("message", "The upload failed."), error.get("hint", ""), error.get("code", ""))
-    if final["state"] != "succeeded":
-        fail("The server stopped reporting before the upload finished.", code="upload_interrupted")
-    if not as_json:
-        show_upload(final["result"])
+    show_upload(final["result"])
 
 
 def show_upload(result: dict[str, Any]) -> None:

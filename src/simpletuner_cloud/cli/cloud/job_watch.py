@@ -16,13 +16,14 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
-from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.api_client import ServerClient, api_path
 from simpletuner_cloud.cli.output import console, err_console, fail
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES
 
 TERMINAL = TERMINAL_STATUSES  # str-valued: the API's status strings are members
 # Pauses before each reconnect; once they are used up without an event getting through, give up.
 RECONNECT_DELAYS: tuple[float, ...] = (0.2, 0.5, 1, 2, 3, *(5,) * 10)
+JOBS = "/api/cloud/jobs"
 COST_EVERY = 2.0  # seconds between reads of the job for its cost so far (events do not carry it)
 
 
@@ -123,7 +124,7 @@ def wait_for_job(client: ServerClient, job: dict[str, Any], quiet: bool) -> dict
                 display.note(str(event.data.get("message") or ""))
             if time.monotonic() >= next_read:
                 next_read = time.monotonic() + COST_EVERY
-                latest = client.get_quietly(f"/api/cloud/jobs/{job_id}")
+                latest = client.get_quietly(api_path(JOBS, job_id))
                 if latest is not None:
                     display.cost(latest)
                     # The end is told by its status event; if that never comes (the job was
@@ -132,7 +133,7 @@ def wait_for_job(client: ServerClient, job: dict[str, Any], quiet: bool) -> dict
                     if finished_reads >= 2:
                         break
         final: dict[str, Any] = client.request(
-            "GET", f"/api/cloud/jobs/{job_id}", hints={"job_not_found": JOB_NOT_FOUND_HINT}
+            "GET", api_path(JOBS, job_id), hints={"job_not_found": JOB_NOT_FOUND_HINT}
         )
         display.finish(final)
     return final
@@ -271,7 +272,7 @@ def _size(value: Any) -> str:
 def follow_logs(client: ServerClient, job_id: str, printed: int) -> str:
     """Print the job's log text after offset `printed` as it arrives, until the job ends; return the
     final status. Log events carry (offset, text); overlap with what was printed is cut off."""
-    path = f"/api/cloud/jobs/{job_id}/logs"
+    path = api_path(JOBS, job_id, "logs")
     for event in job_events(client, job_id, on_drop=lambda: None):
         if event.name == "log":
             offset, text = int(event.data.get("offset") or 0), str(event.data.get("text") or "")

@@ -3,7 +3,6 @@ wait, logs (`--follow`), cancel and rm, over the server's jobs API. Following is
 
 from __future__ import annotations
 
-import shlex
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -12,9 +11,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from simpletuner_cloud.cli.api_client import ServerClient
+from simpletuner_cloud.cli.api_client import ServerClient, api_path
 from simpletuner_cloud.cli.cloud import artifacts as artifact_commands
-from simpletuner_cloud.cli.cloud.data import MERGE_HELP
+from simpletuner_cloud.cli.cloud.data import MERGE_HELP, config_argument, consent_hint
 from simpletuner_cloud.cli.cloud.data import _reference as config_reference
 from simpletuner_cloud.cli.cloud.job_watch import (
     JOB_NOT_FOUND_HINT,
@@ -27,6 +26,7 @@ from simpletuner_cloud.cli.output import (
     console,
     err_console,
     fail,
+    json_option,
     print_columns,
     print_json,
     print_mapping,
@@ -37,8 +37,15 @@ from simpletuner_cloud.domain.jobs import JobStatus
 app = typer.Typer(help="Submit training jobs and follow, list, cancel and delete them.", no_args_is_help=True)
 
 JOBS = "/api/cloud/jobs"
-JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer.")
-NOT_FOUND = {"job_not_found": JOB_NOT_FOUND_HINT}
+JSON_OPTION = json_option()
+# `not_found`: an id holding `/` reaches no route once the server decoded it (it is sent encoded).
+NOT_FOUND = {"job_not_found": JOB_NOT_FOUND_HINT, "not_found": JOB_NOT_FOUND_HINT}
+# What `show`, `wait` and the end of a job read from a job's answer: anything else is not a job.
+JOB_FIELDS = (
+    "id", "status", "provider_status", "config", "hardware", "delivery", "progress", "cost",
+    "prediction_id", "replicate_url", "created_at", "started_at", "completed_at", "output",
+    "cancel_requested", "error", "notice", "warnings",
+)  # fmt: skip
 
 
 class Delivery(StrEnum):
@@ -57,10 +64,15 @@ def _get(client: ServerClient, path: str, **params: Any) -> Any:
     return client.request("GET", path, params=query, hints=NOT_FOUND)
 
 
+def _job(client: ServerClient, job_id: str) -> dict[str, Any]:
+    answer: dict[str, Any] = client.request("GET", api_path(JOBS, job_id), hints=NOT_FOUND, expect=JOB_FIELDS)
+    return answer
+
+
 @app.command("submit")
 def submit(
     ctx: typer.Context,
-    config: str = typer.Argument(..., help="Environment name, or a folder / config.json path."),
+    config: str = config_argument(),
     hardware: str | None = typer.Option(None, "--hardware", help="l40s (default) or a100."),
     delivery: Delivery | None = typer.Option(
         None, "--delivery", help="Where the trained weights go (none: they are not kept)."
@@ -120,10 +132,8 @@ def submit(
 
 def _submit_hints(config: str) -> dict[str, str]:
     """Hints in the words of this command instead of the API's field names."""
-    name = shlex.quote(config)
     return {
-        "consent_required": f"Review what would be sent with `simpletuner cloud data preview {name}`, then "
-        "run the command again with `--consent`.",
+        "consent_required": consent_hint(config),
         "delivery_required": "Choose where the weights go: `--delivery hub --hub-model-id username/repo` "
         "(with HF_TOKEN set for the server), or `--delivery none` to train without keeping them.",
     }
@@ -162,7 +172,8 @@ def _wait(client: ServerClient, job: dict[str, Any], quiet: bool) -> dict[str, A
 
 
 def _end(job: dict[str, Any], quiet: bool = False) -> None:
-    """Exit 0 only for a job that succeeded; otherwise its error code, message and hint, exit 1."""
+    """Exit 0 only for a job that succeeded; otherwise its error code, message and hint, exit 1
+    (`quiet`: the job was printed as JSON, error included, so nothing more is printed)."""
     if job["status"] == "succeeded":
         if not quiet:
             cost = usd(job["cost"].get("final_usd"))
@@ -174,6 +185,8 @@ def _end(job: dict[str, Any], quiet: bool = False) -> None:
             if job.get("output"):
                 console.print(f"Output: {job['output']}", soft_wrap=True, highlight=False, markup=False)
         return
+    if quiet:
+        raise typer.Exit(code=1)
     error = job.get("error") or {}
     default = f"Job {job['id']} {job['status']}."
     code = error.get("code") or ("canceled" if job["status"] == "canceled" else "failed")
@@ -185,7 +198,7 @@ def _end(job: dict[str, Any], quiet: bool = False) -> None:
 def wait_command(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Follow a job live until it ends (as `submit --wait` does); exit 1 unless it succeeded."""
     client = _client(ctx)
-    final = _wait(client, _get(client, f"{JOBS}/{job_id}"), as_json)
+    final = _wait(client, _job(client, job_id), as_json)
     if as_json:
         print_json(final)
     _end(final, quiet=as_json)
@@ -255,7 +268,7 @@ def _when(value: str | None) -> str:
 @app.command("show")
 def show(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """One job: status, progress, cost, error with its hint, notice, warnings and timeline."""
-    job = _get(_client(ctx), f"{JOBS}/{job_id}")
+    job = _job(_client(ctx), job_id)
     if as_json:
         print_json(job)
         return
@@ -327,12 +340,12 @@ def logs(
 ) -> None:
     """The trainer's log, as Replicate reports it."""
     client = _client(ctx)
-    path = f"{JOBS}/{job_id}/logs"
+    path = api_path(JOBS, job_id, "logs")
     first = _get(client, path, tail=tail)
     typer.echo(first["text"], nl=False)
     if not follow:
         return
-    status = _get(client, f"{JOBS}/{job_id}")["status"]
+    status = _job(client, job_id)["status"]
     if status not in TERMINAL:
         try:
             status = follow_logs(client, job_id, first["next_offset"])
@@ -344,7 +357,7 @@ def logs(
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Cancel a job (at Replicate too once it was created there). Canceling twice is harmless."""
-    result = _client(ctx).post(f"{JOBS}/{job_id}/cancel", hints=NOT_FOUND)
+    result = _client(ctx).post(api_path(JOBS, job_id, "cancel"), hints=NOT_FOUND)
     if as_json:
         print_json(result)
         return
@@ -359,7 +372,7 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool 
 @app.command("rm")
 def remove(ctx: typer.Context, job_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Delete a finished job from this server, and say what stays elsewhere."""
-    result = _client(ctx).request("DELETE", f"{JOBS}/{job_id}", hints=NOT_FOUND)
+    result = _client(ctx).request("DELETE", api_path(JOBS, job_id), hints=NOT_FOUND)
     if as_json:
         print_json(result)
         return

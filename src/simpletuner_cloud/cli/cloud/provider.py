@@ -16,6 +16,7 @@ from simpletuner_cloud.cli.output import (
     console,
     err_console,
     fail,
+    json_option,
     print_columns,
     print_json,
     print_mapping,
@@ -31,7 +32,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(settings_app, name="settings")
 
 BASE = "/api/cloud/providers/replicate"
-JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer.")
+JSON_OPTION = json_option()
 
 
 def _client(ctx: typer.Context) -> ServerClient:
@@ -84,10 +85,15 @@ def token_set(
             "No terminal to ask for the token on.",
             hint="Pass the token on standard input with --stdin, e.g. "
             "`printenv REPLICATE_API_TOKEN | simpletuner cloud provider token set --stdin`.",
+            code="no_terminal",
         )
     raw = sys.stdin.readline() if from_stdin else typer.prompt("Replicate API token", hide_input=True)
     if not raw.strip():
-        fail("No token given.", hint="Paste the r8_... token from https://replicate.com/account/api-tokens.")
+        fail(
+            "No token given.",
+            hint="Paste the r8_... token from https://replicate.com/account/api-tokens.",
+            code="token_empty",
+        )
     result = _client(ctx).put(f"{BASE}/token", {"api_token": raw})
     if as_json:
         print_json(result)
@@ -177,7 +183,11 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            fail(f"Expected key=value, got {pair!r}.", hint="e.g. hardware=a100 or cost_limit.amount=50")
+            fail(
+                f"Expected key=value, got {pair!r}.",
+                hint="e.g. hardware=a100 or cost_limit.amount=50",
+                code="assignment_invalid",
+            )
         try:
             value = json.loads(text)
         except ValueError:
@@ -191,6 +201,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
             fail(
                 f"{parent} is set as a whole and by key at once.",
                 hint=f"Use either {parent}=... or {key}=...",
+                code="assignment_invalid",
             )
     return body
 

@@ -9,12 +9,12 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from simpletuner_cloud.cli.api_client import ServerClient
-from simpletuner_cloud.cli.output import console, fail, print_json, print_mapping, print_table
+from simpletuner_cloud.cli.api_client import ServerClient, api_path
+from simpletuner_cloud.cli.output import console, fail, json_option, print_json, print_mapping, print_table
 
 app = typer.Typer(help="Webhook deliveries: list, show, replay, and the self-test.", no_args_is_help=True)
 BASE = "/api/cloud/webhooks/deliveries"
-JSON_OPTION = typer.Option(False, "--json", help="Print the server's JSON answer.")
+JSON_OPTION = json_option()
 SHOWN_LOG_CHARACTERS = 2000  # of a shown body's logs, the end; --json prints all of it
 
 
@@ -81,7 +81,7 @@ def show(
 ) -> None:
     """One delivery: what arrived (headers without secrets), who sent it, what became of it, and the
     body of an accepted one."""
-    result = _client(ctx).get(f"{BASE}/{delivery_id}")
+    result = _client(ctx).get(api_path(BASE, delivery_id))
     if as_json:
         print_json(result)
         return
@@ -100,7 +100,7 @@ def replay(
 ) -> None:
     """Apply a recorded accepted delivery again (recovery after a bug); forward-only, so replaying
     what was already applied changes nothing."""
-    result = _client(ctx).post(f"{BASE}/{delivery_id}/replay")
+    result = _client(ctx).post(api_path(BASE, delivery_id, "replay"))
     if as_json:
         print_json(result)
         return
