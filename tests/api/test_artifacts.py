@@ -28,9 +28,28 @@ async def job(app: FastAPI, destination: str, *, state: str = "pending", **deliv
         if destination != "none":
             target = {"bucket": "my-loras", "prefix": f"loras/{row.id}"}
             [created] = await ledger.create_deliveries(session, row.id, [(destination, target)])
-            await ledger.update_delivery(session, created.id, state=state, next_check_at=None, **delivery)
+            delivery.setdefault("next_check_at", None)
+            await ledger.update_delivery(session, created.id, state=state, **delivery)
         await session.commit()
         return row.id
+
+
+async def test_a_check_to_be_made_again_is_said_once(app: FastAPI) -> None:
+    """Said by the message when the reason does not say it already (the Hub unreachable's hint does)."""
+    again = ENDED + timedelta(minutes=5)
+    quiet = await job(app, "s3", state="failed", reason_code="s3_refused", reason="Denied.", hint=HINT,
+                      attempts=1, next_check_at=again)  # fmt: skip
+    hub_hint = "It is checked again later; the trainer pushes to the Hub on its own."
+    hub = await job(app, "hub", state="failed", reason_code="hub_unreachable", reason="The Hub is down.",
+                    hint=hub_hint, attempts=1, next_check_at=again)  # fmt: skip
+    async with app.state.database.session() as session:
+        s3_message = (await job_artifacts(session, quiet, now=ENDED)).message
+        hub_message = (await job_artifacts(session, hub, now=ENDED)).message
+    assert (
+        s3_message.count("checked again later") == 1
+        and "Then retry the check. It is checked again" in s3_message
+    )
+    assert hub_message.count("checked again later") == 1, hub_message
 
 
 async def test_a_failed_delivery_says_what_is_where_and_how_long_replicate_keeps_the_rest(

@@ -172,8 +172,11 @@ def what_is_where(
         if view.state == "verified":
             sentences.append(f"{where}: verified, {view.files} files ({view.bytes:,} bytes).")
         elif view.state in ("failed", "expired") and view.reason is not None:
-            again = " It is checked again later." if view.next_check_at else ""
             reason = " ".join(_sentence(part) for part in (view.reason.message, view.reason.hint) if part)
+            # Said once: a hint that already promises the next check (hub_unreachable's) is enough.
+            again = (
+                " It is checked again later." if view.next_check_at and "checked again" not in reason else ""
+            )
             sentences.append(f"{where}: {view.state}. {reason}{again}")
         elif view.state == "receiving":
             sentences.append(f"{where}: receiving, {view.files} files so far.")
