@@ -22,6 +22,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "token_invalid": 422,  # Replicate refused the token; 401 is only for this server's own login
     "provider_unavailable": 502,
     "provider_error": 502,
+    "provider_not_found": 404,  # Replicate has no such model, version, file or prediction
     "provider_invalid_input": 422,
     "server_stopping": 503,
     "rate_limited": 429,
@@ -42,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "cost_limit_exceeded": 402,
     "invalid_transition": 409,
     "job_not_found": 404,
+    "cursor_invalid": 422,
     "server_not_running": 503,
     "internal_error": 500,
     "provider_timeout": 504,
@@ -66,6 +68,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "s3_not_configured": 422,
     "s3_keys_missing": 422,
     "hf_token_invalid": 422,
+    "hf_token_invalid_format": 422,
     "hub_repo_missing": 404,
     "delivery_needs_validation": 422,
     "job_delivery_not_found": 404,

@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from simpletuner_cloud.api.errors import BODY_UNREADABLE_HINT
 from simpletuner_cloud.errors import CloudError
 
 
@@ -89,3 +90,33 @@ async def test_malformed_json_names_the_body(app: FastAPI, client: httpx.AsyncCl
     assert error["code"] == "validation_error"
     assert error["details"]["fields"][0]["field"] == "body"
     assert error["message"].startswith("Invalid value for `body`: JSON decode error")
+
+
+UNREADABLE_BODIES = {
+    "not utf-8": b'{"config":"\xe9"}',
+    "nested 3000 deep": b'{"config":' * 3000 + b"1" + b"}" * 3000,
+    "a 4400-digit integer": b'{"max_train_steps":' + b"9" * 4400 + b"}",
+}
+
+
+async def test_a_body_that_cannot_be_read_is_a_400_with_a_hint(client: httpx.AsyncClient) -> None:
+    for name, body in UNREADABLE_BODIES.items():
+        response = await client.post(
+            "/api/cloud/jobs/submit", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert response.json() == {
+            "error": {
+                "code": "bad_request",
+                "message": "The request body could not be read as JSON.",
+                "hint": BODY_UNREADABLE_HINT,
+            }
+        }, name
+    assert (await client.get("/readyz")).status_code == 200  # the deep one broke nothing
+
+
+async def test_a_405_keeps_its_allow_header(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/cloud/events")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json()["error"]["code"] == "method_not_allowed"

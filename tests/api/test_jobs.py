@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from simpletuner_cloud.replicate.errors import MODEL_NOT_FOUND_HINT
 from simpletuner_cloud.sandbox.dataset_archive import sample_captions
 from tests.datasets.factory import local_entry, write_environment, write_image
 from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
@@ -277,7 +278,8 @@ def test_events_stream_is_resumable(server: tuple[httpx.Client, FastAPI]) -> Non
 def read_events(
     http: httpx.Client, url: str, last_event_id: str | None = None
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    # as bytes: a header carries Latin-1, which httpx would not encode from `²` itself
+    headers = {"Last-Event-ID": last_event_id.encode("latin-1")} if last_event_id else {}
     found: list[tuple[str, str, dict[str, Any]]] = []
     event_id, name, data = "", "message", []
     with http.stream("GET", url, headers=headers) as response:
@@ -366,3 +368,79 @@ def test_simpletuner_webhook_url_names_where_this_job_reports(
     job = wait_for(http, job_id, "queued", "running", "succeeded")
     recorded = app.state.sandbox_app.state.sandbox.jobs[job["prediction_id"]]
     assert recorded.webhook == f"{expected}{job_id}"
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ("http://[::1/", "is not a valid URL"),  # was a 500 after the budget lock was taken
+        ("http:// /x", "must not contain spaces"),  # was a 201, then refused by Replicate
+        ("https://xn--zz/hook", "is not a usable URL"),
+        ("ftp://example.com/hook", "absolute http(s) URL"),
+        ("http:///no-host", "absolute http(s) URL"),
+    ],
+)
+def test_a_webhook_url_that_is_no_url_is_refused_before_anything_is_reserved(
+    server: tuple[httpx.Client, FastAPI], given: str, words: str
+) -> None:
+    http, _ = server
+    answer = http.post(SUBMIT, json={**EXAMPLE, "webhook_url": given})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["details"]["fields"][0]["field"]) == ("validation_error", "webhook_url")
+    assert words in error["message"] and error["hint"], error
+    assert http.get("/api/cloud/jobs").json()["total"] == 0
+
+
+def test_a_cursor_the_api_did_not_give_out_is_refused(server: tuple[httpx.Client, FastAPI]) -> None:
+    http, _ = server
+    http.post(SUBMIT, json=EXAMPLE).raise_for_status()
+    for cursor in ("abc", "job_zzzz", "job_" + "u" * 20, "upl_" + "0" * 20, "job_" + "0" * 21):
+        answer = http.get("/api/cloud/jobs", params={"cursor": cursor})
+        assert answer.status_code == 422, (cursor, answer.text)
+        assert answer.json()["error"] == {
+            "code": "cursor_invalid",
+            "message": "The cursor is not one this API gave out.",
+            "hint": "Pass the `next_cursor` of the previous page as it is, or leave `cursor` out to start "
+            "from the newest job.",
+            "details": {"fields": [{"field": "cursor", "message": "not a `next_cursor` of this API"}]},
+        }
+    oldest_possible = http.get("/api/cloud/jobs", params={"cursor": "job_" + "0" * 20}).json()
+    assert (oldest_possible["jobs"], oldest_possible["total"]) == ([], 1)
+
+
+def test_an_unusable_last_event_id_is_ignored_and_an_after_out_of_range_is_422(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    """A `Last-Event-ID` the stream cannot resume from (`abc`, Unicode digits, past 2**63-1) is ignored,
+    as EventSource resends whatever it was given; `?after=` is a parameter and is validated."""
+    http, _ = server
+    job_id = http.post(SUBMIT, json=EXAMPLE).json()["job_id"]
+    url = f"/api/cloud/events?job={job_id}&once=true"
+    first = read_events(http, url)[0]
+    assert (first[1], first[2]["to_status"]) == ("status", "created")
+    for header in ("abc", "²", "1¹", str(2**63), "9" * 32):
+        resumed = read_events(http, url, last_event_id=header)  # the whole timeline, from its start
+        assert resumed and resumed[0][:2] == first[:2], header
+    assert read_events(http, url, last_event_id=str(2**63 - 1)) == []
+    for query in (f"{url}&after={2**63}", f"/api/cloud/events?once=true&after={2**63}"):
+        answer = http.get(query)
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["details"]["fields"][0]["field"]) == ("validation_error", "after")
+    assert read_events(http, f"{url}&after={2**63 - 1}") == []
+
+
+def test_a_model_replicate_does_not_have_is_a_provider_not_found_naming_the_setting(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    http, _ = server
+    saved = http.put("/api/cloud/providers/replicate", json={"model": "simpletuner/no-such-trainer"})
+    assert saved.status_code == 200, saved.text
+    answer = http.post(SUBMIT, json=EXAMPLE)
+    assert answer.status_code == 404, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "provider_not_found"
+    assert error["hint"] == MODEL_NOT_FOUND_HINT
+    assert error["details"]["path"].endswith("/v1/models/simpletuner/no-such-trainer")
+    assert http.get("/api/cloud/jobs").json()["total"] == 0

@@ -212,6 +212,11 @@ BREAKING_VALUES: list[tuple[str, str, str]] = [
     ('{"proxy_url": "http://proxy:3128/path"}', "proxy_url", "with no path or query"),
     ('{"public_url": "https://a\\r\\nb.example.com"}', "public_url", "line breaks"),
     ('{"public_url": "https://example.com:0"}', "public_url", "invalid port"),
+    # accepted, then the self-test and every `delivery: local` job failed in httpx
+    ('{"public_url": "https://xn--zz"}', "public_url", "is not a usable URL: Invalid A-label"),
+    ('{"public_url": "https://999.999.999.999"}', "public_url", "is not a usable URL: Invalid IPv4"),
+    ('{"public_url": "http://[::1"}', "public_url", "is not a valid URL"),
+    ('{"proxy_url": "http://xn--zz:3128"}', "proxy_url", "is not a usable URL"),
     ('{"cost_limit": {"enabled": true, "amount": 1e308}}', "cost_limit.amount", "less than or equal to"),
     ('{"cost_limit": {"enabled": true, "amount": 1e400}}', "cost_limit.amount", "finite number"),
     ('{"cost_limit": {"enabled": true, "amount": NaN}}', "cost_limit.amount", "finite number"),
@@ -220,6 +225,8 @@ BREAKING_VALUES: list[tuple[str, str, str]] = [
     ('{"http_timeout": NaN}', "http_timeout", "finite number"),
     ('{"model": "a/' + "b" * 70_000 + '"}', "model", "at most 200 characters long"),
     ('{"model": "advanced-trainer"}', "model", "must be owner/name"),
+    ('{"model": "A/B..."}', "model", "must be owner/name"),  # accepted, then every submit was a 404
+    ('{"model": "-a/b"}', "model", "must be owner/name"),
     ('{"hardware": "' + "h" * 70_000 + '"}', "hardware", "at most 64 characters"),
 ]
 

@@ -320,3 +320,19 @@ async def test_an_unreachable_hub_gets_a_clear_offline_answer(
 async def test_saving_a_token_checks_it(client: httpx.AsyncClient, hub: RunningSandbox) -> None:
     answer = (await client.put("/api/cloud/publishing", json={"hub": {"token": TOKEN}})).json()
     assert answer["hub_check"]["status"] == "valid" and answer["hub"]["token"]["source"] == "saved"
+
+
+@pytest.mark.parametrize("token", ["é", "a\nb", "hf_\x00x", "hf_ x", "hf_" + "x" * 300])
+async def test_a_hub_token_no_request_can_carry_is_refused_at_put(
+    client: httpx.AsyncClient, state_root: Path, token: str
+) -> None:
+    answer = await client.put("/api/cloud/publishing", json={"hub": {"token": token, "push_to_hub": True}})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "hf_token_invalid_format"
+    assert error["hint"].startswith("Copy the whole token (it starts with hf_)")
+    assert error["details"]["fields"][0]["field"] == "hub.token"
+    assert token not in answer.text
+    assert (await client.get("/api/cloud/publishing")).json() == defaults(state_root)  # nothing saved
+    checked = (await client.post("/api/cloud/publishing/hub/test", json={"token": token})).json()
+    assert (checked["status"], checked["ok"]) == ("invalid", False)

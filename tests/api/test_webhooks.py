@@ -197,6 +197,17 @@ async def test_timestamps_out_of_tolerance_are_refused(
     assert within.json()["outcome"] == "accepted"
 
 
+async def test_a_timestamp_in_unicode_digits_is_a_401_not_a_500(
+    app: FastAPI, replicate: httpx.AsyncClient
+) -> None:
+    raw, headers = signed(prediction("p_digits", "processing"))
+    sent: dict[str, str | bytes] = {**headers, "webhook-timestamp": "²".encode("latin-1")}
+    answer = await replicate.post(HOOK, content=raw, headers=sent)
+    assert answer.status_code == 401, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "signature_invalid" and "bad_timestamp" in error["message"], error
+
+
 # Ids: duplicates and forgeries -------------------------------------------------------------------------
 async def test_a_redelivery_is_acknowledged_and_changes_nothing(
     app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient

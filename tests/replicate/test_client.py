@@ -229,7 +229,7 @@ async def test_422_keeps_detail_and_invalid_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(404, "not_found"), (413, "upload_too_large"), (403, "provider_error")]
+    ("status", "code"), [(404, "provider_not_found"), (413, "upload_too_large"), (403, "provider_error")]
 )
 async def test_other_4xx(status: int, code: str) -> None:
     async with make_client(lambda r: problem(status, "<html>edge</html>")) as client:

@@ -118,7 +118,7 @@ async def test_get_list_reuse_and_delete(
     assert await delete_file(http, uploaded["id"]) is False
     with pytest.raises(CloudError) as caught:
         await get_file(http, uploaded["id"])
-    assert caught.value.code == "not_found"
+    assert caught.value.code == "provider_not_found"
 
 
 async def test_errors_are_mapped(http: httpx.AsyncClient, sandbox_url: str, tmp_path: Path) -> None:

@@ -90,6 +90,16 @@ def test_non_numeric_timestamp() -> None:
     assert caught.value.reason == "bad_timestamp"
 
 
+# `str.isdigit` takes superscripts and other scripts' digits, which int() refuses or reads as a number;
+# int() also refuses more than 4,300 digits. Each was a 500 or a wrong reason.
+@pytest.mark.parametrize("value", ["²", "1¹", "١٦٧٤٠٠٠٠٠٠", "9" * 5000])
+def test_a_timestamp_of_anything_but_ascii_digits_is_a_bad_timestamp(value: str) -> None:
+    headers = signed_headers(SECRET, MSG_ID, TIMESTAMP, BODY) | {"webhook-timestamp": value}
+    with pytest.raises(InvalidSignature) as caught:
+        verify_webhook(SECRET, headers, BODY, now=TIMESTAMP)
+    assert caught.value.reason == "bad_timestamp"
+
+
 def test_changed_body() -> None:
     headers = signed_headers(SECRET, MSG_ID, TIMESTAMP, BODY)
     with pytest.raises(InvalidSignature) as caught:

@@ -369,3 +369,18 @@ async def test_a_canceled_hub_job_without_a_repo_is_not_retried(
         f"The training was canceled before its first validation run, so nothing was published to "
         f"{settings.outputs_dir / local}."
     )
+
+
+@pytest.mark.parametrize("token", ["é", "hf_\nbad", "hf_\x00x", "hf_ x"])
+async def test_an_unusable_hub_token_fails_the_check_at_once_with_a_reason(
+    settings: Settings, db: Database, clock: Clock, token: str
+) -> None:
+    """Such a token (here from HF_TOKEN; PUT refuses it) cannot travel in a header: the check said
+    so with a traceback every 5 s and the delivery stayed pending."""
+    tracker = DeliveryTracker(settings, db, EventBus(), environ=lambda: {"HF_TOKEN": token}, clock=clock)
+    job_id = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"http://127.0.0.1:{free_port()}"})
+    await end(db, job_id)
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "hf_token_invalid_format", None)
+    assert "must not contain spaces, line breaks, control or non-ASCII characters" in (row.reason or "")

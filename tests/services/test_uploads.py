@@ -107,7 +107,7 @@ async def test_upload_reuse_and_delete(
     assert await delete_dataset_upload(database, http, first.upload_id) is False
     with pytest.raises(CloudError) as caught:
         await get_file(http, first.file_id)
-    assert caught.value.code == "not_found"
+    assert caught.value.code == "provider_not_found"
     fourth = await upload_dataset(database, http, path, built)
     assert fourth.reused and fourth.upload_id == third.upload_id
 

@@ -155,3 +155,30 @@ async def test_without_a_public_url_there_is_nothing_to_test() -> None:
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "public_url_missing"
     assert "ngrok http 8080" in answer.json()["error"]["hint"]
+
+
+async def test_a_saved_url_httpx_cannot_use_is_reported_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PUT refuses such a URL now; one saved before (or named another way) is an answer, not a 500."""
+    monkeypatch.setattr(
+        "simpletuner_cloud.services.webhook_selftest.webhook_url",
+        lambda *_: "https://xn--zz/api/webhooks/replicate",
+    )
+    app = create_app(load_settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+            answer = await http.post(TEST)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "ok": False,
+        "url": "https://xn--zz/api/webhooks/replicate",
+        "status": None,
+        "latency_ms": None,
+        "body_bytes": 0,
+        "problem": "invalid_url",
+        "message": "The webhook URL https://xn--zz/api/webhooks/replicate cannot be used: Invalid A-label.",
+        "hint": "Save `public_url` again (PUT /api/cloud/providers/replicate) with the tunnel's or proxy's "
+        "https URL, e.g. https://abc.ngrok-free.app.",
+        "client_ip": None,
+        "delivery_id": None,
+    }

@@ -6,6 +6,7 @@ body for every error status, so /docs and schema-driven clients (and tests) see 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,8 +19,15 @@ from simpletuner_cloud.errors import CloudError
 
 log = logging.getLogger(__name__)
 
+# FastAPI's 400 for a body it cannot read at all: not UTF-8, nested past the parser's depth, an
+# integer past Python's 4,300 digits (one message for each).
+BODY_UNREADABLE = "There was an error parsing the body"
+BODY_UNREADABLE_HINT = (
+    "Send a JSON body encoded as UTF-8, with `Content-Type: application/json`: nested at most a few "
+    "hundred levels deep and with numbers of at most 4,300 digits. The API reference is at /docs."
+)
 _HTTP_CODES = {
-    400: ("bad_request", ""),
+    400: ("bad_request", "Check the request against the API reference at /docs."),
     401: ("unauthorized", ""),
     403: ("forbidden", ""),
     404: ("not_found", "Check the path; the API reference is at /docs."),
@@ -43,11 +51,20 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def error_response(status: int, code: str, message: str, hint: str = "", **extra: Any) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    hint: str = "",
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message, "hint": hint}
     body.update(extra)
-    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    sent = dict(headers or {})
+    if "retry_after" in extra:
+        sent["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse({"error": body}, status_code=status, headers=sent or None)
 
 
 def sentence(message: str) -> str:
@@ -135,7 +152,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and message == "Not Found":
             message = f"No such endpoint: {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, hint)
+        if exc.status_code == 400 and message == BODY_UNREADABLE:
+            message, hint = "The request body could not be read as JSON.", BODY_UNREADABLE_HINT
+        # The exception's headers are part of the answer: a 405's `Allow`, a 401's `WWW-Authenticate`.
+        return error_response(exc.status_code, code, message, hint, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -139,7 +139,7 @@ def _clock(text: str | None) -> int | None:
         return None
     seconds = 0
     for part in text.split(":"):
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()):  # str.isdigit alone takes `²`, which int() refuses
             return None
         seconds = seconds * 60 + int(part)
     return seconds

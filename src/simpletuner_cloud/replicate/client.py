@@ -220,7 +220,7 @@ class ReplicateClient:
         try:
             return await self.get_prediction(prediction_id)
         except CloudError as exc:
-            if exc.code != "not_found":
+            if exc.code != "provider_not_found":
                 raise
             return None
 

@@ -22,6 +22,19 @@ TOKEN_INVALID_HINT = (
     "Tokens start with r8_. Check for stray spaces or newlines, or create a new token at "  # noqa: S105
     "https://replicate.com/account/api-tokens."
 )
+MODEL_NOT_FOUND_HINT = (
+    "Check `model` and `version` in the provider settings (Cloud -> Settings, or PUT "
+    "/api/cloud/providers/replicate; null uses the hardware profile's trainer): the model must exist and "
+    "this token must see it (a private model needs its owner's token)."
+)
+GONE_HINT = (
+    "Replicate has nothing there any more: it keeps an API prediction's data and uploaded files for a "
+    "limited time. The details name the request."
+)
+PROVIDER_ERROR_HINT = (
+    "Replicate's answer is in `details` (status, detail, request id). Retry; if it persists, check "
+    "https://replicate.statuspage.io/ and report it with the request id."
+)
 # Replicate does not document its request-id header; these are the candidates seen in the wild.
 RESPONSE_ID_HEADERS = ("x-request-id", "replicate-request-id", "cf-ray")
 CLIENT_REQUEST_ID = "X-Request-Id"
@@ -98,9 +111,12 @@ def error_from_response(request: httpx.Request, response: httpx.Response) -> Clo
         )
     if status >= 500:
         return ProviderUnavailable(f"Replicate is failing: HTTP {status} on {where}.", details=details)
-    if status == 404:
+    if status == 404:  # its own code: `not_found` is this API's unknown path
         return CloudError(
-            details.get("detail") or f"Not found at Replicate: {where}.", code="not_found", details=details
+            details.get("detail") or f"Not found at Replicate: {where}.",
+            code="provider_not_found",
+            hint=MODEL_NOT_FOUND_HINT if "/v1/models/" in request.url.path else GONE_HINT,
+            details=details,
         )
     if status == 413:
         return CloudError(
@@ -122,6 +138,7 @@ def error_from_response(request: httpx.Request, response: httpx.Response) -> Clo
     return CloudError(
         f"Replicate answered HTTP {status} on {where}: {details.get('detail') or 'no detail'}",
         code="provider_error",
+        hint=PROVIDER_ERROR_HINT,
         details=details,
     )
 

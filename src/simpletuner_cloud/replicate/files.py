@@ -77,7 +77,7 @@ async def delete_file(http: httpx.AsyncClient, file_id: str) -> bool:
     try:
         response = await http.delete(f"/v1/files/{file_id}")
     except CloudError as error:  # the provider client's transport maps a 404 itself
-        if error.code == "not_found":
+        if error.code == "provider_not_found":
             return False
         raise
     if response.status_code == 404:

@@ -61,13 +61,17 @@ def bypasses(host: str, port: int | None, no_proxy: tuple[str, ...]) -> bool:
     return False
 
 
+def _port_digits(text: str) -> bool:
+    return len(text) <= 5 and text.isascii() and text.isdigit()  # isdigit alone takes `²`
+
+
 def _split_port(entry: str) -> tuple[str, int | None]:
     if entry.startswith("["):
         name, _, rest = entry[1:].partition("]")
-        return name, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        return name, int(rest[1:]) if rest.startswith(":") and _port_digits(rest[1:]) else None
     if entry.count(":") == 1:
         name, _, port = entry.partition(":")
-        return name, int(port) if port.isdigit() else None
+        return name, int(port) if _port_digits(port) else None
     return entry, None
 
 

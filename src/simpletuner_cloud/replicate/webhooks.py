@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from simpletuner_cloud.errors import CloudError
 
 DEFAULT_TOLERANCE = 300  # seconds, either direction, as the Standard Webhooks spec and Replicate say
+MAX_TIMESTAMP_DIGITS = 20  # a Unix time in seconds has 10; int() refuses strings past 4,300 digits
 
 
 class InvalidSignature(CloudError):
@@ -96,7 +97,9 @@ def verify_webhook(
             "The webhook is missing its webhook-id, webhook-timestamp or webhook-signature header.",
             reason="missing_headers",
         )
-    if not raw_timestamp.isdigit():
+    # ASCII digits only (`str.isdigit` takes `²`, which int() refuses), and no more than a Unix time
+    # needs (int() refuses past 4,300 digits).
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit()) or len(raw_timestamp) > MAX_TIMESTAMP_DIGITS:
         raise InvalidSignature("The webhook-timestamp header is not a Unix time.", reason="bad_timestamp")
     timestamp = int(raw_timestamp)
     current = time.time() if now is None else now

@@ -224,7 +224,7 @@ async def download_file(request: Request, file_id: str) -> FileResponse:
     sandbox = request.app.state.sandbox
     query = request.query_params
     owner, expiry, signature = query.get("owner"), query.get("expiry"), query.get("signature")
-    if not (owner and expiry and signature and expiry.isdigit()):
+    if not (owner and expiry and signature and expiry.isascii() and expiry.isdigit()):
         raise Problem(404, FILE_NOT_FOUND)
     expected = download_signature(sandbox.signing_key, owner, file_id, expiry)
     valid = hmac.compare_digest(expected.encode(), signature.encode())

@@ -23,6 +23,10 @@ _MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 PLACEHOLDER_NOTE = "simpletuner-cloud sandbox placeholder: zeros, not trained weights"
 
 
+def _ascii_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone takes `²`, which int() refuses
+
+
 def placeholder_lora(model_family: str, rank: int) -> bytes:
     """A valid safetensors file (8-byte header length, JSON header, data) full of BF16 zeros."""
     prefix, hidden = _FAMILIES.get(model_family, _FAMILIES["flux"])
@@ -123,7 +127,7 @@ class OutputFolder:
         """`checkpoint-<step>/` with placeholder weights; older checkpoints beyond `limit` (0: no
         limit) are removed first, as the trainer does, so at most `limit` remain. Returns its files."""
         existing = sorted(
-            (p for p in self.root.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()),
+            (p for p in self.root.glob("checkpoint-*") if _ascii_number(p.name.removeprefix("checkpoint-"))),
             key=lambda p: int(p.name.removeprefix("checkpoint-")),
         )
         if limit > 0:

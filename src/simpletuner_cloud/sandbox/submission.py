@@ -100,7 +100,7 @@ def cancel_after(request: Request) -> float | None:
         return None
     text = raw.strip()
     match = _DURATION.match(text)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit alone takes `²`, which float() refuses
         seconds = float(text)
     elif match and text:
         hours, minutes, secs = (int(part or 0) for part in match.groups())
@@ -118,7 +118,7 @@ def prefer_wait(request: Request) -> tuple[float, str] | None:
         if name.strip().lower() == "wait":
             if not value:
                 return 60.0, "wait"
-            if value.strip().isdigit() and 1 <= int(value) <= 60:
+            if value.strip().isascii() and value.strip().isdigit() and 1 <= int(value) <= 60:
                 return float(value), f"wait={int(value)}"
             raise bad_request("Prefer: wait must be between 1 and 60 seconds")
     return None

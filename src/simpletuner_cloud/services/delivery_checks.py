@@ -267,6 +267,14 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
             'Export HF_TOKEN="hf_..." (or save a token in Publishing), then retry the check.',
             retry=False,
         )
+    unusable = hugging_face.token_format_problem(token)
+    if unusable is not None:  # e.g. HF_TOKEN with a line break: no request can carry it, now or later
+        return Problem(
+            "hf_token_invalid_format",
+            f"{unusable} {where} cannot be read back with it.",
+            hugging_face.TOKEN_FORMAT_HINT,
+            retry=False,
+        )
     try:
         files = await anyio.to_thread.run_sync(hugging_face.repo_files, endpoint, token, repo_id)
     except hugging_face.HubUnavailable as exc:

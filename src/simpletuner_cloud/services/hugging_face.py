@@ -12,9 +12,16 @@ import httpx
 from pydantic import BaseModel
 
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.replicate.factory import header_safe
 
 CheckStatus = Literal["valid", "invalid", "unreachable", "missing"]
 TIMEOUT = 15.0
+# Hub tokens are 37 characters (`hf_` + 34); a longer value is a paste gone wrong, sent with every call.
+MAX_TOKEN_LENGTH = 256
+TOKEN_FORMAT_HINT = (
+    "Copy the whole token (it starts with hf_) from https://huggingface.co/settings/tokens, without "  # noqa: S105
+    "spaces or line breaks, and save it again (or fix HF_TOKEN)."
+)
 
 
 class HubCheckView(BaseModel):
@@ -37,6 +44,28 @@ class HubFile:
 
 class HubUnavailable(Exception):
     """The Hub did not answer (network, DNS, 5xx): retry later."""
+
+
+def token_format_problem(token: str) -> str | None:
+    """Why this cannot be a Hub token, before it is sent: it travels in an Authorization header, which
+    carries printable ASCII only (`é` or a line break failed every later check with a traceback)."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return (
+            f"The Hugging Face token is {len(token)} characters long; at most {MAX_TOKEN_LENGTH} are "
+            "accepted."
+        )
+    if not header_safe(token):
+        return "The Hugging Face token must not contain spaces, line breaks, control or non-ASCII characters."
+    return None
+
+
+def token_format_error(problem: str) -> CloudError:
+    return CloudError(
+        problem,
+        code="hf_token_invalid_format",
+        hint=TOKEN_FORMAT_HINT,
+        details={"fields": [{"field": "hub.token", "message": problem}]},
+    )
 
 
 def _api(endpoint: str, token: str | None) -> object:
@@ -65,6 +94,9 @@ def check_token(endpoint: str, token: str | None) -> HubCheckView:
             "No Hugging Face token: HF_TOKEN is not set and none is saved.",
             'Export it (export HF_TOKEN="hf_...") and restart the server, or save one in Publishing.',
         )
+    problem = token_format_problem(token)
+    if problem is not None:
+        return view("invalid", problem, TOKEN_FORMAT_HINT)
     try:
         info = _api(endpoint, token).whoami(token=token)  # type: ignore[attr-defined]
     except HfHubHTTPError as exc:

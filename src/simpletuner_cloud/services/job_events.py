@@ -19,6 +19,16 @@ from simpletuner_cloud.store.tables import JobEventRow, JobRow
 BATCH = 200
 IDLE_POLL = 1.0  # seconds between reads when nothing woke the stream (changes from other replicas)
 EVENT_NAMES = {"status": "status", "progress": "progress", "logs": "log", "upload_progress": "upload"}
+MAX_EVENT_ID = 2**63 - 1  # the largest id either database stores; a larger one cannot be compared
+
+
+def event_id(text: str | None) -> int | None:
+    """A `Last-Event-ID` as an event id, or None for one that cannot be (`abc`, `²`, past 2**63-1)."""
+    value = (text or "").strip()
+    if not (value.isascii() and value.isdigit()):  # str.isdigit alone takes `²`, which int() refuses
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None
 
 
 async def start_position(database: Database, job_id: str | None, last_event_id: str | None) -> int:
@@ -27,8 +37,9 @@ async def start_position(database: Database, job_id: str | None, last_event_id: 
     async with database.session() as session:
         if job_id is not None:
             await repo.require_job(session, job_id)
-        if last_event_id is not None and last_event_id.strip().isdigit():
-            return int(last_event_id.strip())
+        resume = event_id(last_event_id)
+        if resume is not None:
+            return resume
         if job_id is not None:
             return 0
         return int((await session.execute(select(func.coalesce(func.max(JobEventRow.id), 0)))).scalar_one())

@@ -20,6 +20,7 @@ from simpletuner_cloud.services.job_views import (
 )
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store import jobs as repo
+from simpletuner_cloud.store.tables import is_minted_id
 
 MAX_PAGE = 200
 MAX_TIMELINE = 500
@@ -37,6 +38,15 @@ async def list_jobs(
     cursor: str | None = None,
 ) -> JobListView:
     limit = max(1, min(limit, MAX_PAGE))
+    if cursor is not None and not is_minted_id(cursor, "job"):
+        # The cursor is the last job id of a page; anything else would silently page from nowhere.
+        raise CloudError(
+            "The cursor is not one this API gave out.",
+            code="cursor_invalid",
+            hint="Pass the `next_cursor` of the previous page as it is, or leave `cursor` out to start "
+            "from the newest job.",
+            details={"fields": [{"field": "cursor", "message": "not a `next_cursor` of this API"}]},
+        )
     now = datetime.now(UTC)
     catalogue = load_hardware_catalogue(settings)
     rows = await repo.list_jobs(

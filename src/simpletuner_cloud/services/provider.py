@@ -231,7 +231,7 @@ async def _pinned_version(client: ReplicateClient, model: str, pin: str) -> dict
     try:
         return await client.get_version(model, pin)
     except CloudError as error:
-        if error.code in ("not_found", "provider_invalid_input"):
+        if error.code in ("provider_not_found", "provider_invalid_input"):
             return None
         raise
 

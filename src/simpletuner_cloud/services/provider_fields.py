@@ -22,7 +22,10 @@ MAX_COST_LIMIT_USD = Decimal(1_000_000)
 USD_DECIMAL_PLACES = 6  # what billing answers carry (sub-cent prices per second)
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 DEFAULT_PORTS = {"http": 80, "https": 443}
-_MODEL_REF = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
+# Replicate's owner and model names: letters, digits, `-`, `_`, `.`, beginning and ending with a letter
+# or digit (`a/b...` is accepted by nothing at Replicate; it only failed later, at submit).
+_NAME = r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?"
+_MODEL_REF = re.compile(rf"^{_NAME}/{_NAME}$", re.IGNORECASE)
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$")
 
@@ -59,7 +62,10 @@ def url_parts(value: str, schemes: tuple[str, ...], expected: str) -> SplitResul
         raise ValueError(f"must be at most {MAX_URL_LENGTH} characters long")
     if any(c.isspace() or not c.isprintable() for c in text) or not text.isascii():
         raise ValueError("must not contain spaces, line breaks, control or non-ASCII characters")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # `http://[::1/`: an unclosed IPv6 bracket
+        raise ValueError(f"is not a valid URL ({exc})") from None
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(f"must be {expected}")
     if not _valid_host(parts.hostname):
@@ -70,6 +76,10 @@ def url_parts(value: str, schemes: tuple[str, ...], expected: str) -> SplitResul
         raise ValueError("has an invalid port (it must be a number from 1 to 65535)") from None
     if port == 0:
         raise ValueError("has an invalid port (it must be a number from 1 to 65535)")
+    try:  # what httpx will send to later: a bad IDNA label (`xn--zz`) or IPv4 (`999.1.1.1`) fails here
+        httpx.Request("POST", httpx.URL(text))
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"is not a usable URL: {str(exc)[:120] or type(exc).__name__}") from None
     return parts
 
 
@@ -89,6 +99,13 @@ def public_base_url(value: str) -> str:
             "https URL"
         )
     return normalised_base_url(parts.scheme, host, parts.port)
+
+
+def job_webhook_url(value: str) -> str:
+    """A job's own `webhook_url` (SimpleTuner's field): an absolute http(s) URL with a host, checked
+    before anything is reserved; a path and query are kept (no path gets the webhook path)."""
+    url_parts(value, ("http", "https"), "an absolute http(s) URL such as https://hooks.example.com/st")
+    return value.strip()
 
 
 def is_loopback_host(host: str) -> bool:
@@ -133,7 +150,10 @@ def model_ref(value: str) -> str:
     if len(text) > MAX_MODEL_REF_LENGTH:
         raise ValueError(f"must be at most {MAX_MODEL_REF_LENGTH} characters long (owner/name)")
     if not _MODEL_REF.match(text):
-        raise ValueError("must be owner/name, e.g. simpletuner/advanced-trainer")
+        raise ValueError(
+            "must be owner/name (letters, digits, `-`, `_` and `.`, each part beginning and ending with "
+            "a letter or digit), e.g. simpletuner/advanced-trainer"
+        )
     return text
 
 
@@ -145,6 +165,7 @@ def version_id(value: str) -> str:
 
 IpOrNetwork = Annotated[str, AfterValidator(ip_or_network)]
 PublicUrl = Annotated[str, AfterValidator(public_base_url)]
+JobWebhookUrl = Annotated[str, AfterValidator(job_webhook_url)]
 ProxyUrl = Annotated[str, AfterValidator(proxy_address)]
 ModelRef = Annotated[str, AfterValidator(model_ref)]
 VersionId = Annotated[str, AfterValidator(version_id)]

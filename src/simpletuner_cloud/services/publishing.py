@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.security.secrets import SecretStore
+from simpletuner_cloud.services.hugging_face import token_format_error, token_format_problem
 from simpletuner_cloud.services.provider_fields import shown, url_parts
 from simpletuner_cloud.services.provider_settings import (
     effective_public_url,
@@ -208,6 +209,10 @@ async def update_publishing(session: AsyncSession, settings: Settings, changes: 
         updated = PublishingSettings.model_validate(merged)
     except ValidationError as exc:
         raise settings_error(exc) from None
+    hub_token = (new_secrets.get("hf_token_ref") or "").strip()
+    problem = token_format_problem(hub_token) if hub_token else None
+    if problem is not None:  # refused here, or every later Hub call would fail with it
+        raise token_format_error(problem)
     store = SecretStore.of(settings)
     saved = updated.model_dump(mode="json")
     stale: list[str] = []

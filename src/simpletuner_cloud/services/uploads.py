@@ -203,7 +203,7 @@ async def upload_dataset(
             try:
                 held = await files.get_file(http, existing.replicate_file_id)
             except CloudError as exc:
-                if exc.code != "not_found":
+                if exc.code != "provider_not_found":
                     raise
                 held = {}
             if files.is_reusable(held, archive.sha256, now, REUSE_MARGIN):

@@ -27,7 +27,7 @@ MIB = 1024 * 1024
 TEST_BODY_BYTES = 10 * MIB + 4096  # just over Replicate's documented worst case the receiver must take
 TIMEOUT_SECONDS = 30.0
 Problem = Literal[
-    "dns", "tls", "connect", "timeout", "redirect", "proxy_body_limit", "http_status",
+    "invalid_url", "dns", "tls", "connect", "timeout", "redirect", "proxy_body_limit", "http_status",
     "receiver_refused", "not_this_server",
 ]  # fmt: skip
 
@@ -156,6 +156,16 @@ async def run_self_test(receiver: WebhookReceiver) -> WebhookTestResult:
             "and set its https URL as `public_url` (PUT /api/cloud/providers/replicate).",
         )
     token = secrets.token_hex(8)
+    try:  # a value saved before PUT checked this as strictly: an answer, never a 500
+        target = httpx.Request("POST", url).url  # the host is checked (IDNA, IPv4) only here
+    except (httpx.InvalidURL, ValueError) as exc:
+        return WebhookTestResult(
+            ok=False, url=url, status=None, latency_ms=None, body_bytes=0, problem="invalid_url",
+            message=f"The webhook URL {url} cannot be used: {str(exc)[:120] or type(exc).__name__}.",
+            hint="Save `public_url` again (PUT /api/cloud/providers/replicate) with the tunnel's or "
+            "proxy's https URL, e.g. https://abc.ngrok-free.app.",
+            client_ip=None, delivery_id=None,
+        )  # fmt: skip
     msg_id = f"msg_selftest_{token}"
     body = self_test_event(token)
     headers = {
@@ -172,7 +182,7 @@ async def run_self_test(receiver: WebhookReceiver) -> WebhookTestResult:
         async with httpx.AsyncClient(
             timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
         ) as http:
-            response = await http.post(url, content=body, headers=headers)
+            response = await http.post(target, content=body, headers=headers)
     except httpx.HTTPError as exc:
         problem, message, hint = _network_problem(exc, url)
         return WebhookTestResult(ok=False, problem=problem, message=message, hint=hint, **result)

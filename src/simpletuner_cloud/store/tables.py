@@ -43,6 +43,12 @@ def mint_id(prefix: str) -> str:
     return f"{prefix}_{''.join(chars)}"
 
 
+def is_minted_id(value: str, prefix: str) -> bool:
+    """The shape `mint_id` gives: `<prefix>_` and 20 characters of its alphabet."""
+    body = value.removeprefix(f"{prefix}_")
+    return body != value and len(body) == 20 and all(c in _ALPHABET for c in body)
+
+
 def new_job_id() -> str:
     return mint_id("job")
 

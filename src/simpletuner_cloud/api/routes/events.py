@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
 
 from simpletuner_cloud.api.deps import DatabaseDep
-from simpletuner_cloud.services.job_events import job_events, start_position
+from simpletuner_cloud.services.job_events import MAX_EVENT_ID, job_events, start_position
 
 router = APIRouter(tags=["jobs"])
 
@@ -22,7 +22,11 @@ async def events(
     once: Annotated[bool, Query(description="Send what is there and close (for scripts).")] = False,
     after: Annotated[
         int | None,
-        Query(ge=0, description="Resume after this event id (a new EventSource cannot send the header)."),
+        Query(
+            ge=0,
+            le=MAX_EVENT_ID,
+            description="Resume after this event id (a new EventSource cannot send the header).",
+        ),
     ] = None,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> EventSourceResponse:

@@ -21,6 +21,7 @@ from simpletuner_cloud.services.job_views import (
     MetricsView,
     SubmitResult,
 )
+from simpletuner_cloud.services.provider_fields import JobWebhookUrl
 from simpletuner_cloud.services.submit import SubmitJob, submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -56,8 +57,8 @@ class SubmitJobRequest(BaseModel):
     hub_private: bool | None = Field(None, description="Create the Hub repo private (default: Publishing's).")
     consent: bool = False
     max_train_steps: int | None = Field(None, ge=1, le=10_000_000)
-    webhook_url: str | None = Field(
-        None, max_length=2048, pattern=r"^https?://", description="Send this job's webhooks here instead."
+    webhook_url: JobWebhookUrl | None = Field(
+        None, max_length=2048, description="Send this job's webhooks here instead (an http(s) URL)."
     )
     idempotency_key: str | None = Field(None, max_length=255)
     provider: Literal["replicate"] | None = Field(None, description="SimpleTuner's API; only replicate.")
