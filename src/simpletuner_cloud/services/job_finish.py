@@ -25,6 +25,10 @@ class FinishSteps(CreateSteps):
         """After a terminal state: nothing left running at Replicate, final logs and cost kept, the
         dataset file deleted, the job's secrets gone. Until all of that is done the job is retried."""
         job = await self._load(job_id)
+        if job.cleaned_at is not None:
+            # Claimed before the clean-up that ended it was committed (a holder's own lease counts as
+            # free to it): done already, nothing to delete or say again.
+            return
         if job.prediction_id is None and job.create_sent_at is not None:
             # Canceled while a create's fate was unknown: find it (and stop it) before forgetting it.
             if job.create_sent_at > utcnow() - timedelta(seconds=self.settings.create_lookup_seconds * 2):
