@@ -244,6 +244,11 @@ def test_list_filters_pages_and_totals(server: tuple[httpx.Client, FastAPI]) -> 
     assert [j["id"] for j in rest["jobs"]] == [ids[0]] and rest["next_cursor"] is None
     a100 = http.get("/api/cloud/jobs", params={"hardware": "a100"}).json()
     assert [j["id"] for j in a100["jobs"]] == [ids[1]] and a100["total"] == 1
+    guide = http.get("/api/cloud/jobs", params={"hardware": "L40S"}).json()  # the guide's name
+    assert [j["id"] for j in guide["jobs"]] == [ids[2], ids[0]] and guide["total"] == 2
+    unknown = http.get("/api/cloud/jobs", params={"hardware": "h100"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "hardware_unknown", unknown.text
+    assert "l40s, a100" in unknown.json()["error"]["hint"]
     assert http.get("/api/cloud/jobs", params={"q": ids[0][-8:]}).json()["total"] == 1
     assert http.get("/api/cloud/jobs", params={"status": "nonsense"}).status_code == 422
 

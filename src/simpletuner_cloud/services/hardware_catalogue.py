@@ -10,7 +10,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from simpletuner_cloud.domain.hardware import HardwareCatalogue, HardwareProfile, catalogue_from_mapping
+from simpletuner_cloud.domain.hardware import (
+    HardwareCatalogue,
+    HardwareProfile,
+    UnknownHardware,
+    catalogue_from_mapping,
+)
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.settings import Settings
 
@@ -23,6 +28,18 @@ _cache: dict[tuple[str, float], HardwareCatalogue] = {}
 def packaged_catalogue() -> HardwareCatalogue:
     text = resources.files("simpletuner_cloud.domain").joinpath(PACKAGED_CATALOGUE).read_text("utf-8")
     return catalogue_from_mapping(json.loads(text))
+
+
+def find_profile(catalogue: HardwareCatalogue, hardware: str) -> HardwareProfile:
+    """`catalogue.get` as an API error: an unknown name is `hardware_unknown`, naming the choices."""
+    try:
+        return catalogue.get(hardware)
+    except UnknownHardware:
+        raise CloudError(
+            f"Unknown hardware {hardware!r}.",
+            code="hardware_unknown",
+            hint=f"Choose one of: {', '.join(catalogue.ids)} (`simpletuner cloud provider hardware`).",
+        ) from None
 
 
 def override_path(settings: Settings) -> Path:

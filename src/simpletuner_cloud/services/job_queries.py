@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.jobs import JobStatus
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.hardware_catalogue import find_profile, load_hardware_catalogue
 from simpletuner_cloud.services.job_views import (
     JobListView,
     JobView,
@@ -49,6 +49,8 @@ async def list_jobs(
         )
     now = datetime.now(UTC)
     catalogue = load_hardware_catalogue(settings)
+    if hardware is not None:  # as submit reads it (`L40S` is l40s), and a name it refuses is said
+        hardware = find_profile(catalogue, hardware).id
     rows = await repo.list_jobs(
         session, status=status, hardware=hardware, text=text, limit=limit + 1, before=cursor
     )

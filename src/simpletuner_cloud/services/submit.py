@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from simpletuner_cloud.datasets.configs import TrainingConfig
 from simpletuner_cloud.datasets.preflight import Preflight, run_preflight
 from simpletuner_cloud.domain.estimate import RunShape
-from simpletuner_cloud.domain.hardware import HardwareProfile, UnknownHardware
+from simpletuner_cloud.domain.hardware import HardwareProfile
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.budget_gate import check_budget, take_budget_lock
 from simpletuner_cloud.services.consent import check_consent
@@ -29,7 +29,7 @@ from simpletuner_cloud.services.costs import estimate_job, estimate_view, shape_
 from simpletuner_cloud.services.datasets import load_config
 from simpletuner_cloud.services.deliveries import record_deliveries
 from simpletuner_cloud.services.delivery_plan import Delivery, DeliveryPlan, DeliveryRequest, plan_delivery
-from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
+from simpletuner_cloud.services.hardware_catalogue import find_profile, load_hardware_catalogue
 from simpletuner_cloud.services.job_secrets import delete_job_secrets, save_job_secrets
 from simpletuner_cloud.services.job_views import EstimateView, SubmitResult, job_view
 from simpletuner_cloud.services.provider_fields import WEBHOOK_PATH
@@ -209,7 +209,7 @@ async def _check(
     publishing: Publishing,
 ) -> Checked:
     catalogue = load_hardware_catalogue(settings)
-    profile = _profile(catalogue, request.hardware or replicate.hardware)
+    profile = find_profile(catalogue, request.hardware or replicate.hardware)
     preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
     check_consent(replicate.data_consent, request.consent, needs_upload=preflight.needs_upload)
     spec = JobSpec(
@@ -290,7 +290,7 @@ async def estimate_submission(session: AsyncSession, settings: Settings, request
     estimate it would carry; nothing is checked at Replicate and nothing is written."""
     catalogue = load_hardware_catalogue(settings)
     replicate = await load_replicate_settings(session, settings)
-    profile = _profile(catalogue, request.hardware or replicate.hardware)
+    profile = find_profile(catalogue, request.hardware or replicate.hardware)
     preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
     spec = JobSpec(
         preflight.config,
@@ -301,14 +301,3 @@ async def estimate_submission(session: AsyncSession, settings: Settings, request
     )
     shape = shape_of(preflight, run_options(spec))
     return estimate_view(await estimate_job(session, catalogue, profile, shape), profile)
-
-
-def _profile(catalogue: Any, hardware: str) -> HardwareProfile:
-    try:
-        return catalogue.get(hardware)  # type: ignore[no-any-return]
-    except UnknownHardware:
-        raise CloudError(
-            f"Unknown hardware {hardware!r}.",
-            code="hardware_unknown",
-            hint=f"Choose one of: {', '.join(catalogue.ids)} (`simpletuner cloud provider hardware`).",
-        ) from None
