@@ -12,6 +12,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+# pytest-xdist's workers start with COLUMNS (and LINES) set to the controller's terminal; rich reads
+# them once, when the CLI's consoles are made, and would keep that width for good, so the CLI tests'
+# own COLUMNS (their tables on one line) would not count. Without them the width is read when printing,
+# as in a run without workers.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 # The property tests check behaviour, not speed: Hypothesis's 200 ms per-example deadline and its
 # too-slow health check would turn a stall on a loaded CI machine into a failure.
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
