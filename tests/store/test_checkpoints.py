@@ -4,8 +4,11 @@ past its limit, and leaves it empty at stop; other processes keep SQLite's autom
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -116,3 +119,42 @@ async def test_the_server_runs_the_checkpointer_and_freezes_what_start_up_built(
         assert gc.get_freeze_count() > 10_000  # out of the collector's full passes
     assert database.checkpointer._task is None
     assert gc.get_freeze_count() == 0  # given back at stop
+
+
+class SlowCheckpointer(Checkpointer):
+    """Each checkpoint takes 0.3 s in its thread; counts how many ran at once."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, interval=0.01)
+        self.running = 0
+        self.most = 0
+        self.started = threading.Event()
+        self._count = threading.Lock()
+
+    def _checkpoint(self, mode: str) -> tuple[int, int, int]:
+        with self._count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.started.set()
+        try:
+            time.sleep(0.3)
+            return super()._checkpoint(mode)
+        finally:
+            with self._count:
+                self.running -= 1
+
+
+async def test_a_stop_during_a_checkpoint_waits_for_it_and_never_runs_beside_it(tmp_path: Path) -> None:
+    """Canceling the task leaves a checkpoint already in its thread running: the last checkpoint and
+    the close wait for it (the close under a running checkpoint crashed a test worker)."""
+    path = tmp_path / "jobs.db"
+    database = Database(f"sqlite+aiosqlite:///{path}", background_checkpoints=True)
+    await write_rows(database, 10)
+    checkpointer = SlowCheckpointer(path)
+    checkpointer.start()
+    await asyncio.to_thread(checkpointer.started.wait, 10)
+    await checkpointer.stop()
+    assert checkpointer.most == 1 and checkpointer.running == 0
+    assert checkpointer._connection is None and checkpointer.checkpoints >= 2
+    assert not wal(path).exists() or wal(path).stat().st_size == 0
+    await database.dispose()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 
 import anyio
@@ -30,6 +31,10 @@ class Checkpointer:
         self.checkpoints = 0  # done so far (for tests)
         self._connection: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        # Held by every use of the connection and by its close. Canceling the task does not stop a
+        # checkpoint already running in its worker thread: without this, the last checkpoint (another
+        # thread) could run beside it and close the connection under it, which crashed the process.
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sqlite-checkpoints")
@@ -53,6 +58,10 @@ class Checkpointer:
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """(busy, log frames, frames checkpointed), as `PRAGMA wal_checkpoint` answers."""
+        with self._lock:
+            return self._checkpoint(mode)
+
+    def _checkpoint(self, mode: str) -> tuple[int, int, int]:
         connection = self._connect()
         row = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         self.checkpoints += 1
@@ -61,19 +70,20 @@ class Checkpointer:
         return int(row[0]), int(row[1]), int(row[2])
 
     def _last(self) -> None:
-        try:
-            if self.path.exists():
-                self.checkpoint("TRUNCATE")
-        except sqlite3.Error as exc:
-            log.info("SQLite checkpoint at stop skipped: %s", exc)
-        finally:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        with self._lock:  # after a checkpoint still running in another thread, never beside it
+            try:
+                if self.path.exists():
+                    self._checkpoint("TRUNCATE")
+            except sqlite3.Error as exc:
+                log.info("SQLite checkpoint at stop skipped: %s", exc)
+            finally:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            # Used from one worker thread at a time (this class never runs two checkpoints at once).
+            # Used from one worker thread at a time: every use holds `_lock`.
             self._connection = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
         return self._connection
 
