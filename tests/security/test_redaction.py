@@ -146,3 +146,15 @@ def test_masked_from_is_the_masked_text_from_any_offset(offset: int) -> None:
     assert masked_from(RAW_ARGUMENTS, offset) == mask(RAW_ARGUMENTS)[offset:]
     head = masked_from(RAW_ARGUMENTS[:offset], 0)
     assert all(secret not in head + masked_from(RAW_ARGUMENTS, offset) for secret in (AWS_SECRET, HF))
+
+
+def test_mask_finds_keys_in_any_case_beside_letters_that_lower_to_two() -> None:
+    """Only the lines the quick check finds are masked, found in lowered text: `İ` lowers to two
+    characters, and the offsets must still be the text's own."""
+    for prefix in ("", "İstanbul "):
+        text = f'{prefix}ok\n{prefix}"SECRET_KEY": "{AWS_SECRET}" and tokenizer\nStep 1 of 2\n'
+        masked = mask(text)
+        assert len(masked) == len(text) and AWS_SECRET not in masked
+        assert masked.startswith(f'{prefix}ok\n{prefix}"SECRET_KEY": "****') and masked.endswith(
+            "Step 1 of 2\n"
+        )
