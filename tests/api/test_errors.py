@@ -120,3 +120,10 @@ async def test_a_405_keeps_its_allow_header(client: httpx.AsyncClient) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """`GET` and `DELETE /api/cloud/jobs/{id}` are two routes; Starlette's 405 named the first only."""
+    response = await client.put("/api/cloud/jobs/job_x")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, DELETE"

@@ -102,6 +102,17 @@ async def test_null_resets_to_the_default(client: httpx.AsyncClient) -> None:
     assert (answer["hardware"], answer["version"], answer["http_timeout"]) == ("l40s", None, 5.0)
 
 
+@pytest.mark.parametrize("given", ["A100 (80GB)", "gpu-a100-large", " A100 "])
+async def test_hardware_is_taken_as_submit_takes_it_and_saved_as_its_id(
+    client: httpx.AsyncClient, given: str
+) -> None:
+    answer = await client.put(URL, json={"hardware": given})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["hardware"] == "a100"
+    assert answer.json()["derived"]["trainer_model"] == "simpletuner/advanced-trainer-a100"
+    assert (await client.get(URL)).json()["hardware"] == "a100"
+
+
 async def test_ips_and_cidrs_are_normalised(client: httpx.AsyncClient) -> None:
     answer = await client.put(
         URL, json={"webhook_allowed_ips": ["34.82.7.7/16", " 2001:DB8::1 ", "35.185.0.1"]}

@@ -14,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from simpletuner_cloud.errors import CloudError
 
 log = logging.getLogger(__name__)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 # FastAPI's 400 for a body it cannot read at all: not UTF-8, nested past the parser's depth, an
 # integer past Python's 4,300 digits (one message for each).
@@ -127,6 +129,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _cloud_error(_: Request, exc: CloudError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status)
 
+    def _allowed_methods(request: Request) -> list[str]:
+        """Every method some route of this path takes (the router asked, one method at a time)."""
+        routes = request.app.router.routes
+        return [
+            method
+            for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+        ]
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
@@ -155,7 +166,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and message == BODY_UNREADABLE:
             message, hint = "The request body could not be read as JSON.", BODY_UNREADABLE_HINT
         # The exception's headers are part of the answer: a 405's `Allow`, a 401's `WWW-Authenticate`.
-        return error_response(exc.status_code, code, message, hint, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the first route of the path only
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return error_response(exc.status_code, code, message, hint, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

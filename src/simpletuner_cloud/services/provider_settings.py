@@ -20,7 +20,7 @@ from pydantic import model_validator as _model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.budget import CostLimit
-from simpletuner_cloud.domain.hardware import HardwareCatalogue
+from simpletuner_cloud.domain.hardware import HardwareCatalogue, UnknownHardware
 from simpletuner_cloud.errors import ValidationFailed
 from simpletuner_cloud.replicate.factory import default_public_url
 from simpletuner_cloud.replicate.proxies import mask_proxy_url, split_proxy_password, with_proxy_password
@@ -117,10 +117,14 @@ class ReplicateSettings(BaseModel):
     @field_validator("hardware")
     @classmethod
     def _known_hardware(cls, value: str, info: ValidationInfo) -> str:
-        ids = (info.context or {}).get("hardware_ids") or load_hardware_catalogue().ids
-        if value not in ids:
-            raise ValueError(f"unknown hardware {shown(value)}; choose one of {', '.join(ids)}")
-        return value
+        """Saved as the profile's id, given as submit takes it: id, name or SKU, in any case."""
+        catalogue = (info.context or {}).get("hardware") or load_hardware_catalogue()
+        try:
+            return str(catalogue.get(value).id)
+        except UnknownHardware:
+            raise ValueError(
+                f"unknown hardware {shown(value)}; choose one of {', '.join(catalogue.ids)}"
+            ) from None
 
     def trainer_model(self, catalogue: HardwareCatalogue) -> str:
         return self.model or catalogue.get(self.hardware).model
@@ -167,7 +171,7 @@ def settings_answer(settings: Settings, replicate: ReplicateSettings) -> Replica
 
 
 def _context(settings: Settings) -> dict[str, Any]:
-    return {"hardware_ids": load_hardware_catalogue(settings).ids}
+    return {"hardware": load_hardware_catalogue(settings)}
 
 
 def _stored_input(stored: dict[str, Any], secrets: SecretStore) -> tuple[dict[str, Any], list[str]]:
