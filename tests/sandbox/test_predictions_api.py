@@ -394,6 +394,24 @@ async def test_trainings(api: httpx.AsyncClient) -> None:
     assert (await api.get("/v1/predictions")).json()["results"] == []
 
 
+async def test_training_into_a_model_of_another_account_is_a_403(api: httpx.AsyncClient) -> None:
+    """The trainer model exists but belongs to `simpletuner`, not the `sandbox` account: refused
+    before anything runs, and the trainer's own versions stay as they were."""
+    before = (await api.get(f"/v1/models/{TRAINER}")).json()["latest_version"]
+    path = f"/v1/models/{TRAINER}/versions/{before['id']}/trainings"
+    refused = await api.post(path, json={"destination": TRAINER, "input": await trainer_input(api)})
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json() == {
+        "title": "Permission denied",
+        "detail": "The specified training destination is owned by another account: a training can only "
+        "create versions of a model you own",
+        "status": 403,
+    }
+    assert (await api.get("/v1/trainings")).json()["results"] == []
+    assert (await api.get(f"/v1/models/{TRAINER}")).json()["latest_version"] == before
+
+
 async def test_training_create_url_quirk(tmp_path: Path) -> None:
     config = fast_config(tmp_path, training_create_urls_quirk=True, boot_seconds=60)
     async with running(config) as (_, api):

@@ -24,6 +24,13 @@ UNAUTHENTICATED = {
 FILE_NOT_FOUND = {"detail": "File not found"}
 NOT_FOUND = {"detail": "Not found.", "status": 404}
 DESTINATION_NOT_FOUND = {"detail": "The specified training destination does not exist", "status": 404}
+# Replicate's wording for this case is unknown (docs/decisions.md); the spec only promises a 4XX.
+DESTINATION_NOT_OWNED = {
+    "title": "Permission denied",
+    "detail": "The specified training destination is owned by another account: a training can only "
+    "create versions of a model you own",
+    "status": 403,
+}
 FILE_TOO_LARGE = {"detail": "Files must be less than 100MB in size"}
 INVALID_VERSION = {
     "title": "Invalid version or not permitted",

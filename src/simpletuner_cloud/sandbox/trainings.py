@@ -9,7 +9,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from simpletuner_cloud.sandbox.predictions import find_job, list_jobs
-from simpletuner_cloud.sandbox.problems import DESTINATION_NOT_FOUND, INVALID_VERSION, NOT_FOUND, Problem
+from simpletuner_cloud.sandbox.problems import (
+    DESTINATION_NOT_FOUND,
+    DESTINATION_NOT_OWNED,
+    INVALID_VERSION,
+    NOT_FOUND,
+    Problem,
+)
 from simpletuner_cloud.sandbox.submission import TRAINING_FIELDS, check_body_fields, create_job, read_body
 
 router = APIRouter()
@@ -29,8 +35,12 @@ async def create_training(request: Request, owner: str, name: str, vid: str) -> 
     ):
         raise Problem(422, INVALID_VERSION)
     destination = body["destination"]
-    if sandbox.catalogue.get(destination) is None:
+    target = sandbox.catalogue.get(destination)
+    if target is None:
         raise Problem(404, DESTINATION_NOT_FOUND)
+    # The spec: "an existing model owned by the user or organization making the API request".
+    if target.owner != sandbox.config.account_username:
+        raise Problem(403, DESTINATION_NOT_OWNED)
     return await create_job(
         request, body, kind="training", model=model, version=version, destination=destination
     )
