@@ -21,9 +21,11 @@ _STEP = re.compile(
     r"(?:, epoch (?P<epoch>\d+)/(?P<epochs>\d+))?"
 )
 _POSTFIX = re.compile(r"(step_loss|lr)=([-+\d.eE]+|nan)")
-_STAGE = re.compile(
-    r"^\[STAGE\] (?P<icon>\S+) (?P<label>[^:(]+?)(?: \((?P<progress>[^)]*)\))?(?:: (?P<msg>.*))?$"
-)
+# `[STAGE] <icon> <label><progress>[: <message>]` (§1.3). A label may hold parentheses of its own
+# (`VAE Caching (bucket 1.0)`) but never `: `, so the message starts at the first `: `; the progress
+# is only a trailing ` (<pct>%)` or ` (<current>/<total>)`.
+_STAGE = re.compile(r"^\[STAGE\] \S+ (?P<rest>.+)$")
+_STAGE_PROGRESS = re.compile(r" \((?:\d+(?:\.\d+)?%|\d+/\d+)\)$")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def _read_line(line: str, state: TrainingProgress, points: dict[int, MetricPoint
             epochs=int(found["epochs"]) if found["epochs"] else state.epochs,
         )
     if found := _STAGE.match(line):
-        return replace(state, stage=found["label"].strip())
+        label = _STAGE_PROGRESS.sub("", found["rest"].split(": ", 1)[0]).strip()
+        return replace(state, stage=label) if label else state
     return state
 
 
