@@ -5,6 +5,7 @@ what the job cost per day, hardware and environment against the limit."""
 from __future__ import annotations
 
 import re
+from decimal import ROUND_DOWN, Decimal
 
 import httpx
 from playwright.sync_api import expect
@@ -59,8 +60,54 @@ def test_spend_shows_the_period_per_day_hardware_and_environment(tab: Tab, cloud
     expect(page.locator("#spend-hardware-table tbody tr").first).to_contain_text("l40s")
     expect(page.locator("#spend-config-table tbody tr").first).to_contain_text("flux-lora-example")
     expect(page.locator("#spend-limit-text")).to_contain_text("of $40.00 weekly")
-    expect(page.locator("#spend-limit-text")).to_contain_text("ok. Block.")
+    expect(page.locator("#spend-limit-text")).to_contain_text("(0%): within the limit. Block.")
     page.get_by_label("Period", exact=True).select_option("daily")
     expect(page.locator("#spend-chart")).to_have_attribute("data-bars", "1")
     expect(page).to_have_url(re.compile(r"#/spend\?period=daily$"))
+    assert tab.errors == []
+
+
+def test_each_limit_state_reads_the_same_in_overview_and_spend(tab: Tab, cloud: Cloud) -> None:
+    """ok, warning and exceeded (services/costs.py), each worded and coloured alike in both views,
+    with the limit shown with its own decimals ($0.285, not $0.29)."""
+    cloud.sandbox_config.step_seconds = 0.05
+    cost = Decimal(cloud.wait_for(cloud.submit(), "succeeded")["cost"]["final_usd"])
+    assert 0 < cost < Decimal("0.2")
+    cases = [
+        (
+            (cost / Decimal("0.85")).quantize(Decimal("0.000001"), ROUND_DOWN),
+            "warning",
+            "near the limit",
+            "warn",
+        ),
+        (cost, "exceeded", "limit reached", "bad"),
+        (Decimal("0.285"), "ok", "within the limit", "ok"),
+    ]
+    for amount, state, words, kind in cases:
+        cloud.http.put(
+            "/api/cloud/providers/replicate",
+            json={
+                "cost_limit": {"enabled": True, "amount": str(amount), "period": "daily", "action": "block"}
+            },
+        ).raise_for_status()
+        status = cloud.http.get("/api/cloud/cost-limit/status").json()
+        assert status["state"] == state, status
+
+        page = tab.open("overview")
+        overview = page.locator("#billing-limit")
+        expect(overview).to_contain_text(f"Block: {words}.")
+        if kind == "ok":
+            expect(overview).not_to_have_class(re.compile(r"warn|bad"))
+        else:
+            expect(overview).to_have_class(kind)
+        if state == "ok":
+            expect(overview).to_contain_text(" of $0.285 daily (0%)")
+        page = tab.open("spend")
+        spend = page.locator("#spend-limit-text")
+        expect(spend).to_contain_text(f": {words}. Block.")
+        expect(spend).to_have_class(kind)
+        if state == "ok":
+            expect(spend).to_contain_text(" of $0.285 daily (0%)")
+        if state == "exceeded":  # the same amount, shown the same, at 100%
+            expect(spend).to_contain_text(re.compile(r"^(\$[\d.]+) of \1 daily \(100%\)"))
     assert tab.errors == []

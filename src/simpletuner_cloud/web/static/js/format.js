@@ -20,34 +20,81 @@ function grouped(whole) {
   return whole.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
+/** |micros| rounded half-up to `decimals` places, in units of 10^-decimals. */
+function roundedAbs(micros, decimals) {
+  const abs = micros < 0n ? -micros : micros;
+  const step = 10n ** BigInt(6 - decimals);
+  return (abs + step / 2n) / step;
+}
+
 function fixed(micros, decimals) {
   const negative = micros < 0n;
-  const abs = negative ? -micros : micros;
-  const step = 10n ** BigInt(6 - decimals);
-  const rounded = (abs + step / 2n) / step; // in units of 10^-decimals
+  const rounded = roundedAbs(micros, decimals);
   const unit = 10n ** BigInt(decimals);
   const whole = rounded / unit;
   const fraction = decimals ? "." + (rounded % unit).toString().padStart(decimals, "0") : "";
   return `${negative ? "-" : ""}$${grouped(whole)}${fraction}`;
 }
 
+/** How many decimals `money` shows: cents from a dollar up, four below, six for tiny costs. */
+function moneyDecimals(micros) {
+  const abs = micros < 0n ? -micros : micros;
+  if (abs >= MICROS - 50n) return 2; // $0.99995 rounds to a dollar: show it as one
+  if (abs === 0n || abs >= 100n) return 4;
+  return 6;
+}
+
+/** The decimals a set amount was written with ($0.285: 3), at least 2 and at most 4. */
+function ownDecimals(micros) {
+  let decimals = 6;
+  let rest = micros < 0n ? -micros : micros;
+  while (decimals > 2 && rest % 10n === 0n) {
+    rest /= 10n;
+    decimals -= 1;
+  }
+  return Math.min(decimals, 4);
+}
+
 /** People's money: cents from a dollar up ($3.51), four decimals below ($0.0012), six for tiny costs. */
 export function formatMicros(micros) {
   if (micros === null || micros === undefined) return "—";
-  const abs = micros < 0n ? -micros : micros;
-  if (abs >= MICROS - 50n) return fixed(micros, 2); // $0.99995 rounds to a dollar: show it as one
-  if (abs === 0n || abs >= 100n) return fixed(micros, 4);
-  return fixed(micros, 6);
+  return fixed(micros, moneyDecimals(micros));
 }
 
 export function money(value) {
   return formatMicros(toMicros(value));
 }
 
-/** A limit or a price as people set it: always cents ($25.00). */
+/** A limit or a price as people set it: cents ($25.00), or the decimals it was set with up to four
+ * ($0.285, not $0.29). */
 export function dollars(value) {
   const micros = toMicros(value);
-  return micros === null ? "—" : fixed(micros, 2);
+  return micros === null ? "—" : fixed(micros, ownDecimals(micros));
+}
+
+const order = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Spend against a limit, as text that never contradicts what is true: the spend as `money` shows it
+ * and the limit as `dollars` does, unless rounding would show them equal, or in the wrong order,
+ * when they are not; then both with as many decimals as it takes. The share is rounded down, so 100%
+ * means the limit is reached and 80% means 80% is. */
+export function againstLimit(spent, limit) {
+  const a = toMicros(spent);
+  const b = toMicros(limit);
+  if (a === null || b === null) return { spent: money(spent), limit: dollars(limit), percent: null };
+  const shown = (micros, decimals) => (micros < 0n ? -1n : 1n) * roundedAbs(micros, decimals) * 10n ** BigInt(6 - decimals);
+  let spentDecimals = moneyDecimals(a);
+  let limitDecimals = ownDecimals(b);
+  if (order(shown(a, spentDecimals), shown(b, limitDecimals)) !== order(a, b)) {
+    let decimals = Math.max(spentDecimals, limitDecimals);
+    while (decimals < 6 && order(shown(a, decimals), shown(b, decimals)) !== order(a, b)) decimals += 1;
+    spentDecimals = limitDecimals = decimals;
+  }
+  return {
+    spent: fixed(a, spentDecimals),
+    limit: fixed(b, limitDecimals),
+    percent: b > 0n ? Number((a * 100n) / b) : null,
+  };
 }
 
 export function perHour(value) {

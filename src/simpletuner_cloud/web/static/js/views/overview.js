@@ -2,9 +2,10 @@
 // spent against the cost limit, and the active jobs, live.
 import { get, withQuery } from "../api.js";
 import { card, clear, externalLink, facts, h, say, sayError, table } from "../dom.js";
-import { dateTime, dollars, fraction, money } from "../format.js";
+import { dateTime, money } from "../format.js";
 import { live, throttle } from "../live.js";
 import { ACTIVE, badge, costText, jobLink, progressCell } from "./job_parts.js";
+import { limitFigures, limitMeter, limitState } from "./limit_parts.js";
 
 const BASE = "api/cloud/providers/replicate";
 const SOURCES = { env: "REPLICATE_API_TOKEN (environment)", saved: "the saved token", sandbox: "the sandbox" };
@@ -58,27 +59,17 @@ function limitGauge(limit) {
   if (!limit.enabled) {
     return h("p", { id: "billing-limit" }, "Cost limit: off. ", h("a", { href: "#/settings" }, "Set one in Settings"), ".");
   }
-  const share = fraction(limit.committed_total_usd, limit.limit_usd) ?? 0;
-  const meter = h("meter", {
-    id: "limit-gauge",
-    min: "0",
-    max: "1",
-    low: "0.8",
-    high: "0.999",
-    optimum: "0",
-    "aria-label": "Spend against the cost limit",
-  });
-  meter.value = Math.min(share, 1);
-  const words = { ok: "within the limit", warn: "near the limit", exceeded: "limit reached" };
+  const figures = limitFigures(limit);
+  const { words, kind } = limitState(limit.state);
   return h(
     "div",
     { class: "gauge" },
-    meter,
+    limitMeter("limit-gauge", limit),
     h(
       "p",
-      { id: "billing-limit", class: limit.state === "ok" ? null : limit.state === "warn" ? "warn" : "bad" },
-      `Cost limit: ${money(limit.committed_total_usd)} of ${dollars(limit.limit_usd)} ${limit.period} (${Math.round(share * 100)}%), `,
-      `${limit.action === "block" ? "Block" : "Warn"}: ${words[limit.state] || limit.state}. Resets ${dateTime(limit.resets_at)}.`,
+      { id: "billing-limit", class: kind === "ok" ? null : kind },
+      `Cost limit: ${figures.spent} of ${figures.limit} ${limit.period} (${figures.share}), `,
+      `${limit.action === "block" ? "Block" : "Warn"}: ${words}. Resets ${dateTime(limit.resets_at)}.`,
     ),
   );
 }

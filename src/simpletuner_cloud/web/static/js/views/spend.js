@@ -3,9 +3,10 @@
 import { get, withQuery } from "../api.js";
 import { SpendChart } from "../chart.js";
 import { card, clear, facts, field, h, sayError, select, table } from "../dom.js";
-import { dateTime, dollars, fraction, money, toMicros } from "../format.js";
+import { dateTime, money, toMicros } from "../format.js";
 import { live, throttle } from "../live.js";
 import { replaceQuery } from "../router.js";
+import { limitFigures, limitMeter, limitState } from "./limit_parts.js";
 
 const PERIODS = ["daily", "weekly", "monthly"];
 const DAY_MS = 86_400_000;
@@ -31,18 +32,16 @@ function limitCard(s) {
   if (!s.enabled) {
     return h("p", { id: "spend-limit-text" }, "Cost limit: off. ", h("a", { href: "#/settings" }, "Set one in Settings"), ".");
   }
-  const share = fraction(s.committed_total_usd, s.limit_usd) ?? 0;
-  const meter = h("meter", { id: "spend-gauge", min: "0", max: "1", low: "0.8", high: "0.999", optimum: "0", "aria-label": "Spend against the cost limit" });
-  meter.value = Math.min(share, 1);
-  const kind = s.state === "ok" ? "ok" : s.state === "warn" ? "warn" : "bad";
+  const figures = limitFigures(s);
+  const { words, kind } = limitState(s.state);
   return h(
     "div",
     { class: "gauge" },
-    meter,
+    limitMeter("spend-gauge", s),
     h(
       "p",
       { id: "spend-limit-text", class: kind },
-      `${money(s.committed_total_usd)} of ${dollars(s.limit_usd)} ${s.period} (${Math.round(share * 100)}%): ${s.state}. ${s.action === "block" ? "Block" : "Warn"}.`,
+      `${figures.spent} of ${figures.limit} ${s.period} (${figures.share}): ${words}. ${s.action === "block" ? "Block" : "Warn"}.`,
     ),
     facts([
       ["Spent", money(s.spent_usd)],
