@@ -27,6 +27,17 @@ function ticks([low, high], n = 4) {
   return Array.from({ length: n + 1 }, (_, i) => low + ((high - low) * i) / n);
 }
 
+/** Steps on the x axis from 0 to `last`: whole numbers at a round interval (1, 2, 2.5 or 5 times a
+ * power of ten, at least 1), about four of them, never the same step twice. */
+export function stepTicks(last) {
+  const rough = Math.max(last / 4, 1);
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const interval = [1, 2, 2.5, 5, 10].map((f) => f * power).find((i) => i >= rough && Number.isInteger(i));
+  const out = [];
+  for (let at = 0; at <= last; at += interval) out.push(at);
+  return out;
+}
+
 export class LossChart {
   /** `points`: [{step, loss, learning_rate}]; `totalSteps` fixes the x axis when known. */
   constructor({ id = "loss-chart", totalSteps = null } = {}) {
@@ -94,11 +105,11 @@ export class LossChart {
     const steps = points.map((p) => p.step);
     const xDomain = [0, Math.max(this.totalSteps || 0, ...steps, 1)];
     const x = (step) => plot.x0 + ((step - xDomain[0]) / (xDomain[1] - xDomain[0])) * (plot.x1 - plot.x0);
-    for (const tick of ticks(xDomain)) {
+    for (const tick of stepTicks(xDomain[1])) {
       const at = x(tick);
       chart.append(
         svg("line", { class: "tick", x1: at, x2: at, y1: plot.y0, y2: plot.y0 + 4 }),
-        svg("text", { class: "axis", x: at, y: plot.y0 + 16, "text-anchor": "middle" }, count(Math.round(tick))),
+        svg("text", { class: "axis", x: at, y: plot.y0 + 16, "text-anchor": "middle" }, count(tick)),
       );
     }
     chart.append(svg("text", { class: "axis-title", x: (plot.x0 + plot.x1) / 2, y: HEIGHT - 4, "text-anchor": "middle" }, "step"));
