@@ -229,6 +229,54 @@ async def test_input_validation_is_replicates_422(api: httpx.AsyncClient) -> Non
     assert (await api.get("/v1/predictions")).json()["results"] == []
 
 
+@pytest.mark.parametrize(
+    "images",
+    [
+        "not a url",
+        "sandbox/my-lora",
+        "/v1/files/abc",
+        "file:///etc/passwd",
+        "ftp://example.com/data.zip",
+        "https://",
+        "https:///data.zip",
+        "https://example.com/data.zip\n",
+        "https://example.com/my data.zip",
+        "https://example.com:99999/data.zip",
+        "data:application/zip;base64",
+    ],
+)
+async def test_an_images_value_that_is_not_a_fetchable_uri_is_a_422(
+    api: httpx.AsyncClient, images: str
+) -> None:
+    """`images` is `format: uri`: refused at create (like Replicate's gojsonschema check), not at run."""
+    version = await latest_version(api)
+    response = await api.post("/v1/predictions", json={"version": version, "input": {"images": images}})
+    assert response.status_code == 422
+    assert response.json() == {
+        "title": "Input validation failed",
+        "status": 422,
+        "detail": "- input.images: Does not match format 'uri'\n",
+        "invalid_fields": [
+            {"type": "format", "field": "input.images", "description": "Does not match format 'uri'"}
+        ],
+    }
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        "https://example.com/data.zip",
+        "http://127.0.0.1:9/data.zip?x=1",
+        "HTTPS://EXAMPLE.COM/A.ZIP",
+        "data:,",
+    ],
+)
+async def test_http_https_and_data_uris_are_accepted_for_images(api: httpx.AsyncClient, images: str) -> None:
+    created = await create(api, {"images": images, "config_json": "{}"})
+    assert created["input"]["images"] == images
+
+
 async def test_run_time_validation_mode(tmp_path: Path) -> None:
     async with running(fast_config(tmp_path, input_validation="run")) as (_, api):
         created = await create(api, {"max_train_steps": 1.5})

@@ -1,11 +1,16 @@
 """Check a prediction's `input` against a version's Cog `Input` schema, the way Replicate's API
-layer does: required, type, enum and bounds, with gojsonschema-worded `invalid_fields`. Unknown
-inputs are not errors: Cog drops them, and the run logs a warning."""
+layer does: required, type, enum, bounds and `format: uri`, with gojsonschema-worded
+`invalid_fields`. Unknown inputs are not errors: Cog drops them, and the run logs a warning."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+# What a Cog `Path`/URL input can be given (the spec: "Files should be passed as HTTP URLs or data
+# URLs"); any other scheme could only fail once the run tries to fetch it.
+INPUT_URI_SCHEMES = ("http", "https", "data")
 
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
@@ -35,6 +40,25 @@ def _matches(expected: str, value: Any) -> bool:
     if expected == "array":
         return isinstance(value, list)
     return isinstance(value, dict)
+
+
+def is_uri(value: str, schemes: tuple[str, ...] = INPUT_URI_SCHEMES) -> bool:
+    """An absolute URI in one of `schemes`, with a host (or, for `data:`, a payload after a comma).
+    Whitespace and control characters anywhere are refused: Go's url.Parse (behind Replicate's
+    gojsonschema) refuses control characters, and a `$`-anchored regex would let a final newline
+    through to the HTTP client."""
+    if any(c.isspace() or not c.isprintable() for c in value) or "\\" in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return False
+    if parts.scheme not in schemes:
+        return False
+    if parts.scheme == "data":
+        return "," in parts.path
+    return bool(parts.hostname)
 
 
 def _resolve(prop: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +128,8 @@ def _check_value(path: str, value: Any, prop: dict[str, Any]) -> dict[str, str] 
             "field": path,
             "description": f"{path} must be one of the following: {choices}",
         }
+    if prop.get("format") == "uri" and isinstance(value, str) and not is_uri(value):
+        return {"type": "format", "field": path, "description": "Does not match format 'uri'"}
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "maximum" in prop and value > prop["maximum"]:
             return {
