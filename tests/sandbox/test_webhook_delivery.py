@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 import replicate
 from simpletuner_cloud.replicate.webhooks import verify_webhook
-from tests.sandbox.conftest import SECRET, create, fast_config, running, trainer_input, wait_until
+from tests.sandbox.conftest import SECRET, TRAINER, create, fast_config, running, trainer_input, wait_until
 from tests.sandbox.openapi_spec import assert_job_body
 from tests.sandbox.receiver import Receiver, webhook_receiver
 from tests.support.waiting import eventually
@@ -158,3 +158,87 @@ async def test_unreachable_receiver_does_not_break_the_job(api: httpx.AsyncClien
     log = await delivery_log(api, 4)
     assert [entry["attempt"] for entry in log] == [1, 2, 3, 4]
     assert all(entry["outcome"].startswith("error:") for entry in log)
+
+
+@pytest.mark.parametrize(
+    "suffix", ["/b\n", "/b\r\n", "/b c", "/b\t", "/b\x00", "\\b", ":99999/b", ":port/b"], ids=repr
+)
+async def test_a_webhook_the_sender_could_not_post_to_is_refused_at_create(
+    api: httpx.AsyncClient, receiver: Receiver, suffix: str
+) -> None:
+    """`$` in a `^https?://...$` check matches before a final newline; httpx then refuses the URL."""
+    version = (await api.get(f"/v1/models/{TRAINER}")).json()["latest_version"]["id"]
+    refused = await api.post(
+        "/v1/predictions", json={"version": version, "input": {}, "webhook": receiver.url + suffix}
+    )
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "title": "Input validation failed",
+        "status": 422,
+        "detail": "- webhook: Does not match format 'uri'\n",
+        "invalid_fields": [
+            {"type": "format", "field": "webhook", "description": "Does not match format 'uri'"}
+        ],
+    }
+    assert (await api.get("/v1/predictions")).json()["results"] == []
+
+
+@pytest.mark.parametrize("webhook", ["http:///hook", "ftp://127.0.0.1/hook", "http://xn--zz/hook", "hook"])
+async def test_a_webhook_without_an_http_host_is_refused_at_create(
+    api: httpx.AsyncClient, webhook: str
+) -> None:
+    version = (await api.get(f"/v1/models/{TRAINER}")).json()["latest_version"]["id"]
+    refused = await api.post("/v1/predictions", json={"version": version, "input": {}, "webhook": webhook})
+    assert refused.status_code == 422 and refused.json()["invalid_fields"][0]["field"] == "webhook"
+
+
+async def test_a_refused_webhook_leaves_the_others_delivered(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """The campaign's case: hooks a, b + a final newline, c. Only b is refused; a and c arrive."""
+    inputs = await trainer_input(api)
+    first = await create(
+        api, inputs, webhook=f"{receiver.url}/hook?to=a", webhook_events_filter=["completed"]
+    )
+    version = (await api.get(f"/v1/models/{TRAINER}")).json()["latest_version"]["id"]
+    refused = await api.post(
+        "/v1/predictions",
+        json={
+            "version": version,
+            "input": inputs,
+            "webhook": f"{receiver.url}/hook?to=b\n",
+            "webhook_events_filter": ["completed"],
+        },
+    )
+    assert refused.status_code == 422
+    last = await create(api, inputs, webhook=f"{receiver.url}/hook?to=c", webhook_events_filter=["completed"])
+    await settle(receiver, 2)
+    assert sorted(body["id"] for body in receiver.bodies()) == sorted([first["id"], last["id"]])
+
+
+@pytest.mark.parametrize(
+    ("bad_url", "error"),
+    [("{receiver}/hook?to=b\n", "error: InvalidURL"), ("http://xn--zz/hook", "error: IDNAError")],
+    ids=["final-newline", "bad-idna-label"],
+)
+async def test_a_delivery_httpx_refuses_does_not_stop_the_sender(
+    tmp_path: Path, receiver: Receiver, bad_url: str, error: str
+) -> None:
+    """Defence in depth behind the create check: a URL httpx cannot send to (InvalidURL, or a plain
+    ValueError from idna) is logged as a failed attempt, and the one worker carries on."""
+    async with running(fast_config(tmp_path, max_simulated_steps=100_000)) as (app, api):
+        inputs = await trainer_input(api)
+        first = await create(
+            api, inputs, webhook=f"{receiver.url}/hook?to=b", webhook_events_filter=["completed"]
+        )
+        app.state.sandbox.jobs[first["id"]].webhook = bad_url.format(receiver=receiver.url)
+        assert (await api.post(f"/v1/predictions/{first['id']}/cancel")).status_code == 200
+        last = await create(
+            api, inputs, webhook=f"{receiver.url}/hook?to=c", webhook_events_filter=["completed"]
+        )
+        assert (await api.post(f"/v1/predictions/{last['id']}/cancel")).status_code == 200
+        await eventually(lambda: receiver.received, timeout=10, what="the second job's delivery")
+        log = await delivery_log(api, 2)
+    assert [body["id"] for body in receiver.bodies()] == [last["id"]]
+    assert next(entry["outcome"] for entry in log if entry["job_id"] == first["id"]) == error
+    assert any(entry["job_id"] == last["id"] and entry["outcome"] == "200" for entry in log)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from simpletuner_cloud.api.app import create_app
-from simpletuner_cloud.services.provider_fields import public_base_url
+from simpletuner_cloud.services.provider_fields import job_webhook_url, public_base_url
 from simpletuner_cloud.settings import load_settings
 
 
@@ -35,6 +35,19 @@ def test_public_url_is_normalised(value: str, normalised: str) -> None:
 def test_http_is_refused_for_anything_but_this_machine(value: str) -> None:
     with pytest.raises(ValueError, match="must use https"):
         public_base_url(value)
+
+
+def test_a_jobs_webhook_url_never_keeps_a_line_break() -> None:
+    """Unlike a `$`-anchored regex, the check strips the ends and then refuses any whitespace left, so
+    the URL the job later sends to never carries a newline (httpx would refuse it at delivery)."""
+    assert job_webhook_url("https://hooks.example.com/st?job=1\n") == "https://hooks.example.com/st?job=1"
+    for value in (
+        "https://hooks.example.com/st\n/x",
+        "https://hooks.example.com/s t",
+        "https://h.example/\x00",
+    ):
+        with pytest.raises(ValueError, match="must not contain spaces, line breaks"):
+            job_webhook_url(value)
 
 
 async def test_the_api_names_the_field_and_the_tunnel() -> None:

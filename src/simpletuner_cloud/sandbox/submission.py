@@ -8,13 +8,14 @@ import json
 import re
 from typing import Any
 
+import httpx
 from fastapi import Request
 from starlette.responses import JSONResponse
 
 from simpletuner_cloud.sandbox.catalogue import Model, Version
 from simpletuner_cloud.sandbox.jobs import WEBHOOK_EVENTS, Job, job_json, new_id
 from simpletuner_cloud.sandbox.problems import bad_request, validation_problem
-from simpletuner_cloud.sandbox.validation import check_input, with_defaults
+from simpletuner_cloud.sandbox.validation import check_input, is_uri, with_defaults
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -71,9 +72,21 @@ def invalid_type(field: str, expected: str, value: Any) -> dict[str, str]:
     }
 
 
+def _sendable_webhook(webhook: Any) -> bool:
+    """An http(s) URL the sender's httpx client can post to. Anything it could not send (a final
+    newline, a bad IDNA label) is refused here, at create, rather than failing at delivery."""
+    if not isinstance(webhook, str) or not is_uri(webhook, ("http", "https")):
+        return False
+    try:
+        httpx.Request("POST", httpx.URL(webhook))
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return True
+
+
 def webhook_fields(body: dict[str, Any]) -> tuple[str | None, frozenset[str]]:
     webhook = body.get("webhook")
-    if webhook is not None and (not isinstance(webhook, str) or not re.match(r"^https?://[^\s]+$", webhook)):
+    if webhook is not None and not _sendable_webhook(webhook):
         raise validation_problem(
             [{"type": "format", "field": "webhook", "description": "Does not match format 'uri'"}]
         )
@@ -99,7 +112,7 @@ def cancel_after(request: Request) -> float | None:
     if raw is None:
         return None
     text = raw.strip()
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if text.isascii() and text.isdigit():  # str.isdigit alone takes `²`, which float() refuses
         seconds = float(text)
     elif match and text:

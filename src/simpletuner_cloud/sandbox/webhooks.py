@@ -135,23 +135,33 @@ class WebhookSender:
     async def _run(self) -> None:
         while True:
             delivery = await self._queue.get()
-            faults = self.sandbox.faults.webhooks
-            if faults.delay:
-                await asyncio.sleep(faults.delay)
-            headers = self._headers(delivery)
-            ok = await self._send(delivery, headers, attempt=1)
-            if faults.duplicate:
-                await self._send(delivery, headers, attempt=1, duplicate=True)
-            if not ok and delivery.event == "completed":
-                task = asyncio.create_task(self._retry(delivery))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            try:
+                await self._deliver(delivery)
+            except Exception:  # one bad delivery must never stop the only worker
+                log.exception("sandbox: webhook %s for %s failed", delivery.event, delivery.job_id)
+                self._record(delivery, attempt=1, outcome="error: internal")
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        faults = self.sandbox.faults.webhooks
+        if faults.delay:
+            await asyncio.sleep(faults.delay)
+        headers = self._headers(delivery)
+        ok = await self._send(delivery, headers, attempt=1)
+        if faults.duplicate:
+            await self._send(delivery, headers, attempt=1, duplicate=True)
+        if not ok and delivery.event == "completed":
+            task = asyncio.create_task(self._retry(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _retry(self, delivery: Delivery) -> None:
-        for attempt, delay in enumerate(self.sandbox.config.webhook_retry_delays, start=2):
-            await asyncio.sleep(delay)
-            if await self._send(delivery, self._headers(delivery), attempt=attempt):
-                return
+        try:
+            for attempt, delay in enumerate(self.sandbox.config.webhook_retry_delays, start=2):
+                await asyncio.sleep(delay)
+                if await self._send(delivery, self._headers(delivery), attempt=attempt):
+                    return
+        except Exception:  # a task of its own: logged here, or nowhere
+            log.exception("sandbox: retrying webhook %s for %s failed", delivery.event, delivery.job_id)
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:
         faults = self.sandbox.faults.webhooks
@@ -172,6 +182,10 @@ class WebhookSender:
         try:
             response = await self._client.post(delivery.url, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:
+            self._record(delivery, attempt=attempt, outcome=f"error: {type(exc).__name__}", headers=headers)
+            return False
+        except (httpx.InvalidURL, ValueError) as exc:  # not an HTTPError: a URL httpx cannot send to
+            log.warning("sandbox: webhook URL %r cannot be sent to: %s", delivery.url, exc)
             self._record(delivery, attempt=attempt, outcome=f"error: {type(exc).__name__}", headers=headers)
             return False
         self._record(
