@@ -106,6 +106,36 @@ async def test_rate_limit_headers_and_buckets(tmp_path: Path) -> None:
     assert third.json()["retry_after"] == int(third.headers["retry-after"])
 
 
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Token r8_" + "a" * 37])
+async def test_requests_without_the_token_do_not_draw_from_the_accounts_budget(
+    tmp_path: Path, header: str | None
+) -> None:
+    """Authentication comes first: a tokenless GET is a 401 without rate-limit headers, and the
+    account's first real call still sees the full bucket."""
+    app = create_sandbox_app(fast_config(tmp_path))
+    anonymous_headers = {"Authorization": header} if header is not None else {}
+    async with client_for(app, headers=anonymous_headers) as anonymous, client_for(app) as account:
+        for _ in range(3):
+            refused = await anonymous.get("/v1/account")
+            assert refused.status_code == 401 and refused.json() == UNAUTHENTICATED
+            assert "ratelimit-remaining" not in refused.headers
+        assert (await account.get("/v1/account")).headers["ratelimit-remaining"] == "2999"
+
+
+async def test_a_tokenless_create_is_a_401_even_when_the_create_bucket_is_empty(tmp_path: Path) -> None:
+    app = create_sandbox_app(fast_config(tmp_path, create_rate_per_minute=1))
+    version = version_id(TRAINER, "v2")
+    body = {"version": version, "input": {}}
+    async with client_for(app, headers={}) as anonymous, client_for(app) as account:
+        assert (await account.post("/v1/predictions", json=body)).status_code == 201
+        assert (await account.post("/v1/predictions", json=body)).status_code == 429
+        refused = await anonymous.post("/v1/predictions", json=body)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json() == UNAUTHENTICATED
+        assert refused.headers["www-authenticate"] == "Bearer"
+
+
 async def test_file_upload_shape(api: httpx.AsyncClient) -> None:
     data = b"hello sandbox"
     created = await upload(api, data, name="notes.txt")

@@ -7,6 +7,7 @@ import re
 
 from starlette.requests import Request
 
+from simpletuner_cloud.sandbox.config import SandboxConfig
 from simpletuner_cloud.sandbox.problems import UNAUTHENTICATED, Problem
 
 _R8_TOKEN = re.compile(r"r8_[0-9A-Za-z_-]{37}")
@@ -27,9 +28,14 @@ def token_is_accepted(token: str | None, expected: str, *, accept_any_r8: bool =
     return accept_any_r8 and _R8_TOKEN.fullmatch(token) is not None
 
 
+def is_authenticated(config: SandboxConfig, authorization: str | None) -> bool:
+    """Does this `Authorization` header name the account? (The rate limits ask too: only a request
+    that does draws from the account's budget.)"""
+    token = token_from_header(authorization)
+    return token_is_accepted(token, config.token, accept_any_r8=config.accept_any_r8_token)
+
+
 def require_token(request: Request) -> None:
     """FastAPI dependency for every `/v1` route (and the sandbox's admin routes)."""
-    config = request.app.state.sandbox.config
-    token = token_from_header(request.headers.get("authorization"))
-    if not token_is_accepted(token, config.token, accept_any_r8=config.accept_any_r8_token):
+    if not is_authenticated(request.app.state.sandbox.config, request.headers.get("authorization")):
         raise Problem(401, UNAUTHENTICATED, {"WWW-Authenticate": "Bearer"})

@@ -1,14 +1,16 @@
 """Replicate's documented limits as token buckets (prediction creates, everything else), with the
-`ratelimit-remaining`/`ratelimit-reset` headers seen in traffic and a 429 when a bucket is empty."""
+`ratelimit-remaining`/`ratelimit-reset` headers seen in traffic and a 429 when a bucket is empty.
+The buckets are the account's: a request without its token passes through uncounted, to the 401."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from simpletuner_cloud.sandbox.auth import is_authenticated
 from simpletuner_cloud.sandbox.faults import RateLimitFault, throttled
 
 
@@ -50,6 +52,9 @@ class RateLimitLayer:
             await self.app(scope, receive, send)
             return
         sandbox = scope["app"].state.sandbox
+        if not is_authenticated(sandbox.config, Headers(scope=scope).get("authorization")):
+            await self.app(scope, receive, send)
+            return
         if _is_prediction_create(scope["method"], path):
             bucket = sandbox.create_bucket
         elif scope["method"] == "GET" and path.startswith("/v1/predictions/") and path.count("/") == 3:
