@@ -39,7 +39,7 @@ def train_with_hub(sandbox: RunningSandbox, tmp_path: Path, repo: str) -> str:
     ).json()
     version = sandbox.versions()[0]
     config = {"model_family": "flux", "lora_rank": 4, "max_train_steps": 10, "checkpoint_step_interval": 5,
-              "checkpoints_total_limit": 1}  # fmt: skip
+              "checkpoints_total_limit": 1, "num_train_epochs": 0}  # fmt: skip
     created = httpx.post(
         f"{sandbox.url}/v1/predictions",
         headers={"Authorization": f"Bearer {sandbox.token}"},

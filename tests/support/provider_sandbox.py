@@ -72,7 +72,14 @@ def dataset_zip(path: Path) -> Path:
 
 
 def trainer_config() -> str:
-    return json.dumps({"model_family": "flux", "lora_rank": 4, "max_train_steps": 10, "learning_rate": 1e-4})
+    config = {
+        "model_family": "flux",
+        "lora_rank": 4,
+        "max_train_steps": 10,
+        "num_train_epochs": 0,
+        "learning_rate": 1e-4,
+    }
+    return json.dumps(config)
 
 
 def set_faults(sandbox_url: str, token: str, faults: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The simulated `simpletuner/advanced-trainer`: stages the dataset, parses the config like the real
-trainer (an unknown key fails the run), "trains" with the real trainer's log lines, fills the output
-folder and publishes it like the real one: S3 with boto3 after each validation run only, and a
-recorded Hub push per checkpoint and for the final model. Returns the output string; raises
-`TrainerFailed` (or `RunCanceled` for a scripted cancel) otherwise."""
+trainer (an unknown key, or a value its parser cannot read, fails the run), "trains" with the real
+trainer's log lines, fills the output folder and publishes it like the real one: S3 with boto3 after
+each validation run only, and a recorded Hub push per checkpoint and for the final model. Returns
+the output string; raises `TrainerFailed` (or `RunCanceled` for a scripted cancel) otherwise."""
 
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ from simpletuner_cloud.sandbox.trainer_inputs import (
     TrainerFailed,
     TrainingPlan,
     plan_training,
+    read_config,
     read_json_input,
+    require_config,
 )
-from simpletuner_cloud.sandbox.trainer_options import raw_arguments, unrecognized_message
+from simpletuner_cloud.sandbox.trainer_options import raw_arguments
 
 if TYPE_CHECKING:
     from simpletuner_cloud.sandbox.runtime import Sandbox
@@ -72,23 +74,26 @@ class StagedData:
     text_cache: bool  # no text-embeds entry given, so the trainer adds one under the output folder
 
 
-async def _stage_data(sandbox: Sandbox, job: Job, inputs: dict[str, Any]) -> StagedData:
-    dataloader = read_json_input("dataloader_json", inputs.get("dataloader_json"))
+async def _stage_data(sandbox: Sandbox, job: Job, inputs: dict[str, Any], dataloader: Any) -> StagedData:
+    """Step 5 of trainer-contract 2.1: `dataloader_json` is written out as-is (so only its local
+    folders and `csv` entries can fail here), otherwise `images` is staged."""
     if dataloader is not None:
         entries = dataloader.get("datasets", []) if isinstance(dataloader, dict) else dataloader
         if not entries:
             raise TrainerFailed(NO_BACKENDS)
+        enabled = [
+            e for e in entries if isinstance(e, dict) and not e.get("disabled") and not e.get("disable")
+        ]
         missing = [
             str(e.get("instance_data_dir"))
-            for e in entries
-            if isinstance(e, dict)
-            and e.get("type", "local") == "local"
-            and e.get("instance_data_dir")
-            and not e.get("disabled")
-            and not e.get("disable")
+            for e in enabled
+            if e.get("type", "local") == "local" and e.get("instance_data_dir")
         ]
         if missing:  # nothing of the user's disk exists inside the container
             raise TrainerFailed(f"The following dataset directories do not exist: {', '.join(missing)}")
+        csv = [e for e in enabled if e.get("type") == "csv"]
+        if csv:  # the CSV file it names is on the user's disk, never on the trainer's (2.7)
+            raise TrainerFailed(_csv_missing(csv[0]))
         has_text_embeds = any(isinstance(e, dict) and e.get("dataset_type") == "text_embeds" for e in entries)
         return StagedData(10, images_mode=False, text_cache=not has_text_embeds)
     if not inputs.get("images"):
@@ -100,11 +105,17 @@ async def _stage_data(sandbox: Sandbox, job: Job, inputs: dict[str, Any]) -> Sta
         raise TrainerFailed(str(exc)) from exc
 
 
-def _reject_arguments(sandbox: Sandbox, job: Job, plan: TrainingPlan) -> None:
+def _csv_missing(entry: dict[str, Any]) -> str:
+    """The contract names the cause (no CSV file on the trainer's disk) but not the text; this one
+    names the entry and the file it looked for."""
+    where = entry.get("csv_file") or entry.get("csv_cache_dir") or entry.get("instance_data_dir") or "(none)"
+    return f"Dataset `{entry.get('id', '?')}` (type csv): CSV file not found: {where}"
+
+
+def _reject_arguments(sandbox: Sandbox, job: Job, plan: TrainingPlan, message: str) -> None:
     """The parser's failure as the trainer prints it: the raw argument list (S3 keys included, as
     the real trainer leaks them), argparse's message, the cog receiver's notification."""
     arguments = raw_arguments(plan.arguments)
-    message = unrecognized_message(plan.unknown, plan.arguments)
     now = sandbox.clock.now()
     sandbox.log(
         job,
@@ -117,26 +128,48 @@ def _reject_arguments(sandbox: Sandbox, job: Job, plan: TrainingPlan) -> None:
     raise TrainerFailed(message)
 
 
+def _fail_start(sandbox: Sandbox, job: Job, message: str) -> None:
+    """A check after parsing or after the data backends are set up: the failed start's status line,
+    the exception on the console, the receiver stopping."""
+    sandbox.log(
+        job,
+        tl.training_status("training_failed"),
+        tl.console_line(sandbox.clock.now(), message),
+        tl.receiver_stopped(),
+    )
+    raise TrainerFailed(message)
+
+
 async def run_trainer(sandbox: Sandbox, job: Job, inputs: dict[str, Any]) -> str:
+    """The cog's order (trainer-contract 2.1): read the string inputs, publishing, merge the config,
+    stage the data, then the trainer parses its arguments and starts."""
     pause = sandbox.config.step_seconds
     log = sandbox.log
+    lycoris = read_json_input("lycoris_config", inputs.get("lycoris_config"))
+    config = read_config(inputs)
+    dataloader = read_json_input("dataloader_json", inputs.get("dataloader_json"))
     if inputs.get("hub_model_id") and not inputs.get("hf_token"):
         raise TrainerFailed(HUB_TOKEN_REQUIRED)
     job_name = f"cog-{uuid.uuid4().hex[:10]}"
-    staged = await _stage_data(sandbox, job, inputs)
+    config = require_config(config)
+    staged = await _stage_data(sandbox, job, inputs, dataloader)
     plan = plan_training(
+        config,
         inputs,
         job_name,
-        default_steps=sandbox.config.default_total_steps,
         samples=staged.samples,
         images_mode=staged.images_mode,
         text_cache=staged.text_cache,
         known_extra=sandbox.config.extra_trainer_options,
+        reject_unknown=sandbox.config.reject_unknown_config_keys,
+        lycoris=lycoris,
     )
     rng = random.Random(job.id)
     log(job, tl.receiver_started(rng.randint(40000, 60000)))
-    if plan.unknown and sandbox.config.reject_unknown_config_keys:
-        _reject_arguments(sandbox, job, plan)
+    if plan.parse_error:
+        _reject_arguments(sandbox, job, plan, plan.parse_error)
+    if plan.startup_error:
+        _fail_start(sandbox, job, plan.startup_error)
     folder = OutputFolder(
         sandbox.outputs_dir / job.id / plan.folder_name, plan.config, job_name, plan.total_steps
     )
@@ -147,6 +180,8 @@ async def run_trainer(sandbox: Sandbox, job: Job, inputs: dict[str, Any]) -> str
     await asyncio.to_thread(folder.write_caches, staged.samples, vae=plan.images_mode, text=plan.text_cache)
     log(job, tl.stage(tl.DONE, "Text Embedding Caching in Progress", percent=100.0))
     log(job, tl.stage(tl.DONE, "VAE Caching (bucket 1.0)", percent=100.0))
+    if plan.stop_error:  # the trainer sizes the run only once the data backends are set up
+        _fail_start(sandbox, job, plan.stop_error)
     log(
         job,
         tl.running_training_block(
@@ -184,6 +219,7 @@ class _Run:
             rng,
         )
         self.debug: list[str] = []
+        self.validated = False  # a validation run produced images (the Hub upload sends them)
 
     def log(self, *lines: str) -> None:
         self.sandbox.log(self.job, *lines)
@@ -245,6 +281,7 @@ class _Run:
         self.log(tl.stage(tl.RUNNING, "Running Validation"))
         await asyncio.to_thread(self.folder.write_validation_image, step, self.plan.validation_resolution)
         self.log(tl.stage(tl.DONE, "Running Validation"))
+        self.validated = True
         if not self.plan.publish_s3:
             return
         files = await asyncio.to_thread(self.folder.files)
@@ -279,6 +316,8 @@ class _Run:
         final_line = result
         if plan.hub_model_id:
             repo = normalise_hub_id(plan.hub_model_id)
+            if self.validated:  # the validation images go up with the model card first (1.3)
+                self.log(tl.training_status("uploading_validation_samples"))
             self.log(tl.training_status("uploading_model"))
             self._record_hub_push("final", [key for key, _ in final], None)
             self.log(tl.training_status("model_available"))

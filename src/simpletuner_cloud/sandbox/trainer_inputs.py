@@ -1,6 +1,6 @@
 """How the simulated trainer reads its inputs, with the real trainer's messages
 (docs/trainer-contract.md sections 1.1 and 2.1): inline-JSON-or-path strings, the merged config,
-the step count and the publishing destination."""
+what its parser and start-up checks refuse, the step count and the publishing destination."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simpletuner_cloud.sandbox.outputs import normalise_hub_id
-from simpletuner_cloud.sandbox.trainer_options import unknown_options
+from simpletuner_cloud.sandbox.trainer_options import argument_error, parsed_value, unknown_options
 
 
 class TrainerFailed(Exception):
@@ -24,6 +24,13 @@ HUB_TOKEN_REQUIRED = "hf_token is required when using hub_model_id for HuggingFa
 NO_DATA = "Either dataset_archive or dataloader config must be provided."
 NO_BACKENDS = "Must provide at least one data backend in the dataloader config."
 NO_CONFIG = "No training config found at config/config.json."
+STEPS_AND_EPOCHS = (
+    "When using --max_train_steps (MAX_NUM_STEPS), you must set --num_train_epochs (NUM_EPOCHS) to 0."
+)
+NO_STOP_CONDITION = "You must specify either --max_train_steps or --num_train_epochs with a value > 0"
+LYCORIS_PATH_MISSING = (
+    "--lora_type=lycoris requires you to add a JSON configuration file location with --lycoris_config"
+)
 
 
 def read_json_input(name: str, value: Any) -> Any:
@@ -49,15 +56,9 @@ def _key(config: dict[str, Any], name: str) -> Any:
 
 
 def _as_int(value: Any, default: int = 0) -> int:
+    """Only for options without a type in `trainer_options` (the schedule intervals)."""
     try:
         return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _as_float(value: Any, default: float) -> float:
-    try:
-        return float(value)
     except (TypeError, ValueError):
         return default
 
@@ -67,6 +68,9 @@ class TrainingPlan:
     config: dict[str, Any]  # the resolved config (bare keys, secrets masked): model card, placeholder
     arguments: dict[str, Any]  # what the cog hands the parser, in its order, secrets included
     unknown: list[str]  # `--key` names the parser does not know
+    parse_error: str | None  # argparse's message: the run stops before anything loads
+    startup_error: str | None  # a check after parsing (steps with epochs, LyCORIS): stops at once
+    stop_error: str | None  # nothing decides the run length: stops once the data backends are set up
     job_name: str
     output_dir: str  # where the logs say checkpoints are saved
     cog_output_dir: str  # what "Training complete. Output: ..." names
@@ -149,21 +153,62 @@ def _merged_arguments(
     return merged
 
 
-def plan_training(
-    inputs: dict[str, Any],
-    job_name: str,
-    *,
-    default_steps: int,
-    samples: int,
-    images_mode: bool = True,
-    text_cache: bool = True,
-    known_extra: tuple[str, ...] = (),
-) -> TrainingPlan:
-    config = read_json_input("config_json", inputs.get("config_json"))
+def read_config(inputs: dict[str, Any]) -> Any:
+    """`config_json` as read with the other string inputs (trainer-contract 2.1 step 1); an absent
+    or empty config is only refused at the merge (`require_config`)."""
+    return read_json_input("config_json", inputs.get("config_json"))
+
+
+def require_config(config: Any) -> dict[str, Any]:
+    """The merge (step 4): `{}` or nothing falls back to `config/config.json`, absent from the image."""
     if not config:
         raise TrainerFailed(NO_CONFIG)
     if not isinstance(config, dict):
         raise TrainerFailed("config_json must be a JSON object.")
+    return config
+
+
+def _parsed_int(merged: dict[str, Any], name: str, default: int | None) -> int | None:
+    text = parsed_value(merged, name)
+    return default if text is None else int(text)  # argument_error has refused what int() cannot read
+
+
+def _lycoris_error(merged: dict[str, Any], lycoris: Any, cog_path: str) -> str | None:
+    """`parse_cmdline_args`' LyCORIS checks: a path to read, that path inside the container, and the
+    JSON's required keys (AssertionError texts)."""
+    if (parsed_value(merged, "lora_type") or "standard").lower() != "lycoris":
+        return None
+    path = parsed_value(merged, "lycoris_config")
+    if path is None:
+        return LYCORIS_PATH_MISSING
+    if path != cog_path or lycoris is None:  # nothing of the user's disk exists in the container
+        return f"Could not find lycoris config at '{path}'. Looked in: config/{path}"
+    spec = lycoris if isinstance(lycoris, dict) else {}
+    for key in ("algo", "multiplier"):
+        if key not in spec:
+            return f"lycoris_config JSON must contain {key} key"
+    if spec.get("full_matrix") is not True and "linear_dim" not in spec:
+        return "lycoris_config JSON must contain linear_dim key if full_matrix is not set."
+    if "linear_alpha" not in spec:
+        return "lycoris_config JSON must contain linear_alpha key"
+    return None
+
+
+def plan_training(
+    config: dict[str, Any],
+    inputs: dict[str, Any],
+    job_name: str,
+    *,
+    samples: int,
+    images_mode: bool = True,
+    text_cache: bool = True,
+    known_extra: tuple[str, ...] = (),
+    reject_unknown: bool = True,
+    lycoris: Any = None,
+) -> TrainingPlan:
+    """The run as the trainer would set it up from the merged arguments. Nothing here raises: the
+    parser's and the start-up checks' failures are carried in the plan, so the run can print them
+    where the trainer does."""
     # `--key` and `key` are one option; the resolved config is written with bare keys, last one wins.
     resolved = {str(key).lstrip("-"): value for key, value in config.items()}
     cog_output_dir = f"output/cog/{job_name}"
@@ -180,10 +225,25 @@ def plan_training(
         resolved.update(
             push_to_hub=True, push_checkpoints_to_hub=True, hub_model_id=normalise_hub_id(str(hub_id))
         )
-    epochs = _as_int(_key(config, "num_train_epochs"))
-    steps = _as_int(inputs.get("max_train_steps")) or _as_int(_key(config, "max_train_steps"))
-    if steps <= 0:
-        steps = epochs * max(samples, 1) if epochs > 0 else default_steps
+    merged = _merged_arguments(config, inputs, job_name, cog_output_dir, hub_id)
+    unknown = unknown_options(config, known_extra)
+    parse_error = argument_error(merged, unknown if reject_unknown else [])
+    startup_error = stop_error = None
+    steps, epochs, learning_rate = 1, 1, 1e-4
+    if parse_error is None:
+        max_steps = _parsed_int(merged, "max_train_steps", None)
+        epochs = _parsed_int(merged, "num_train_epochs", 1) or 0  # the field registry's default is 1
+        if max_steps is not None and max_steps > 0 and epochs > 0:
+            startup_error = STEPS_AND_EPOCHS
+        else:
+            startup_error = _lycoris_error(merged, lycoris, f"config/cog/{job_name}_lycoris_config.json")
+        if max_steps is not None and max_steps > 0:
+            steps = max_steps
+        elif (max_steps or 0) < 0 or epochs <= 0:
+            stop_error = NO_STOP_CONDITION  # for negative values the sandbox's choice (see decisions)
+        else:
+            steps = epochs * max(samples, 1)
+        learning_rate = float(parsed_value(merged, "learning_rate") or 1e-4)
     resolved["max_train_steps"] = steps
     epochs = max(epochs, 1)
     steps_per_epoch = max(1, -(-steps // epochs))
@@ -198,8 +258,11 @@ def plan_training(
     resolution = _key(config, "validation_resolution") or _key(config, "resolution") or 1024
     return TrainingPlan(
         config=resolved,
-        arguments=_merged_arguments(config, inputs, job_name, cog_output_dir, hub_id),
-        unknown=unknown_options(config, known_extra),
+        arguments=merged,
+        unknown=unknown,
+        parse_error=parse_error,
+        startup_error=startup_error,
+        stop_error=stop_error,
         job_name=job_name,
         output_dir=output_dir,
         cog_output_dir=cog_output_dir,
@@ -208,7 +271,9 @@ def plan_training(
         checkpoint_interval=interval(
             ("checkpoint_step_interval", "checkpointing_steps"), "checkpoint_epoch_interval"
         ),
-        checkpoints_total_limit=max(_as_int(_key(config, "checkpoints_total_limit")), 0),
+        checkpoints_total_limit=max(_parsed_int(merged, "checkpoints_total_limit", 0) or 0, 0)
+        if parse_error is None
+        else 0,
         validation_interval=(
             interval(("validation_step_interval", "validation_steps"), "validation_epoch_interval")
             if prompt
@@ -216,9 +281,11 @@ def plan_training(
         ),
         validation_prompt=prompt,
         validation_resolution=str(resolution) if "x" in str(resolution) else f"{resolution}x{resolution}",
-        batch_size=max(_as_int(_key(config, "train_batch_size"), 1), 1),
-        accumulation=max(_as_int(_key(config, "gradient_accumulation_steps"), 1), 1),
-        learning_rate=_as_float(_key(config, "learning_rate"), 1e-4),
+        batch_size=max(_parsed_int(merged, "train_batch_size", 1) or 1, 1) if parse_error is None else 1,
+        accumulation=max(_parsed_int(merged, "gradient_accumulation_steps", 1) or 1, 1)
+        if parse_error is None
+        else 1,
+        learning_rate=learning_rate,
         publish_s3=bool(inputs.get("s3_bucket")),
         hub_model_id=hub_id,
         images_mode=images_mode,

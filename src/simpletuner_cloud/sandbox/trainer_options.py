@@ -6,7 +6,11 @@ The names are SimpleTuner's own `--help` listing as `documentation/OPTIONS.md` p
 options), plus the deprecated aliases it documents, the NSFW settings the cog forces, and the launch
 settings the cog reads. They are kept apart from the client's list in `trainer/` on purpose: the
 sandbox stands for the trainer, so a name our client wrongly accepts fails here like it would there.
-A newer trainer may know more; `SandboxConfig.extra_trainer_options` adds names."""
+A newer trainer may know more; `SandboxConfig.extra_trainer_options` adds names.
+
+A few well-known options also carry the type or choices the parser enforces (SimpleTuner's field
+registry, as the same `--help` listing prints it: `{a,b}` for choices, `[--name [NAME]]` for booleans):
+a value argparse cannot convert fails the run like an unknown key does."""
 
 from __future__ import annotations
 
@@ -91,6 +95,100 @@ dynamo_backend dynamo_mode dynamo_fullgraph dynamo_dynamic dynamo_use_regional_c
 """
 
 KNOWN_OPTIONS: frozenset[str] = frozenset((_HELP_NAMES + _DOCUMENTED_NAMES).split())
+
+# `type=int`/`type=float` in the field registry (its NUMBER fields with integer or float defaults).
+INT_OPTIONS = frozenset(
+    {
+        "max_train_steps",
+        "num_train_epochs",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "checkpoints_total_limit",
+    }
+)
+FLOAT_OPTIONS = frozenset({"learning_rate"})
+# Checkbox fields: `nargs="?"`, `const=True`, parsed by SimpleTuner's `_parse_bool_flag`.
+BOOL_OPTIONS = frozenset({"gradient_checkpointing", "disable_benchmark", "use_ema", "use_dora"})
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model_family": (
+        "kolors", "auraflow", "omnigen", "flux", "deepfloyd", "cosmos2image", "sana", "qwen_image",
+        "pixart_sigma", "sdxl", "sd1x", "sd2x", "wan", "hidream", "sd3", "lumina2", "ltxvideo",
+    ),
+    "model_type": ("full", "lora"),
+    "lora_type": ("standard", "lycoris"),
+    "resolution_type": ("pixel", "area", "pixel_area"),
+}  # fmt: skip
+REQUIRED_OPTIONS = ("model_family",)  # `required=True`: argparse refuses a run without it
+_BOOL_TRUE = frozenset({"1", "true", "yes", "y", "on"})
+_BOOL_FALSE = frozenset({"0", "false", "no", "n", "off"})
+
+
+def passed_values(value: Any) -> list[str | None]:
+    """What the cog's `mapping_to_cli_args` hands argparse for one config value: nothing for
+    null, false, `"false"` or blank text; a bare `--key` (None here) for true or `"true"`; one
+    `--key=item` per list item; dicts never reach the command line."""
+    if value is None or isinstance(value, dict):
+        return []
+    if isinstance(value, bool):
+        return [None] if value else []
+    if isinstance(value, list):
+        return [str(item).strip() for item in value if str(item).strip()]
+    text = str(value).strip()
+    if not text or text.lower() == "false":
+        return []
+    return [None] if text.lower() == "true" else [text]
+
+
+def _value_problem(name: str, text: str | None) -> str | None:
+    """argparse's complaint about one `--name[=text]`, as `ArgumentError` words it."""
+    if name in BOOL_OPTIONS:
+        if text is None or text.lower() in _BOOL_TRUE | _BOOL_FALSE:
+            return None
+        return f"Expected a boolean value, got {text!r}"
+    typed = name in INT_OPTIONS or name in FLOAT_OPTIONS or name in CHOICES
+    if text is None:
+        return "expected one argument" if typed else None
+    if name in INT_OPTIONS or name in FLOAT_OPTIONS:
+        kind = int if name in INT_OPTIONS else float
+        try:
+            kind(text)
+        except ValueError:
+            return f"invalid {kind.__name__} value: {text!r}"
+    if name in CHOICES:
+        if name == "model_family":  # the trainer lowercases it before parsing
+            text = text.strip().lower()
+        if text not in CHOICES[name]:
+            allowed = ", ".join(repr(choice) for choice in CHOICES[name])
+            return f"invalid choice: {text!r} (choose from {allowed})"
+    return None
+
+
+def parsed_value(merged: dict[str, Any], name: str) -> str | None:
+    """The text argparse keeps for `--name` (the last one passed), or None when it is not passed
+    or passed bare."""
+    found: str | None = None
+    for key, value in merged.items():
+        if str(key).removeprefix("--") == name:
+            for text in passed_values(value):
+                found = text
+    return found
+
+
+def argument_error(merged: dict[str, Any], unknown: list[str]) -> str | None:
+    """argparse's first complaint, in its order: a value it cannot convert or that is outside its
+    choices (in argument order), then a missing required option, then unrecognized arguments."""
+    passed: set[str] = set()
+    for key, value in merged.items():
+        name = str(key).removeprefix("--")
+        for text in passed_values(value):
+            passed.add(name)
+            problem = _value_problem(name, text)
+            if problem:
+                return f"argument --{name}: {problem}"
+    missing = [f"--{name}" for name in REQUIRED_OPTIONS if name not in passed]
+    if missing:
+        return f"the following arguments are required: {', '.join(missing)}"
+    return unrecognized_message(unknown, merged) if unknown else None
 
 
 def unknown_options(config: dict[str, Any], extra: Iterable[str] = ()) -> list[str]:
