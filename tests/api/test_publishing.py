@@ -253,6 +253,47 @@ async def test_settings_sent_to_the_test_are_not_saved(client: httpx.AsyncClient
     assert saved["bucket"] is None and saved["access_key"] == {"saved": False}
 
 
+async def test_a_key_sent_as_null_is_tested_as_saving_it_would_save_it(
+    client: httpx.AsyncClient, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's cleared Endpoint is `null`: the test is of AWS S3 (what Save would switch to), not of
+    the saved endpoint; a key left out keeps its saved value."""
+    from simpletuner_cloud.services import publishing_checks
+    from simpletuner_cloud.services.external_s3 import S3Target, S3TestView
+
+    tested: list[S3Target] = []
+
+    def fake_test(target: S3Target) -> S3TestView:  # AWS itself is not reachable from a test
+        tested.append(target)
+        return S3TestView(
+            ok=True,
+            failed_step=None,
+            message="",
+            hint="",
+            bucket=target.bucket,
+            endpoint_url=target.endpoint_url,
+            key="k",
+            steps=[],
+        )
+
+    monkeypatch.setattr(publishing_checks, "test_bucket", fake_test)
+    saved = {"endpoint_url": moto.url, "region": "eu-west-1", "bucket": "my-loras", "prefix": "mine"}
+    await client.put("/api/cloud/publishing", json={"s3": {**saved, **S3_KEYS}})
+    cleared = {"endpoint_url": None, "region": None, "prefix": None, "public_base_url": None}
+    answer = await client.post("/api/cloud/publishing/s3/test", json={"bucket": "my-loras", **cleared})
+    assert answer.status_code == 200 and answer.json()["endpoint_url"] is None
+    left_out = await client.post("/api/cloud/publishing/s3/test", json={"bucket": "other"})
+    assert left_out.status_code == 200
+    keys = (S3_KEYS["access_key"], S3_KEYS["secret_key"])
+    assert [(t.endpoint_url, t.region, t.bucket, t.prefix, (t.access_key, t.secret_key)) for t in tested] == [
+        (None, "us-east-1", "my-loras", "simpletuner", keys),
+        (moto.url, "eu-west-1", "other", "mine", keys),
+    ]
+    no_key = await client.post("/api/cloud/publishing/s3/test", json={"access_key": None})
+    assert no_key.status_code == 422 and no_key.json()["error"]["code"] == "s3_keys_missing"
+    assert len(tested) == 2
+
+
 async def test_the_s3_test_needs_a_bucket_and_keys(client: httpx.AsyncClient) -> None:
     no_bucket = await client.post("/api/cloud/publishing/s3/test")
     assert no_bucket.status_code == 422 and no_bucket.json()["error"]["code"] == "s3_not_configured"

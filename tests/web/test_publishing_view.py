@@ -5,6 +5,7 @@ against a real moto server process, and the Hub token check against the sandbox'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import expect
 
@@ -95,3 +96,35 @@ def test_the_hub_token_is_checked_saved_and_deleted(tab: Tab, cloud: Cloud) -> N
     page.get_by_role("button", name="Delete saved token").click()
     expect(check).to_have_text("The saved token was deleted.")
     expect(page.locator("#pub-token-state")).to_contain_text("No token: export HF_TOKEN")
+
+
+def test_the_s3_test_sends_the_fields_as_the_form_shows_them(tab: Tab, cloud: Cloud) -> None:
+    """A cleared Endpoint goes as null (the server then tests AWS S3, what Save would switch to), not
+    left out (the server would test the saved endpoint and report on what the form no longer has)."""
+    saved = {"endpoint_url": "http://127.0.0.1:9", "region": "eu-west-1", "bucket": "loras", "prefix": "team"}
+    keys = {"access_key": MOTO_KEYS["aws_access_key_id"], "secret_key": MOTO_KEYS["aws_secret_access_key"]}
+    cloud.http.put("/api/cloud/publishing", json={"s3": {**saved, **keys}}).raise_for_status()
+    sent: list[Any] = []
+
+    def answer(route: Any) -> None:  # AWS itself is not reachable from a test: answer for it
+        sent.append(route.request.post_data_json)
+        body = {"ok": True, "failed_step": None, "message": "Tested.", "hint": "", "bucket": "loras"}
+        route.fulfill(json={**body, "endpoint_url": None, "key": "k", "steps": []})
+
+    page = tab.open("publishing")
+    page.route("**/api/cloud/publishing/s3/test", answer)
+    expect(page.get_by_label("Endpoint URL (empty: AWS S3)")).to_have_value(saved["endpoint_url"])
+    page.get_by_label("Endpoint URL (empty: AWS S3)").fill("")
+    page.get_by_label("Key prefix").fill("")
+    page.get_by_role("button", name="Test S3").click()
+    expect(page.locator("#pub-s3-test-result")).to_contain_text("Tested.")
+    assert sent == [
+        {
+            "endpoint_url": None,
+            "region": "eu-west-1",
+            "bucket": "loras",
+            "prefix": None,
+            "public_base_url": None,
+        }
+    ]
+    assert tab.errors == []

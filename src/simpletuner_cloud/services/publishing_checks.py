@@ -49,19 +49,30 @@ async def test_s3(
     environ: Mapping[str, str] | None = None,
 ) -> S3TestView:
     """Test the saved S3 settings, or these `changes` over them (to try before saving): the same
-    keys as `{"s3": {...}}` of a PUT, keys included."""
+    keys as `{"s3": {...}}` of a PUT, keys included, read as a PUT reads them. A key left out keeps
+    its saved value; `null` is what saving it would give (the default: no endpoint is AWS S3
+    itself; no key is none), so the test is of what the form would save, not of what was saved."""
     publishing = await load_publishing(session, settings, environ)
     await session.rollback()  # nothing is written; no transaction stays open across the network calls
     secrets = {name: changes.pop(name) for name in ("access_key", "secret_key") if name in changes}
-    merged = {**publishing.settings.s3.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    merged = publishing.settings.s3.model_dump()
+    for name, value in changes.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
     try:
         s3 = S3Publishing.model_validate(merged)
     except ValidationError as exc:
         raise settings_error(exc) from None
+
+    def key(name: str, saved: str | None) -> str | None:
+        return (secrets[name] or "").strip() or None if name in secrets else saved
+
     publishing = replace(
         publishing,
-        s3_access_key=secrets.get("access_key") or publishing.s3_access_key,
-        s3_secret_key=secrets.get("secret_key") or publishing.s3_secret_key,
+        s3_access_key=key("access_key", publishing.s3_access_key),
+        s3_secret_key=key("secret_key", publishing.s3_secret_key),
     )
     target = s3_target(publishing, s3)
     return await anyio.to_thread.run_sync(test_bucket, target)

@@ -188,8 +188,9 @@ export default {
     });
     form.querySelector("#pub-s3-test").addEventListener("click", async () => {
       say(s3Result, "muted", "Writing, reading back and deleting a small object…");
-      const body = { ...s3Values() };
-      for (const key of Object.keys(body)) if (body[key] === null) delete body[key];
+      // What the form shows, cleared fields as null: an empty Endpoint tests AWS S3 (what Save would
+      // switch to), never the saved endpoint. Secrets are write-only, so an empty one means the saved one.
+      const body = s3Values();
       if (f.accessKey.value.trim()) body.access_key = f.accessKey.value.trim();
       if (f.secretKey.value.trim()) body.secret_key = f.secretKey.value.trim();
       const answer = await api("POST", `${BASE}/s3/test`, body);
