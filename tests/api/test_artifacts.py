@@ -170,3 +170,16 @@ async def test_a_check_on_demand(client: httpx.AsyncClient, app: FastAPI) -> Non
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "delivery_not_retryable"
     bad = await client.post(f"/api/cloud/jobs/{waiting}/deliveries/ftp/retry")
     assert bad.status_code == 422
+
+
+async def test_a_check_on_demand_for_an_unknown_job_is_job_not_found(client: httpx.AsyncClient) -> None:
+    """Every route answers `job_not_found` for an unknown job; this one said the job had no delivery."""
+    answer = await client.post("/api/cloud/jobs/job_nope/deliveries/hub/retry")
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": {
+            "code": "job_not_found",
+            "message": "No job 'job_nope'.",
+            "hint": "`simpletuner cloud jobs list` shows jobs.",
+        }
+    }

@@ -344,3 +344,33 @@ def test_the_s3_keys_the_trainer_prints_when_it_refuses_its_arguments_are_masked
     for secret in (access_key, secret_key):
         assert secret not in feed
     assert_secrets_nowhere(http, app, job_id, [access_key, secret_key])
+
+
+def test_a_failed_hub_job_after_a_verified_one_is_not_verified_with_its_files(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    """The campaign's case: the repo still held the first run's push, and the second job (failed at
+    step 100, before any push) read `verified, 2 files` and downloaded the first run's weights."""
+    http, _ = server
+    first = submit(http, delivery="hub", hub_model_id="ana/my-lora")["job_id"]
+    assert settled(http, first)["deliveries"][0]["state"] == "verified"
+    faults = http.post(
+        "/sandbox/faults",
+        json={"scripts": [{"times": 1, "outcome": "fail", "at_step": 100}]},
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+    )
+    assert faults.is_success, faults.text
+    second = submit(http, delivery="hub", hub_model_id="ana/my-lora")["job_id"]
+    answer = settled(http, second)
+    assert answer["job_status"] == "failed"
+    first_prediction = http.get(f"/api/cloud/jobs/{first}").json()["prediction_id"]
+    assert {p["job_id"] for p in sandbox(http, "/_sandbox/hub")} == {first_prediction}  # no push of its own
+    [delivery] = answer["deliveries"]
+    assert (delivery["state"], delivery["reason"]["code"], delivery["files"]) == (
+        "failed",
+        "nothing_published",
+        0,
+    )
+    assert answer["artifacts"] == []
+    weights = http.get(f"/api/cloud/jobs/{second}/artifacts/pytorch_lora_weights.safetensors")
+    assert weights.status_code == 404 and weights.json()["error"]["code"] == "artifact_not_found"

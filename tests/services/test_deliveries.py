@@ -12,18 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services.artifacts import open_artifact
 from simpletuner_cloud.services.deliveries import DeliveryTracker, retry_delivery
 from simpletuner_cloud.services.event_bus import EventBus
-from simpletuner_cloud.services.publishing import update_publishing
+from simpletuner_cloud.services.publishing import load_publishing, update_publishing
 from simpletuner_cloud.settings import Settings, load_settings
 from simpletuner_cloud.storage.objects import ObjectStore
 from simpletuner_cloud.store import Database
 from simpletuner_cloud.store import deliveries as ledger
-from simpletuner_cloud.store.jobs import apply_status, create_job, list_events, require_job
+from simpletuner_cloud.store.jobs import append_logs, apply_status, create_job, list_events, require_job
 from simpletuner_cloud.store.tables import DeliveryRow
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, live_server
 from tests.support.provider_sandbox import RunningSandbox, standalone_sandbox
 from tests.support.s3_servers import MOTO_KEYS, MotoServer, moto_server
 
@@ -290,15 +295,37 @@ def hub(tmp_path: Path) -> Iterator[RunningSandbox]:
         yield sandbox
 
 
-def pushed(hub: RunningSandbox, repo_id: str, data: bytes) -> None:
+def pushed(
+    hub: RunningSandbox, repo_id: str, data: bytes, readme: str = "# card\n", run: str = "prediction-1"
+) -> None:
     sandbox = hub.app.state.sandbox
-    folder = sandbox.outputs_dir / "prediction-1" / "cog-run"
+    folder = sandbox.outputs_dir / run / "cog-run"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pytorch_lora_weights.safetensors").write_bytes(data)
-    (folder / "README.md").write_text("# card\n")
+    (folder / "README.md").write_text(readme)
     files = ["pytorch_lora_weights.safetensors", "README.md"]
-    push = {"repo_id": repo_id, "job_id": "prediction-1", "run": "cog-run", "kind": "final", "step": None}
+    push = {"repo_id": repo_id, "job_id": run, "run": "cog-run", "kind": "final", "step": None}
     sandbox.hub_pushes.append({**push, "files": files})
+
+
+async def logged(db: Database, job_id: str, text: str) -> None:
+    """The trainer's log as the job runner stores it."""
+    async with db.session() as session:
+        await append_logs(session, job_id, text)
+        await session.commit()
+
+
+async def hub_artifacts(db: Database, job_id: str) -> dict[str, tuple[int, str | None]]:
+    async with db.session() as session:
+        return {a.name: (a.size, a.sha256) for a in await ledger.list_artifacts(session, job_id=job_id)}
+
+
+async def download(settings: Settings, db: Database, job_id: str, name: str) -> bytes:
+    async with db.session() as session:
+        publishing = await load_publishing(session, settings, {"HF_TOKEN": TOKEN})
+        found = await open_artifact(session, settings, publishing, job_id, name, "hub")
+    assert found.chunks is not None
+    return b"".join(found.chunks)
 
 
 async def test_a_hub_delivery_is_read_back_with_sizes_and_sha256(
@@ -358,6 +385,7 @@ async def test_a_canceled_hub_job_without_a_repo_is_not_retried(
     settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
 ) -> None:
     job_id = await make_job(db, "hub", {"repo_id": "ana/never", "endpoint": f"{hub.url}/hub"})
+    await logged(db, job_id, "[CHECKPOINT] Checkpoint saved\n")  # a checkpoint was pushed, or tried
     await end(db, job_id, "canceled")
     await check(tracker)
     row = await delivery(db, job_id)
@@ -369,6 +397,199 @@ async def test_a_canceled_hub_job_without_a_repo_is_not_retried(
         f"The training was canceled before its first validation run, so nothing was published to "
         f"{settings.outputs_dir / local}."
     )
+
+
+async def test_a_failed_hub_job_that_pushed_nothing_is_not_verified_with_an_earlier_runs_files(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    """The repo outlives its runs: an earlier job's push on `main` made a failed job with no push of
+    its own read `verified, 2 files`, and its download fetched the earlier run's weights."""
+    pushed(hub, "ana/lora", b"the earlier run's weights")
+    earlier = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"{hub.url}/hub"})
+    await end(db, earlier)
+    failed = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"{hub.url}/hub"})
+    await logged(db, failed, "[STAGE] ⏳ Loading base model\n[ERROR] Training failed: RuntimeError: boom\n")
+    await end(db, failed, "failed")
+    await check(tracker)
+    assert (await delivery(db, earlier)).state == "verified"
+    row = await delivery(db, failed)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "nothing_published", None)
+    assert row.reason == (
+        f"The training failed before pushing anything to {hub.url}/hub/ana/lora (its log shows no Hub "
+        "upload and no checkpoint). The files there now come from other runs."
+    )
+    assert await hub_artifacts(db, failed) == {}
+    with pytest.raises(CloudError) as refused:
+        await download(settings, db, failed, "pytorch_lora_weights.safetensors")
+    assert refused.value.code == "artifact_not_found"
+
+
+async def test_a_failed_hub_job_whose_log_shows_a_checkpoint_is_read_back(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    pushed(hub, "ana/lora", b"checkpoint weights")
+    job_id = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"{hub.url}/hub"})
+    await logged(db, job_id, "[CHECKPOINT] Checkpoint saved\n[ERROR] Training failed: RuntimeError: boom\n")
+    await end(db, job_id, "failed")
+    await check(tracker)
+    assert (await delivery(db, job_id)).state == "verified"
+
+
+async def test_a_hub_file_is_not_served_once_a_later_push_replaced_it(
+    settings: Settings, db: Database, tracker: DeliveryTracker, hub: RunningSandbox
+) -> None:
+    """The sandbox's Hub lists no commits, so a delivery reads `main`; a later run's push to the
+    same repo made the older job's README download serve the newer run's README."""
+    pushed(hub, "ana/lora", b"older weights", readme="# older run\n")
+    older = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": f"{hub.url}/hub"})
+    await end(db, older)
+    await check(tracker)
+    assert (await delivery(db, older)).state == "verified"
+    assert await download(settings, db, older, "README.md") == b"# older run\n"
+    pushed(hub, "ana/lora", b"newer weights", readme="# newer run\n", run="prediction-2")
+    for name in ("README.md", "pytorch_lora_weights.safetensors"):
+        with pytest.raises(CloudError) as refused:
+            await download(settings, db, older, name)
+        assert refused.value.code == "artifact_unavailable"
+        assert refused.value.message.startswith(
+            f"{name} in ana/lora is no longer the file job {older} delivered: a later push replaced it on "
+            "main (recorded "
+        )
+        assert (
+            refused.value.hint
+            == f"The repo's history keeps this job's version: {hub.url}/hub/ana/lora/commits/main."
+        )
+
+
+def git_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 (git's object id)
+
+
+class CommitHub:
+    """A Hub that lists commits, as huggingface.co does (the sandbox's few routes do not): each commit
+    holds the repo's whole tree, `main` is the newest, and every route answers at any revision."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[str, datetime, dict[str, bytes]]] = []  # oldest first
+
+    def push(self, at: datetime, files: dict[str, bytes]) -> str:
+        commit_id = hashlib.sha1(f"{len(self.commits)}{at}".encode()).hexdigest()  # noqa: S324
+        self.commits.append((commit_id, at, files))
+        return commit_id
+
+    def at(self, revision: str) -> dict[str, bytes] | None:
+        if revision == "main":
+            return self.commits[-1][2] if self.commits else None
+        return next((files for commit_id, _, files in self.commits if commit_id == revision), None)
+
+    def app(self) -> Starlette:
+        async def whoami(request: StarletteRequest) -> JSONResponse:
+            return JSONResponse({"name": "ana", "auth": {"accessToken": {"role": "write"}}})
+
+        async def commits(request: StarletteRequest) -> JSONResponse:
+            listed = [
+                {
+                    "id": c,
+                    "authors": [{"user": "ana"}],
+                    "date": f"{at:%Y-%m-%dT%H:%M:%S.%f}Z",
+                    "title": "Upload",
+                    "message": "",
+                }
+                for c, at, _ in reversed(self.commits)
+            ]
+            return JSONResponse(listed)
+
+        async def tree(request: StarletteRequest) -> JSONResponse:
+            files = self.at(request.path_params["revision"])
+            if files is None:
+                return JSONResponse({"error": "no"}, 404, headers={"X-Error-Code": "RevisionNotFound"})
+            entries = []
+            for path, data in sorted(files.items()):
+                entry: dict[str, Any] = {
+                    "type": "file",
+                    "oid": git_oid(data),
+                    "size": len(data),
+                    "path": path,
+                }
+                if path.endswith(".safetensors"):
+                    entry["lfs"] = {
+                        "oid": hashlib.sha256(data).hexdigest(),
+                        "size": len(data),
+                        "pointerSize": 134,
+                    }
+                entries.append(entry)
+            return JSONResponse(entries)
+
+        async def resolve(request: StarletteRequest) -> Response:
+            files = self.at(request.path_params["revision"]) or {}
+            data = files.get(request.path_params["path"])
+            return Response(data, 200) if data is not None else JSONResponse({"error": "no"}, 404)
+
+        return Starlette(
+            routes=[
+                Route("/api/whoami-v2", whoami),
+                Route("/api/models/ana/lora/commits/{revision}", commits),
+                Route("/api/models/ana/lora/tree/{revision}", tree),
+                Route("/ana/lora/resolve/{revision}/{path:path}", resolve),
+            ]
+        )
+
+
+@pytest.fixture
+def commit_hub() -> Iterator[tuple[CommitHub, str]]:
+    hub = CommitHub()
+    with live_server(hub.app()) as url:
+        yield hub, url
+
+
+async def test_a_hub_delivery_is_read_at_the_commit_its_job_made_and_served_from_it(
+    settings: Settings, db: Database, tracker: DeliveryTracker, commit_hub: tuple[CommitHub, str]
+) -> None:
+    """Where the Hub lists commits, the job's push is the newest commit made while it ran: its files
+    are read (and later served) at that commit, whatever `main` holds by then."""
+    hub, url = commit_hub
+    now = datetime.now(UTC)
+    hub.push(now - timedelta(days=1), {"pytorch_lora_weights.safetensors": b"old", "README.md": b"# old"})
+    job_id = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": url})
+    ours = hub.push(
+        now + timedelta(seconds=1), {"pytorch_lora_weights.safetensors": b"ours", "README.md": b"# ours"}
+    )
+    await end(db, job_id, at=now + timedelta(seconds=2))
+    hub.push(
+        now + timedelta(hours=1), {"pytorch_lora_weights.safetensors": b"later", "README.md": b"# later"}
+    )
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.target["revision"]) == ("verified", ours), row.reason
+    assert await hub_artifacts(db, job_id) == {
+        "README.md": (6, None),
+        "pytorch_lora_weights.safetensors": (4, hashlib.sha256(b"ours").hexdigest()),
+    }
+    async with db.session() as session:
+        [weights] = [a for a in await ledger.list_artifacts(session, job_id=job_id) if a.kind == "weights"]
+    assert weights.location == f"{url}/ana/lora/blob/{ours}/pytorch_lora_weights.safetensors"
+    assert await download(settings, db, job_id, "README.md") == b"# ours"
+    assert await download(settings, db, job_id, "pytorch_lora_weights.safetensors") == b"ours"
+
+
+async def test_a_hub_job_with_no_commit_while_it_ran_has_published_nothing(
+    settings: Settings, db: Database, tracker: DeliveryTracker, commit_hub: tuple[CommitHub, str]
+) -> None:
+    """Its log says a checkpoint was saved (and so pushed), but no commit reached the repo: the push
+    failed, and the repo's files are another run's."""
+    hub, url = commit_hub
+    hub.push(datetime.now(UTC) - timedelta(days=1), {"pytorch_lora_weights.safetensors": b"old"})
+    job_id = await make_job(db, "hub", {"repo_id": "ana/lora", "endpoint": url})
+    await logged(db, job_id, "[CHECKPOINT] Checkpoint saved\n")
+    await end(db, job_id, "failed")
+    await check(tracker)
+    row = await delivery(db, job_id)
+    assert (row.state, row.reason_code, row.next_check_at) == ("failed", "nothing_published", None)
+    assert row.reason == (
+        f"The training failed before pushing anything to {url}/ana/lora (no commit reached {url}/ana/lora "
+        "while it ran). The files there now come from other runs."
+    )
+    assert await hub_artifacts(db, job_id) == {}
 
 
 @pytest.mark.parametrize("token", ["é", "hf_\nbad", "hf_\x00x", "hf_ x"])

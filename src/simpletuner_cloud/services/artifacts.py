@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+import anyio
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -299,5 +300,45 @@ async def open_artifact(
         )
         return Download(filename, row.size, chunks=read_object(s3, f"{s3.prefix}/{name}"))
     endpoint = str(delivery.target.get("endpoint") or publishing.hub_endpoint)
-    chunks = hugging_face.stream_file(endpoint, publishing.hf_token, str(delivery.target["repo_id"]), name)
+    repo_id = str(delivery.target["repo_id"])
+    revision = str(delivery.target.get("revision") or "main")
+    token = publishing.hf_token
+    await anyio.to_thread.run_sync(_still_as_recorded, endpoint, token, repo_id, revision, row)
+    chunks = hugging_face.stream_file(endpoint, token, repo_id, name, revision)
     return Download(filename, row.size, chunks=chunks)
+
+
+def _still_as_recorded(
+    endpoint: str, token: str | None, repo_id: str, revision: str, row: DeliveryArtifactRow
+) -> None:
+    """The Hub file is the one recorded for this job (same LFS sha256, same git blob): a repo's `main`
+    moves on with every later push, and serving what it holds now would hand over another run's file.
+    A delivery pinned to its commit reads that commit, which does not move."""
+    try:
+        files = {f.path: f for f in hugging_face.repo_files(endpoint, token, repo_id, revision)}
+    except hugging_face.HubUnavailable as exc:
+        raise CloudError(
+            f"The Hub could not be read at {endpoint} ({exc}).",
+            code="artifact_unavailable",
+            hint="Try again later.",
+        ) from exc
+    found = files.get(row.name)
+    history = f"{hugging_face.web_url(endpoint, repo_id)}/commits/main"
+    if found is None:
+        raise CloudError(
+            f"{row.name} is no longer in {repo_id} ({revision}).",
+            code="artifact_unavailable",
+            hint=f"It was removed after this job's delivery was checked; the repo's history: {history}.",
+        )
+    changed = (row.sha256 is not None and found.sha256 != row.sha256) or (
+        row.etag is not None and found.blob_id[:80] != row.etag
+    )
+    if changed:
+        recorded = f"sha256 {row.sha256}" if row.sha256 else f"git blob {row.etag}"
+        now = f"sha256 {found.sha256}" if row.sha256 else f"git blob {found.blob_id}"
+        raise CloudError(
+            f"{row.name} in {repo_id} is no longer the file job {row.job_id} delivered: a later push "
+            f"replaced it on {revision} (recorded {recorded}, now {now}).",
+            code="artifact_unavailable",
+            hint=f"The repo's history keeps this job's version: {history}.",
+        )

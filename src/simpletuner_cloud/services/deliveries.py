@@ -125,9 +125,12 @@ class DeliveryTracker:
             job = await repo.get_job(session, delivery.job_id) if delivery else None
             publishing = await load_publishing(session, self.settings, self._environ())
             rows = await ledger.list_artifacts(session, delivery_id=delivery_id) if delivery else []
+            # The Hub check looks for this job's own push in its log (the repo may hold other runs').
+            hub = delivery is not None and delivery.destination == "hub"
+            log = await repo.read_logs(session, job.id) if hub and job is not None else ""
         if delivery is None or job is None:
             return
-        context = CheckContext(self.settings, publishing, self.clock(), rows)
+        context = CheckContext(self.settings, publishing, self.clock(), rows, log=log)
         if not is_terminal(job.status):
             await self._while_training(context, delivery, job)
             return
@@ -171,12 +174,15 @@ class DeliveryTracker:
                         received_at=now,
                     )  # fmt: skip
             await session.commit()
+        hub = delivery.destination == "hub"  # the commit read back; a download is pinned to it
+        pinned = {"target": {**delivery.target, "revision": outcome.revision}} if hub else {}
         await self._write(
             delivery,
             job,
             state="delivered",
             delivered_at=delivery.delivered_at or now,
             message=outcome.summary,
+            **pinned,
         )
         async with self.database.session() as session:
             for row in await ledger.list_artifacts(session, delivery_id=delivery.id):
@@ -250,6 +256,7 @@ async def retry_delivery(database: Database, job_id: str, destination: str) -> D
     from simpletuner_cloud.errors import CloudError
 
     async with database.session() as session:
+        await repo.require_job(session, job_id)  # an unknown job is `job_not_found`, as on every route
         delivery = await ledger.delivery_of(session, job_id, destination)
         if delivery is None:
             raise CloudError(

@@ -1,11 +1,16 @@
 """Checking a delivery where it landed, once its job has ended: local files hashed again and compared
 with what arrived, the user's S3 prefix listed with sizes, the Hub repo's files read back. Each check
 answers `Landed` (the files, verified or not) or `Problem` (what is wrong, what to do, and whether
-checking again later can help). Nothing here writes to the ledger; the delivery task does."""
+checking again later can help). Nothing here writes to the ledger; the delivery task does.
+
+A Hub repo outlives its runs and several jobs may push to it, so what its `main` holds proves nothing
+about one job: a Hub delivery is verified only with evidence of this job's own push (its log or its
+success, and a commit made while it ran when the Hub lists commits), and read at that commit."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +33,7 @@ from simpletuner_cloud.store.tables import DeliveryArtifactRow, DeliveryRow, Job
 class Landed:
     artifacts: list[dict[str, Any]] | None  # None: the rows already recorded (local) stand
     summary: str
+    revision: str | None = None  # the Hub commit that holds this job's files, when the Hub names it
 
 
 @dataclass
@@ -49,6 +55,7 @@ class CheckContext:
     publishing: Publishing
     now: datetime
     rows: list[DeliveryArtifactRow] = field(default_factory=list)  # what was recorded so far
+    log: str = ""  # the job's stored log (read for a Hub check only)
 
 
 def _ended(job: JobRow) -> datetime:
@@ -254,12 +261,65 @@ def _landed_remotely(
 
 
 # The Hugging Face Hub -------------------------------------------------------------------------------
+# What the trainer prints when it pushes (trainer-contract 1.3): the final upload's status lines, and
+# each saved checkpoint, pushed too since `hub_model_id` forces `push_checkpoints_to_hub` (2.3).
+HUB_PUSH_LINES = re.compile(
+    r"^\[TRAINING\] Status: (uploading_model|model_available|uploading_validation_samples)\b"
+    r"|^\[CHECKPOINT\] ",
+    re.MULTILINE,
+)
+# Clocks differ (Replicate's, the Hub's); a push ends before the prediction does.
+COMMIT_SLACK = timedelta(minutes=5)
+
+
+def pushed_to_hub(job: JobRow, log: str) -> bool:
+    """Whether this job says it pushed: it succeeded (the final push comes before the end) or its log
+    shows a push."""
+    return job.status == "succeeded" or HUB_PUSH_LINES.search(log) is not None
+
+
+def job_commit(job: JobRow, commits: list[hugging_face.HubCommit]) -> hugging_face.HubCommit | None:
+    """The newest commit made while the job ran: the revision holding its last push."""
+    begun = job.started_at or job.submitted_at or job.created_at
+    ended = _ended(job) + COMMIT_SLACK
+    during = [c for c in commits if begun <= _like(c.created_at, begun) <= ended]
+    return max(during, key=lambda c: c.created_at, default=None)
+
+
+def _like(moment: datetime, other: datetime) -> datetime:
+    """The Hub's (aware) timestamp comparable with the database's (naive on SQLite, meaning UTC)."""
+    if other.tzinfo is None and moment.tzinfo is not None:
+        return moment.replace(tzinfo=None) - (moment.utcoffset() or timedelta(0))
+    return moment
+
+
+def _not_pushed(job: JobRow, where: str, detail: str) -> Problem:
+    """No push of this job reached the repo: whatever is there belongs to other runs, so nothing is
+    recorded for this job (`artifacts=[]` clears an earlier, wrong listing)."""
+    succeeded = job.status == "succeeded"
+    ended = "was canceled" if job.status == "canceled" else job.status
+    message = (
+        f"The training succeeded, but {detail}."
+        if succeeded
+        else f"The training {ended} before pushing anything to {where} ({detail})."
+    )
+    return Problem(
+        "nothing_published",
+        message + " The files there now come from other runs.",
+        "The job's logs (kept here) say how far it got and name any upload error.",
+        retry=succeeded,
+        artifacts=[],
+    )
+
+
 async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -> Outcome:
     repo_id = str(delivery.target["repo_id"])
     endpoint = str(delivery.target.get("endpoint") or context.publishing.hub_endpoint)
     where = hugging_face.web_url(endpoint, repo_id)
     token = context.publishing.hf_token
     succeeded = job.status == "succeeded"
+    if not pushed_to_hub(job, context.log):
+        return _not_pushed(job, where, "its log shows no Hub upload and no checkpoint")
     if not token:
         return Problem(
             "hf_token_missing",
@@ -275,8 +335,17 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
             hugging_face.TOKEN_FORMAT_HINT,
             retry=False,
         )
+    revision: str | None = None
     try:
-        files = await anyio.to_thread.run_sync(hugging_face.repo_files, endpoint, token, repo_id)
+        commits = await anyio.to_thread.run_sync(hugging_face.repo_commits, endpoint, token, repo_id)
+        if commits is not None:  # the Hub says when each push landed: one made while the job ran
+            commit = job_commit(job, commits)
+            if commit is None:
+                return _not_pushed(job, where, f"no commit reached {where} while it ran")
+            revision = commit.commit_id
+        files = await anyio.to_thread.run_sync(
+            hugging_face.repo_files, endpoint, token, repo_id, revision or "main"
+        )
     except hugging_face.HubUnavailable as exc:
         return Problem(
             "hub_unreachable",
@@ -298,10 +367,13 @@ async def check_hub(context: CheckContext, delivery: DeliveryRow, job: JobRow) -
                 "size": item.size,
                 "sha256": item.sha256,
                 "etag": item.blob_id[:80],
-                "location": hugging_face.web_url(endpoint, repo_id, item.path),
+                "location": hugging_face.web_url(endpoint, repo_id, item.path, revision or "main"),
             }
         )
-    return _landed_remotely(artifacts, job, where, retry_empty=succeeded)
+    outcome = _landed_remotely(artifacts, job, where, retry_empty=succeeded)
+    if isinstance(outcome, Landed):
+        outcome.revision = revision
+    return outcome
 
 
 CHECKS = {"local": check_local, "s3": check_s3, "hub": check_hub}

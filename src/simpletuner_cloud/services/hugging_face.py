@@ -1,11 +1,13 @@
 """The Hugging Face Hub through `huggingface_hub`, at the endpoint the publishing settings name
-(`HF_ENDPOINT`; the sandbox's Hub routes in sandbox mode): check a token (whoami), read a model repo's
-files back (sizes and LFS sha256) and stream one file for a download. Blocking: run in a thread."""
+(`HF_ENDPOINT`; the sandbox's Hub routes in sandbox mode): check a token (whoami), list a model repo's
+commits, read its files back at a revision (sizes and LFS sha256) and stream one file for a download.
+Blocking: run in a thread."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import httpx
@@ -40,6 +42,13 @@ class HubFile:
     size: int
     sha256: str | None  # LFS files only; small files are plain git blobs
     blob_id: str
+
+
+@dataclass(frozen=True)
+class HubCommit:
+    commit_id: str
+    created_at: datetime
+    title: str
 
 
 class HubUnavailable(Exception):
@@ -139,33 +148,67 @@ def check_token(endpoint: str, token: str | None) -> HubCheckView:
     return view("valid", f"The token belongs to {user}.", user=user, can_write=can_write)
 
 
-def repo_files(endpoint: str, token: str | None, repo_id: str) -> list[HubFile]:
-    """Every file of the model repo's `main` branch. Raises `CloudError` (`hub_repo_missing`,
-    `hf_token_invalid`) for what retrying cannot fix and `HubUnavailable` for what it may."""
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
+def _probe(endpoint: str, token: str | None) -> None:
     try:  # one plain request first: huggingface_hub retries a dead endpoint for ~15 s, our task retries later
         httpx.get(f"{endpoint.rstrip('/')}/api/whoami-v2", headers=_bearer(token), timeout=TIMEOUT)
     except httpx.TransportError as exc:
         raise HubUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def repo_commits(endpoint: str, token: str | None, repo_id: str) -> list[HubCommit] | None:
+    """The commits of the repo's `main`, newest first, or None when this Hub does not list commits
+    (a mirror, the sandbox's few routes: a plain 404). Raises like `repo_files`."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    _probe(endpoint, token)
     try:
-        entries = list(_api(endpoint, token).list_repo_tree(repo_id, recursive=True))  # type: ignore[attr-defined]
-    except RepositoryNotFoundError as exc:
-        raise CloudError(
-            f"The Hub has no model repo {repo_id} that this token can read.",
-            code="hub_repo_missing",
-            hint="Check hub_model_id, and that this token may read the repo (a private repo needs "
-            "its owner's token).",
-        ) from exc
+        commits = _api(endpoint, token).list_repo_commits(repo_id)  # type: ignore[attr-defined]
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise _repo_missing(repo_id) from exc
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
-        if status in (401, 403):
-            raise CloudError(
-                f"Hugging Face refused the token while reading {repo_id} (HTTP {status}).",
-                code="hf_token_invalid",
-                hint="Save a valid token in Publishing (or fix HF_TOKEN).",
-            ) from exc
-        raise HubUnavailable(f"HTTP {status}") from exc
+        if status in (404, 405, 501):
+            return None
+        raise _hub_refused(repo_id, status) from exc
+    except Exception as exc:
+        raise HubUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return [HubCommit(str(c.commit_id), c.created_at, str(c.title or "")) for c in commits]
+
+
+def _repo_missing(repo_id: str) -> CloudError:
+    return CloudError(
+        f"The Hub has no model repo {repo_id} that this token can read.",
+        code="hub_repo_missing",
+        hint="Check hub_model_id, and that this token may read the repo (a private repo needs "
+        "its owner's token).",
+    )
+
+
+def _hub_refused(repo_id: str, status: int | None) -> Exception:
+    if status in (401, 403):
+        return CloudError(
+            f"Hugging Face refused the token while reading {repo_id} (HTTP {status}).",
+            code="hf_token_invalid",
+            hint="Save a valid token in Publishing (or fix HF_TOKEN).",
+        )
+    return HubUnavailable(f"HTTP {status}")
+
+
+def repo_files(endpoint: str, token: str | None, repo_id: str, revision: str = "main") -> list[HubFile]:
+    """Every file of the model repo at `revision` (a commit id pins one push). Raises `CloudError`
+    (`hub_repo_missing`, `hf_token_invalid`) for what retrying cannot fix and `HubUnavailable` for
+    what it may."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    _probe(endpoint, token)
+    api = _api(endpoint, token)
+    try:
+        entries = list(api.list_repo_tree(repo_id, recursive=True, revision=revision))  # type: ignore[attr-defined]
+    except RepositoryNotFoundError as exc:
+        raise _repo_missing(repo_id) from exc
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise _hub_refused(repo_id, status) from exc
     except Exception as exc:
         raise HubUnavailable(f"{type(exc).__name__}: {exc}") from exc
     files = []
@@ -188,14 +231,16 @@ def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def web_url(endpoint: str, repo_id: str, path: str | None = None) -> str:
+def web_url(endpoint: str, repo_id: str, path: str | None = None, revision: str = "main") -> str:
     base = f"{endpoint.rstrip('/')}/{repo_id}"
-    return f"{base}/blob/main/{path}" if path else base
+    return f"{base}/blob/{revision}/{path}" if path else base
 
 
-def stream_file(endpoint: str, token: str | None, repo_id: str, path: str) -> Iterator[bytes]:
-    """The file's bytes from `<endpoint>/<repo>/resolve/main/<path>` (redirects followed)."""
-    url = f"{endpoint.rstrip('/')}/{repo_id}/resolve/main/{path}"
+def stream_file(
+    endpoint: str, token: str | None, repo_id: str, path: str, revision: str = "main"
+) -> Iterator[bytes]:
+    """The file's bytes from `<endpoint>/<repo>/resolve/<revision>/<path>` (redirects followed)."""
+    url = f"{endpoint.rstrip('/')}/{repo_id}/resolve/{revision}/{path}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with (
         httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
