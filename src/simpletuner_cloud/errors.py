@@ -49,6 +49,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "provider_timeout": 504,
     # The job flow
     "trainer_argument_unknown": 422,
+    "trainer_argument_invalid": 422,
     "hardware_unknown": 422,
     "delivery_required": 422,
     "hf_token_missing": 422,

@@ -118,3 +118,33 @@ def test_the_dataset_empty_error_names_the_first_fifty_skipped_files(tmp_path: P
         "skipped_count": 80,
         "skipped_reasons": {"not_training_data": 80},
     }
+
+
+def test_a_value_the_trainer_cannot_parse_is_refused_before_the_dataset(tmp_path: Path) -> None:
+    """Checked before any folder is read, so the data preview refuses it too."""
+    write_environment(tmp_path, "env", options={"max_train_steps": "abc"}, images=0)
+    with pytest.raises(CloudError) as caught:
+        run_preflight(load_environment("env", tmp_path))
+    assert caught.value.code == "trainer_argument_invalid"
+    assert caught.value.details["argument"] == "max_train_steps"
+
+
+def test_the_model_family_list_is_checked_only_when_the_caller_knows_the_extras(tmp_path: Path) -> None:
+    write_environment(tmp_path, "env", options={"model_family": "z_image"})
+    assert run_preflight(load_environment("env", tmp_path)).selections  # a preview cannot know them
+    with pytest.raises(CloudError) as caught:
+        run_preflight(load_environment("env", tmp_path), model_families=[])
+    assert caught.value.details["argument"] == "model_family"
+    run_preflight(load_environment("env", tmp_path), model_families=["z_image"])
+
+
+def test_lycoris_without_its_json_is_refused(tmp_path: Path) -> None:
+    folder = write_environment(tmp_path, "env", options={"lora_type": "lycoris"})
+    with pytest.raises(CloudError) as caught:
+        run_preflight(load_environment("env", tmp_path))
+    assert (caught.value.code, caught.value.details["argument"]) == (
+        "trainer_argument_invalid",
+        "lycoris_config",
+    )
+    (folder / "lycoris_config.json").write_text('{"algo": "lokr", "multiplier": 1}')
+    run_preflight(load_environment("env", tmp_path))

@@ -1,10 +1,12 @@
-"""Everything checked before a byte is packaged: the dataset plan, the folders, the safe file selection,
-textfile captions (checked, or with the user's agreement each image named after its caption), and the
-exact archive size against Replicate's 100 MiB upload limit."""
+"""Everything checked before a byte is packaged: the config values the trainer's parser could not read
+(and a LyCORIS run without its JSON), the dataset plan, the folders, the safe file selection, textfile
+captions (checked, or with the user's agreement each image named after its caption), and the exact
+archive size against Replicate's 100 MiB upload limit."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from simpletuner_cloud.datasets.archive import ArchiveLayout, plan_archive
@@ -13,6 +15,7 @@ from simpletuner_cloud.datasets.configs import TrainingConfig
 from simpletuner_cloud.datasets.plan import DatasetPlan, check_textfile_captions, plan_datasets
 from simpletuner_cloud.datasets.selection import Selection, select_files, skipped_summary
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.trainer.arguments import check_argument_values, check_lycoris
 
 UPLOAD_LIMIT_BYTES = 104_857_600  # 100 MiB, Replicate's file upload limit
 
@@ -42,11 +45,17 @@ def run_preflight(
     allow_aws: bool = False,
     merge_local: bool = False,
     rename_to_captions: bool = False,
+    model_families: Iterable[str] | None = None,
 ) -> Preflight:
     """Raises `dataset_unsupported`, `dataset_missing`, `dataset_empty` or `upload_too_large` (unless
     `limit` is None: a preview reports the size instead of refusing). `merge_local` is the user's
     agreement to merge several compatible local sets into one (see `plan_datasets`);
-    `rename_to_captions` their agreement to name each image of a `textfile` set after its caption."""
+    `rename_to_captions` their agreement to name each image of a `textfile` set after its caption.
+    Raises `trainer_argument_invalid` first for a value the trainer's parser would refuse; the model
+    family is checked against the known list only when `model_families` (the extra names this server
+    was told about) is given, since a newer trainer knows more."""
+    check_argument_values(config.options, model_families)
+    check_lycoris(config.options, config.lycoris)
     plan = plan_datasets(
         config, allow_aws=allow_aws, merge_local=merge_local, rename_to_captions=rename_to_captions
     )

@@ -37,6 +37,17 @@ KINDS: tuple[FailureKind, ...] = (
         "A config option is not one the trainer knows. Remove it from config.json and submit again.",
     ),
     FailureKind(
+        "trainer_argument_invalid",
+        re.compile(
+            r"argument --\w+: (invalid (int|float) value|invalid choice|expected one argument"
+            r"|Expected a boolean)|the following arguments are required|--lora_type=lycoris requires"
+            r"|lycoris_config JSON must|Could not find lycoris config|When using --max_train_steps"
+            r"|You must specify either --max_train_steps"
+        ),
+        "A config value is not one the trainer accepts (a type, a choice, a missing model_family, a LyCORIS "
+        "run without its JSON, or no run length). Fix it in config.json and submit again.",
+    ),
+    FailureKind(
         "trainer_gated_model",
         re.compile(r"gated repo|401 Client Error.*huggingface|Access to model .* is restricted", re.I),
         "The base model is gated on Hugging Face: accept its licence on the Hub and set HF_TOKEN.",

@@ -44,8 +44,8 @@ from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import new_job_id
-from simpletuner_cloud.trainer.arguments import check_trainer_arguments
-from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs, run_options, trainer_config
+from simpletuner_cloud.trainer.arguments import check_run_length, check_trainer_arguments
+from simpletuner_cloud.trainer.inputs import JobSpec, dataset_inputs, run_options
 from simpletuner_cloud.trainer.schema import check_trainer_inputs
 
 EVENTS_FILTER = ["start", "output", "logs", "completed"]
@@ -210,7 +210,8 @@ async def _check(
 ) -> Checked:
     catalogue = load_hardware_catalogue(settings)
     profile = find_profile(catalogue, request.hardware or replicate.hardware)
-    preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
+    families = _extra_names(runtime.environ, "SIMPLETUNER_EXTRA_MODEL_FAMILIES")
+    preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request, families))
     check_consent(replicate.data_consent, request.consent, needs_upload=preflight.needs_upload)
     spec = JobSpec(
         preflight.config,
@@ -233,7 +234,11 @@ async def _check(
         runtime.environ,
     )
     spec = replace(spec, config=_with_overrides(preflight.config, delivery.config_overrides))
-    check_trainer_arguments(trainer_config(spec), _extra_arguments(runtime.environ))
+    # What the trainer runs with: config_json with the max_train_steps input over it.
+    check_trainer_arguments(
+        run_options(spec), _extra_names(runtime.environ, "SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS")
+    )
+    check_run_length(run_options(spec))
     async with runtime.client(settings, replicate) as client:
         model = replicate.model or profile.model
         if replicate.version:
@@ -263,10 +268,13 @@ def _with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> Traini
     return replace(config, options={**config.options, **overrides}) if overrides else config
 
 
-def _preflight(settings: Settings, request: SubmitJob) -> Preflight:
+def _preflight(settings: Settings, request: SubmitJob, model_families: list[str] | None = None) -> Preflight:
     config = load_config(settings, request.config, request.config_json, request.dataloader_json)
     return run_preflight(
-        config, merge_local=request.merge_local_datasets, rename_to_captions=request.rename_to_captions
+        config,
+        merge_local=request.merge_local_datasets,
+        rename_to_captions=request.rename_to_captions,
+        model_families=model_families,
     )
 
 
@@ -280,9 +288,10 @@ def _job_webhook_base(url: str | None) -> str | None:
     return urlunsplit(parts)
 
 
-def _extra_arguments(environ: Mapping[str, str] | None) -> list[str]:
+def _extra_names(environ: Mapping[str, str] | None, variable: str) -> list[str]:
+    """A comma-separated list of names a newer trainer knows (arguments, model families)."""
     env = os.environ if environ is None else environ
-    return [name for name in env.get("SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS", "").split(",") if name.strip()]
+    return [name for name in env.get(variable, "").split(",") if name.strip()]
 
 
 async def estimate_submission(session: AsyncSession, settings: Settings, request: SubmitJob) -> EstimateView:

@@ -2,7 +2,11 @@
 by the real trainer's parser (which fails the paid run and logs its raw arguments, secrets included;
 trainer-contract §2.1). The names are SimpleTuner's `--help` listing as `documentation/OPTIONS.md`
 prints it, with the deprecated aliases it documents and the settings the cog forces or reads; a newer
-trainer may know more, so `SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS` (comma separated) extends the list."""
+trainer may know more, so `SIMPLETUNER_EXTRA_TRAINER_ARGUMENTS` (comma separated) extends the list.
+
+A few well-known arguments also have the type or choices the parser enforces (SimpleTuner's field
+registry as the same listing prints it), and the trainer refuses a run nothing sizes: values it cannot
+read are refused here too, by name (`trainer_argument_invalid`)."""
 
 from __future__ import annotations
 
@@ -119,3 +123,155 @@ def check_trainer_arguments(options: Mapping[str, Any], extra: Iterable[str] = (
         hint=hint,
         details={"unknown": unknown, "suggestions": suggestions},
     )
+
+
+# The parser's types and choices for the few arguments whose type the references state; kept apart
+# from the sandbox's table (sandbox/trainer_options.py) like the names are.
+INT_ARGUMENTS = frozenset(
+    {
+        "max_train_steps",
+        "num_train_epochs",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "checkpoints_total_limit",
+    }
+)
+FLOAT_ARGUMENTS = frozenset({"learning_rate"})
+BOOL_ARGUMENTS = frozenset({"gradient_checkpointing", "disable_benchmark", "use_ema", "use_dora"})
+MODEL_FAMILIES = (
+    "kolors", "auraflow", "omnigen", "flux", "deepfloyd", "cosmos2image", "sana", "qwen_image",
+    "pixart_sigma",
+    "sdxl", "sd1x", "sd2x", "wan", "hidream", "sd3", "lumina2", "ltxvideo",
+)  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model_type": ("full", "lora"),
+    "lora_type": ("standard", "lycoris"),
+    "resolution_type": ("pixel", "area", "pixel_area"),
+}
+_BOOL_TEXT = frozenset({"1", "true", "yes", "y", "on", "0", "false", "no", "n", "off"})
+
+
+def _passed(value: Any) -> list[str | None]:
+    """What the cog puts on the command line for a value: nothing for null, false, "false" or blank
+    text; a bare flag (None) for true or "true"; one argument per list item; dicts stay off it."""
+    if value is None or isinstance(value, dict):
+        return []
+    if isinstance(value, bool):
+        return [None] if value else []
+    if isinstance(value, list):
+        return [str(item).strip() for item in value if str(item).strip()]
+    text = str(value).strip()
+    if not text or text.lower() == "false":
+        return []
+    return [None] if text.lower() == "true" else [text]
+
+
+def _problem(name: str, text: str | None, choices: dict[str, tuple[str, ...]]) -> str | None:
+    if name in BOOL_ARGUMENTS:
+        return None if text is None or text.lower() in _BOOL_TEXT else f"must be true or false, got {text!r}"
+    typed = name in INT_ARGUMENTS or name in FLOAT_ARGUMENTS or name in choices
+    if text is None:
+        return "needs a value, not true" if typed else None
+    for names, kind, word in ((INT_ARGUMENTS, int, "an integer"), (FLOAT_ARGUMENTS, float, "a number")):
+        if name in names:
+            try:
+                kind(text)
+            except ValueError:
+                return f"must be {word}, got {text!r}"
+    if name in choices:
+        text = text.strip().lower() if name == "model_family" else text
+        if text not in choices[name]:
+            return f"must be one of {', '.join(choices[name])}; got {text!r}"
+    return None
+
+
+def _invalid(name: str, problem: str, hint: str) -> CloudError:
+    return CloudError(
+        f"Config option `{name}` {problem}; the trainer would fail the run at start.",
+        code="trainer_argument_invalid",
+        hint=hint,
+        details={"argument": name, "problem": problem},
+    )
+
+
+def check_argument_values(options: Mapping[str, Any], extra_families: Iterable[str] | None = ()) -> None:
+    """Raises `trainer_argument_invalid` for the first value the trainer's parser could not read
+    (config order, as the parser meets them), or a missing `model_family`. `extra_families` extends
+    the known families; None leaves the family's value unchecked (a caller that cannot know them)."""
+    families = MODEL_FAMILIES + tuple(name.strip().lower() for name in extra_families or () if name.strip())
+    choices = CHOICES if extra_families is None else {**CHOICES, "model_family": families}
+    passed: dict[str, str | None] = {}
+    for key, value in options.items():
+        name = normalise_key(str(key))
+        for text in _passed(value):
+            passed[name] = text
+            problem = _problem(name, text, choices)
+            if problem is None:
+                continue
+            hint = "Fix the value in config.json."
+            if name == "model_family":
+                hint = (
+                    f"Use one of the trainer's model families ({', '.join(families)}). If your trainer "
+                    "version knows a newer one, add it to SIMPLETUNER_EXTRA_MODEL_FAMILIES (comma "
+                    "separated) and restart the server."
+                )
+            elif name in INT_ARGUMENTS:
+                hint = "Write a whole number without quotes or a decimal point (e.g. 1000, not 1000.0)."
+            raise _invalid(name, problem, hint)
+    if "model_family" not in passed:
+        raise _invalid(
+            "model_family",
+            "is missing",
+            f"Set model_family in config.json (one of {', '.join(families)}); the trainer requires it.",
+        )
+
+
+def check_lycoris(options: Mapping[str, Any], lycoris: Any) -> None:
+    """`lora_type: lycoris` needs its JSON, sent inline (a path on this disk is not in the container)."""
+    if str(options.get("lora_type") or "").strip().lower() != "lycoris":
+        return
+    if not isinstance(lycoris, dict):
+        raise _invalid(
+            "lycoris_config",
+            "is missing (lora_type is lycoris)",
+            "lora_type is lycoris: put lycoris_config.json beside config.json (it is sent inline as the "
+            "trainer's lycoris_config input), or set lora_type to standard.",
+        )
+
+
+def check_run_length(options: Mapping[str, Any]) -> None:
+    """The run the trainer is asked for has a length: `max_train_steps` above 0 (the client then
+    sends `num_train_epochs: 0`, as the trainer requires) or `num_train_epochs` above 0. Both 0, both
+    missing, or a negative value would fail the paid run (or, with both missing, train one epoch of a
+    length nobody chose)."""
+    steps = _number(options, "max_train_steps")
+    epochs = _number(options, "num_train_epochs")
+    for name, value in (("max_train_steps", steps), ("num_train_epochs", epochs)):
+        if value is not None and value < 0:
+            raise _invalid(name, f"is below 0 ({value})", "Set max_train_steps above 0 in config.json.")
+    if steps or epochs:
+        return
+    name = "max_train_steps"
+    problem = (
+        f"is {'missing' if steps is None else steps} and num_train_epochs is "
+        f"{'missing' if epochs is None else epochs}"
+    )
+    raise CloudError(
+        f"The run has no length: `{name}` {problem}; the trainer needs max_train_steps or "
+        "num_train_epochs above 0.",
+        code="trainer_argument_invalid",
+        hint="Set max_train_steps in config.json (or pass --max-train-steps), e.g. 1000 for a Flux LoRA.",
+        details={"argument": name, "problem": problem},
+    )
+
+
+def _number(options: Mapping[str, Any], name: str) -> int | None:
+    texts = [
+        text for key, value in options.items() if normalise_key(str(key)) == name for text in _passed(value)
+    ]
+    if not texts or texts[-1] is None:
+        return None
+    try:
+        return int(texts[-1])
+    except ValueError:
+        return None  # check_argument_values names it
