@@ -1,7 +1,8 @@
 """What this tool's jobs cost in a budget period, computed in SQL: finished jobs (their recorded
 cost), running jobs (accrued from `started_at`, never less than their reservation), and reservations
-of jobs not yet running. The period follows the calendar of the cost limit's time zone (default: the
-machine's). Money is `Decimal` from the database to the answer."""
+of jobs not yet running. What an active job counts for is decided once (`active_costs`), so the
+period's total and its groups always add up. The period follows the calendar of the cost limit's time
+zone (default: the machine's). Money is `Decimal` from the database to the answer."""
 
 from __future__ import annotations
 
@@ -78,6 +79,54 @@ def resolve_time_zone(name: str | None) -> tuple[tzinfo, str]:
     return machine_time_zone()
 
 
+@dataclass(frozen=True)
+class ActiveCost:
+    """What one job not finished yet counts for in the current period."""
+
+    hardware: str
+    config_name: str
+    counted: Decimal  # running: accrued, never less than the reservation; not running: the reservation
+    accrued: Decimal  # running: the cost so far (0 before it starts)
+    projected: Decimal  # running: the projected final cost, at least the accrued one
+    running: bool
+
+
+async def active_costs(
+    session: AsyncSession, catalogue: HardwareCatalogue, now: datetime
+) -> list[ActiveCost]:
+    """Every active job's count (active jobs are few; a running one's accrual needs its own rate)."""
+    rows = (
+        await session.execute(
+            select(
+                JobRow.hardware,
+                JobRow.config_name,
+                JobRow.started_at,
+                JobRow.reserved_cost_usd,
+                JobRow.progress,
+            ).where(JobRow.status.in_(ACTIVE))
+        )
+    ).all()
+    costs = []
+    for hardware, config_name, started_at, reservation, progress in rows:
+        reserved = Decimal(reservation or 0)
+        if started_at is None:
+            costs.append(ActiveCost(hardware, config_name, reserved, Decimal(0), Decimal(0), running=False))
+            continue
+        rate = rate_of(catalogue, hardware)
+        seconds = max(0.0, (now - started_at).total_seconds())
+        accrued = rate * Decimal(str(round(seconds, 3)))
+        training = TrainingProgress.from_dict(progress)
+        final = projected_cost(
+            accrued_seconds=seconds, step=training.step, total_steps=training.total_steps,
+            seconds_per_step=training.seconds_per_step, usd_per_second=rate,
+        )  # fmt: skip
+        projected = max(final or accrued, accrued)
+        costs.append(
+            ActiveCost(hardware, config_name, max(accrued, reserved), accrued, projected, running=True)
+        )
+    return costs
+
+
 async def period_spend(
     session: AsyncSession,
     catalogue: HardwareCatalogue,
@@ -92,42 +141,18 @@ async def period_spend(
             JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end
         )
     )
-    reserved = await session.scalar(
-        select(func.coalesce(func.sum(JobRow.reserved_cost_usd), 0)).where(
-            JobRow.status.in_(ACTIVE), JobRow.started_at.is_(None)
-        )
-    )
-    # Running jobs are few (they are the active ones); their accrual needs each one's own rate.
-    running_rows = (
-        await session.execute(
-            select(JobRow.hardware, JobRow.started_at, JobRow.reserved_cost_usd, JobRow.progress).where(
-                JobRow.status.in_(ACTIVE), JobRow.started_at.is_not(None)
-            )
-        )
-    ).all()
-    running = projected = accrued_total = Decimal(0)
-    for hardware, started_at, reservation, progress in running_rows:
-        rate = rate_of(catalogue, hardware)
-        seconds = max(0.0, (now - started_at).total_seconds())
-        accrued = rate * Decimal(str(round(seconds, 3)))
-        running += max(accrued, reservation or Decimal(0))
-        accrued_total += accrued
-        training = TrainingProgress.from_dict(progress)
-        final = projected_cost(
-            accrued_seconds=seconds, step=training.step, total_steps=training.total_steps,
-            seconds_per_step=training.seconds_per_step, usd_per_second=rate,
-        )  # fmt: skip
-        projected += max(final or accrued, accrued)
+    active = await active_costs(session, catalogue, now)
+    running = [a for a in active if a.running]
     return PeriodSpend(
         period,
         start,
         end,
         tz_name,
         Decimal(committed or 0),
-        running,
-        Decimal(reserved or 0),
-        projected,
-        accrued_total,
+        sum((a.counted for a in running), Decimal(0)),
+        sum((a.counted for a in active if not a.running), Decimal(0)),
+        sum((a.projected for a in running), Decimal(0)),
+        sum((a.accrued for a in running), Decimal(0)),
     )
 
 
@@ -141,7 +166,8 @@ async def spend_groups(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """Finished jobs' cost in the window by hardware or config (GROUP BY in SQL), or by local day
-    (the window's rows, two columns each); running jobs count today, in their own group."""
+    (the window's rows, two columns each); jobs not finished count today (by day) or in their own
+    group, for what `period_spend` counts them (`active_costs`), so the groups add up to its total."""
     window = and_(JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end)
     totals: dict[str, Decimal] = {}
     if group_by in ("hardware", "config"):
@@ -168,19 +194,9 @@ async def spend_groups(
                 continue
             key = completed_at.astimezone(tz).date().isoformat()
             totals[key] = totals.get(key, Decimal(0)) + Decimal(cost or 0)
-    running = (
-        await session.execute(
-            select(JobRow.hardware, JobRow.config_name, JobRow.started_at).where(
-                JobRow.status.in_(ACTIVE), JobRow.started_at.is_not(None)
-            )
-        )
-    ).all()
-    for hardware, config_name, started_at in running:
-        seconds = max(0.0, (now - started_at).total_seconds()) if started_at is not None else 0.0
-        accrued = rate_of(catalogue, hardware) * Decimal(str(round(seconds, 3)))
-        key = {"hardware": hardware, "config": config_name}.get(group_by) or now.astimezone(
-            tz
-        ).date().isoformat()
-        if start <= now < end:
-            totals[key] = totals.get(key, Decimal(0)) + accrued
+    if start <= now < end:
+        today = now.astimezone(tz).date().isoformat()
+        for active in await active_costs(session, catalogue, now):
+            key = {"hardware": active.hardware, "config": active.config_name}.get(group_by) or today
+            totals[key] = totals.get(key, Decimal(0)) + active.counted
     return [{"key": key, "usd": value} for key, value in totals.items()]
