@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +98,13 @@ class Ingress:
 
 @pytest.fixture
 def ingress() -> Iterator[Ingress]:
+    with running_ingress() as running:
+        yield running
+
+
+@contextmanager
+def running_ingress() -> Iterator[Ingress]:
+    """The app on a real socket, and its event loop for reading the database from the test."""
     app = create_app(load_settings())
     loops: list[asyncio.AbstractEventLoop] = []
 

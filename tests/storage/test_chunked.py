@@ -54,6 +54,13 @@ def test_chunk_extensions_are_ignored() -> None:
         (b"0\r\n\r\nmore", "The aws-chunked body is malformed: bytes after the trailers."),
         (b"9" * 5000, "The aws-chunked body is malformed: a line is too long."),
         (b"ffffffff\r\n", "The aws-chunked body is malformed: a chunk is too large."),
+        # int(text, 16) takes these; a chunk size is ASCII hex digits and nothing else.
+        (b"0xb\r\nhello world\r\n0\r\n\r\n", "The aws-chunked body is malformed: bad chunk size b'0xb'."),
+        (b"+b\r\nhello world\r\n0\r\n\r\n", "The aws-chunked body is malformed: bad chunk size b'+b'."),
+        (b"-0\r\n\r\n", "The aws-chunked body is malformed: bad chunk size b'-0'."),
+        (b" b\r\nhello world\r\n0\r\n\r\n", "The aws-chunked body is malformed: bad chunk size b' b'."),
+        (b"1_0\r\n", "The aws-chunked body is malformed: bad chunk size b'1_0'."),
+        (b"\r\n", "The aws-chunked body is malformed: bad chunk size b''."),
     ],
 )
 def test_malformed_bodies_are_refused(body: bytes, message: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from simpletuner_cloud.storage.errors import S3Error
-from simpletuner_cloud.storage.multipart import MIN_PART, MultipartUploads
+from simpletuner_cloud.storage.multipart import MIN_PART, ListedPart, MultipartUploads, Part
 from simpletuner_cloud.storage.objects import ObjectStore, key_parts
 
 
@@ -100,25 +100,32 @@ def test_multipart_checks_order_etags_and_part_sizes(tmp_path: Path) -> None:
     for number, data in ((2, b"tail"), (1, os.urandom(MIN_PART))):  # out of order
         incoming = store.begin()
         incoming.write(data)
-        parts[number] = uploads.add_part(upload, number, incoming, None)
+        parts[number] = uploads.add_part(upload, number, incoming, "crc32", incoming.checksum("crc32"))
     with pytest.raises(S3Error) as order:
-        uploads.complete(upload, [(2, parts[2].etag), (1, parts[1].etag)])
+        uploads.complete(upload, [listed(parts[2]), listed(parts[1])])
     assert order.value.code == "InvalidPartOrder"
     small = uploads.create("job/small", "job_a", None)
     for number in (1, 2):
         incoming = store.begin()
         incoming.write(b"x")
-        parts[10 + number] = uploads.add_part(small, number, incoming, None)
+        parts[10 + number] = uploads.add_part(small, number, incoming, None, None)
     with pytest.raises(S3Error) as too_small:
-        uploads.complete(small, [(1, parts[11].etag), (2, parts[12].etag)])
+        uploads.complete(small, [listed(parts[11]), listed(parts[12])])
     assert too_small.value.code == "EntityTooSmall"
-    stored = uploads.complete(upload, [(1, f'"{parts[1].etag}"'), (2, parts[2].etag)])
-    assert (tmp_path / "job/big").stat().st_size == MIN_PART + 4 and stored.etag.endswith("-2")
+    first = ListedPart(1, f'"{parts[1].etag}"', {"crc32": parts[1].checksum or ""})
+    done = uploads.complete(upload, [first, listed(parts[2])])
+    assert (tmp_path / "job/big").stat().st_size == MIN_PART + 4 and done.stored.etag.endswith("-2")
     with pytest.raises(S3Error) as gone:
         uploads.get(upload.upload_id)
     assert gone.value.code == "NoSuchUpload"
     uploads.abort(small)
     assert list((tmp_path / ".multipart").iterdir()) == []
+
+
+def listed(part: Part) -> ListedPart:
+    """The part as a CompleteMultipartUpload body lists it (with its checksum, if it has one)."""
+    checksums = {part.algorithm: part.checksum} if part.algorithm and part.checksum else {}
+    return ListedPart(part.number, part.etag, checksums)
 
 
 def test_stale_multipart_uploads_are_removed(tmp_path: Path) -> None:

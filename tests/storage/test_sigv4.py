@@ -153,3 +153,22 @@ def test_the_request_time_must_be_within_15_minutes() -> None:
     with pytest.raises(S3Error) as skewed:
         check_request_time(auth, datetime(2026, 12, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=15, seconds=1))
     assert skewed.value.code == "RequestTimeTooSkewed"
+
+
+@pytest.mark.parametrize("name", ["x-amz-meta-evil", "X-Amz-Checksum-CRC32", "x-amz-copy-source"])
+def test_an_x_amz_header_outside_signed_headers_is_refused(name: str) -> None:
+    """Anyone on the way could add it; S3 answers AccessDenied, not SignatureDoesNotMatch."""
+    request = signed()
+    items = [*((k, str(v)) for k, v in request.headers.items()), (name, "1")]
+    with pytest.raises(S3Error) as refused:
+        matches(request, headers=items)
+    assert (refused.value.code, refused.value.message) == (
+        "AccessDenied",
+        f"There were headers present in the request which were not signed: {name.lower()}",
+    )
+
+
+def test_headers_botocore_never_signs_may_come_unsigned() -> None:
+    request = signed()
+    extra = [("User-Agent", "aws-cli/1"), ("Expect", "100-continue"), ("X-Amzn-Trace-Id", "Root=1")]
+    assert matches(request, headers=[*((k, str(v)) for k, v in request.headers.items()), *extra])

@@ -19,7 +19,7 @@ from simpletuner_cloud.domain.artifacts import classify
 from simpletuner_cloud.services.storage_access import Caller, IngressRequest, authenticate, header
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.storage import xml
-from simpletuner_cloud.storage.bodies import Body, receive_body
+from simpletuner_cloud.storage.bodies import SUPPORTED, Body, announced_checksum, receive_body
 from simpletuner_cloud.storage.errors import S3Error
 from simpletuner_cloud.storage.multipart import MultipartUploads, Upload
 from simpletuner_cloud.storage.objects import ListedFile, ObjectStore, StoredObject
@@ -104,12 +104,8 @@ class StorageIngress:
         if method == "PUT":
             return await self._upload_part(request, caller, key, upload_id or "", query)
         if method == "POST" and "uploads" in query:
-            upload = await anyio.to_thread.run_sync(
-                self.uploads.create,
-                key,
-                caller.job_id,
-                (header(request, "x-amz-checksum-algorithm") or "").lower() or None,
-            )
+            algorithm, kind = _multipart_checksum(request)
+            upload = await anyio.to_thread.run_sync(self.uploads.create, key, caller.job_id, algorithm, kind)
             return _xml(xml.initiate_multipart(bucket, key, upload.upload_id))
         if method == "POST" and upload_id is not None:
             return await self._complete(request, caller, key, name, upload_id)
@@ -134,7 +130,9 @@ class StorageIngress:
         await self._record(caller, name, stored)
         return IngressAnswer(200, {"ETag": f'"{stored.etag}"', **body.echo_headers()})
 
-    async def _receive(self, request: IngressRequest, caller: Caller) -> Body:
+    async def _receive(
+        self, request: IngressRequest, caller: Caller, required_checksum: str | None = None
+    ) -> Body:
         """The request's body, checked (size, checksum, aws-chunked framing) into a temporary file."""
         return await receive_body(
             request.headers,
@@ -142,6 +140,7 @@ class StorageIngress:
             self.store.begin,
             caller.max_object_bytes,
             header(request, "x-amz-content-sha256") or "",
+            required_checksum,
         )
 
     async def _commit(self, body: Body, key: str, etag: str | None = None) -> StoredObject:
@@ -158,13 +157,12 @@ class StorageIngress:
         self, request: IngressRequest, caller: Caller, key: str, upload_id: str, query: dict[str, list[str]]
     ) -> IngressAnswer:
         upload = await self._own_upload(caller, key, upload_id)
-        try:
-            number = int((query.get("partNumber") or [""])[0])
-        except ValueError:
-            raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000.") from None
-        body = await self._receive(request, caller)
+        number = _ascii_int(_first(query, "partNumber"), 5)
+        if number is None:
+            raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000.")
+        body = await self._receive(request, caller, upload.checksum)
         part = await anyio.to_thread.run_sync(
-            self.uploads.add_part, upload, number, body.file, body.checksum_value
+            self.uploads.add_part, upload, number, body.file, body.checksum_algorithm, body.checksum_value
         )
         return IngressAnswer(200, {"ETag": f'"{part.etag}"', **body.echo_headers()})
 
@@ -178,20 +176,31 @@ class StorageIngress:
             if len(raw) > xml.MAX_COMPLETE_BODY:
                 raise S3Error("MalformedXML", "The CompleteMultipartUpload body is too large.")
         listed = xml.parse_complete(bytes(raw))
+        full = announced_checksum(request.headers).algorithm
+        if full is not None and full != upload.checksum:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created with {(upload.checksum or 'no').upper()} checksum, "
+                f"not {full.upper()}.",
+            )
         parts = await anyio.to_thread.run_sync(self.uploads.parts, upload)
-        total = sum(parts[n].size for n, _ in listed if n in parts)
+        total = sum(parts[item.number].size for item in listed if item.number in parts)
         if total > caller.max_object_bytes:
             raise S3Error(
                 "EntityTooLarge",
                 f"The object is larger than this server accepts ({caller.max_object_bytes:,} bytes).",
             )
+        sent = header(request, f"x-amz-checksum-{full}") if full else None
         try:
-            stored = await anyio.to_thread.run_sync(self.uploads.complete, upload, listed)
+            done = await anyio.to_thread.run_sync(self.uploads.complete, upload, listed, sent)
         except OSError as exc:
             raise S3Error("InternalError", f"The object could not be written: {exc.strerror}.") from exc
-        await self._record(caller, name, stored)
+        await self._record(caller, name, done.stored)
         location = f"{PREFIX}/{LOCAL_BUCKET}/{key}"
-        return _xml(xml.complete_multipart(location, LOCAL_BUCKET, key, stored.etag))
+        checksum = None
+        if done.checksum_algorithm and done.checksum and done.checksum_type:
+            checksum = (done.checksum_algorithm, done.checksum, done.checksum_type)
+        return _xml(xml.complete_multipart(location, LOCAL_BUCKET, key, done.stored.etag, checksum))
 
     async def _own_upload(self, caller: Caller, key: str, upload_id: str) -> Upload:
         upload = await anyio.to_thread.run_sync(self.uploads.get, upload_id)
@@ -217,10 +226,10 @@ class StorageIngress:
         if not (prefix.startswith(own) or (own.startswith(prefix) and prefix.startswith(caller.job_id))):
             raise S3Error("AccessDenied", f"This key may only list under {own}.")
         delimiter = one("delimiter") or None
-        try:
-            max_keys = max(0, min(int(one("max-keys") or MAX_LIST_KEYS), MAX_LIST_KEYS))
-        except ValueError:
-            raise S3Error("InvalidArgument", "max-keys must be an integer.") from None
+        max_keys = _ascii_int(one("max-keys") or str(MAX_LIST_KEYS), 10)
+        if max_keys is None:
+            raise S3Error("InvalidArgument", "max-keys must be an integer from 0 to 2147483647.")
+        max_keys = min(max_keys, MAX_LIST_KEYS)
         token = one("continuation-token")
         after = _decode_token(token) if token else (one("start-after") or "")
         files = await anyio.to_thread.run_sync(lambda: list(self.store.walk(caller.job_id)))
@@ -297,6 +306,30 @@ class StorageIngress:
                 )
                 await announce(session, caller.job_id)
             await session.commit()
+
+
+def _ascii_int(text: str | None, max_digits: int) -> int | None:
+    """A non-negative integer written in ASCII digits, else None (int() also takes a sign, spaces,
+    "_" and other scripts' digits: `partNumber=%EF%BC%95` is a full-width 5)."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > max_digits:
+        return None
+    return int(text)
+
+
+def _multipart_checksum(request: IngressRequest) -> tuple[str | None, str]:
+    """CreateMultipartUpload's x-amz-checksum-algorithm and x-amz-checksum-type, checked."""
+    algorithm = (header(request, "x-amz-checksum-algorithm") or "").strip().lower() or None
+    kind = (header(request, "x-amz-checksum-type") or "").strip().upper() or "COMPOSITE"
+    if algorithm is not None and algorithm not in SUPPORTED:
+        raise S3Error(
+            "InvalidRequest", f"The checksum algorithm {algorithm.upper()} is not supported; use CRC32."
+        )
+    if kind not in ("COMPOSITE", "FULL_OBJECT") or (kind == "FULL_OBJECT" and algorithm != "crc32"):
+        raise S3Error(
+            "InvalidRequest",
+            "x-amz-checksum-type must be COMPOSITE, or FULL_OBJECT with a CRC32 x-amz-checksum-algorithm.",
+        )
+    return algorithm, kind
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

@@ -17,7 +17,10 @@ from simpletuner_cloud.storage.errors import S3Error
 from simpletuner_cloud.storage.objects import IncomingFile
 from simpletuner_cloud.storage.sigv4 import STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD
 
-ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+# Every x-amz-checksum-<name> botocore knows, so that one this server cannot check is refused, not ignored.
+ALGORITHMS = (
+    "crc32", "crc32c", "crc64nvme", "sha1", "sha256", "sha512", "md5", "xxhash64", "xxhash3", "xxhash128"
+)  # fmt: skip
 SUPPORTED = ("crc32", "sha1", "sha256")
 WRITE_BATCH = 1024 * 1024
 
@@ -41,28 +44,50 @@ def _get(headers: Sequence[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def _announced_algorithm(headers: Sequence[tuple[str, str]]) -> str | None:
-    """The checksum algorithm the request says it carries (header, trailer or SDK announcement)."""
-    for name in ALGORITHMS:
-        if _get(headers, f"x-amz-checksum-{name}") is not None:
-            return name
-    trailer = (_get(headers, "x-amz-trailer") or "").strip().lower()
-    if trailer.startswith("x-amz-checksum-"):
-        return trailer.removeprefix("x-amz-checksum-")
-    announced = (_get(headers, "x-amz-sdk-checksum-algorithm") or "").strip().lower()
-    return announced or None
+@dataclass(frozen=True)
+class Announced:
+    """What the request's headers say about its checksum: the algorithm (from a checksum header,
+    the trailer or the SDK's announcement) and the trailer names that may follow the body."""
+
+    algorithm: str | None
+    trailers: frozenset[str]
+
+
+def announced_checksum(headers: Sequence[tuple[str, str]]) -> Announced:
+    in_headers = [name for name in ALGORITHMS if _get(headers, f"x-amz-checksum-{name}") is not None]
+    trailers = frozenset(
+        name.strip().lower() for name in (_get(headers, "x-amz-trailer") or "").split(",") if name.strip()
+    )
+    in_trailers = []
+    for name in sorted(trailers):
+        algorithm = name.removeprefix("x-amz-checksum-")
+        if algorithm == name or algorithm not in ALGORITHMS:
+            raise S3Error(
+                "InvalidRequest", "The value specified in the x-amz-trailer header is not supported."
+            )
+        in_trailers.append(algorithm)
+    given = in_headers + in_trailers
+    if len(given) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    sdk = (_get(headers, "x-amz-sdk-checksum-algorithm") or "").strip().lower() or None
+    if sdk is not None and given and sdk != given[0]:
+        raise S3Error(
+            "InvalidRequest",
+            f"x-amz-sdk-checksum-algorithm says {sdk.upper()} but the checksum sent is {given[0].upper()}.",
+        )
+    return Announced(given[0] if given else sdk, trailers)
 
 
 def _length(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    try:
-        length = int(value)
-    except ValueError:
-        raise S3Error("InvalidArgument", f"{name} must be a number of bytes.") from None
-    if length < 0:
-        raise S3Error("InvalidArgument", f"{name} must not be negative.")
-    return length
+    # ASCII digits only: int() also takes a sign, "_", whitespace and other scripts' digits.
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+        raise S3Error("InvalidArgument", f"{name} must be a number of bytes.")
+    return int(value)
 
 
 async def receive_body(
@@ -71,7 +96,9 @@ async def receive_body(
     begin: Callable[[], IncomingFile],
     limit: int,
     content_sha256: str,
+    required_checksum: str | None = None,
 ) -> Body:
+    """`required_checksum`: the algorithm each part of a multipart upload created with one must carry."""
     streaming = (
         content_sha256 == STREAMING_UNSIGNED_TRAILER
         or "aws-chunked" in (_get(headers, "content-encoding") or "").lower()
@@ -85,10 +112,30 @@ async def receive_body(
     too_large = S3Error("EntityTooLarge", f"The object is larger than this server accepts ({limit:,} bytes).")
     if expected is not None and expected > limit:
         raise too_large  # before a byte is read: the client never gets its 100 Continue
-    algorithm = _announced_algorithm(headers)
+    announced = announced_checksum(headers)
+    algorithm = announced.algorithm
+    if content_sha256 == STREAMING_UNSIGNED_TRAILER and not announced.trailers:
+        # The payload is not signed: without a trailing checksum nothing would vouch for the bytes.
+        raise S3Error(
+            "InvalidRequest",
+            f"{STREAMING_UNSIGNED_TRAILER} needs an X-Amz-Trailer header naming the checksum that "
+            "follows the body (x-amz-checksum-crc32).",
+        )
     if algorithm is not None and algorithm not in SUPPORTED:
         raise S3Error(
             "InvalidRequest", f"The checksum algorithm {algorithm.upper()} is not supported; use CRC32."
+        )
+    if required_checksum is not None and algorithm is None:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using a {required_checksum.upper()} checksum: each part must carry "
+            f"x-amz-checksum-{required_checksum} (as a header or a trailer).",
+        )
+    if required_checksum is not None and algorithm != required_checksum:
+        raise S3Error(
+            "InvalidRequest",
+            f"Checksum Type mismatch occurred, expected checksum Type: {required_checksum}, "
+            f"actual checksum Type: {algorithm}.",
         )
     file = await anyio.to_thread.run_sync(begin)
     try:
@@ -119,12 +166,21 @@ async def receive_body(
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
         _check_md5(_get(headers, "content-md5"), file)
+        trailers = decoder.trailers if decoder is not None else {}
+        unannounced = sorted(set(trailers) - announced.trailers)
+        if unannounced:
+            raise S3Error(
+                "MalformedTrailerError",
+                f"The body carries the trailer {unannounced[0]}, which X-Amz-Trailer did not announce.",
+            )
         value = None
         if algorithm is not None:
-            trailers = decoder.trailers if decoder is not None else {}
-            value = _get(headers, f"x-amz-checksum-{algorithm}") or trailers.get(
-                f"x-amz-checksum-{algorithm}"
-            )
+            name = f"x-amz-checksum-{algorithm}"
+            value = _get(headers, name) or trailers.get(name)
+            if value is None and name in announced.trailers:
+                raise S3Error(
+                    "MalformedTrailerError", f"X-Amz-Trailer announced {name} but the body ended without it."
+                )
             if value is None:
                 raise S3Error(
                     "InvalidRequest", f"The request announced a {algorithm.upper()} checksum but sent none."

@@ -4,8 +4,12 @@ An incremental decoder: feed it the raw body as it arrives, get the object's byt
 
 from __future__ import annotations
 
+import re
+
 from simpletuner_cloud.storage.errors import S3Error
 
+# ASCII hex digits only: int(text, 16) also takes a sign, "0x", "_" and surrounding whitespace.
+_HEX_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 MAX_LINE = 4096  # a chunk-size line (with extensions) or one trailer line
 MAX_TRAILERS = 16 * 1024
 MAX_CHUNK = 64 * 1024 * 1024
@@ -80,12 +84,11 @@ class AwsChunkedDecoder:
         return line
 
     def _start_chunk(self, line: bytes) -> None:
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _malformed(f"bad chunk size {size_text[:20]!r}") from None
-        if size < 0 or size > MAX_CHUNK:
+        size_text = line.split(b";", 1)[0]
+        if not _HEX_SIZE.fullmatch(size_text):
+            raise _malformed(f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
+        if size > MAX_CHUNK:
             raise _malformed("a chunk is too large")
         if size == 0:
             self._state = "trailers"

@@ -18,6 +18,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "BadDigest": 400,
     "XAmzContentSHA256Mismatch": 400,
     "IncompleteBody": 400,
+    "MalformedTrailerError": 400,
     "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "InvalidPart": 400,

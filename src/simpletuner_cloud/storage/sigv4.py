@@ -125,8 +125,19 @@ def signature_matches(
     raw_query: str,
     headers: Sequence[tuple[str, str]],
 ) -> bool:
-    """`url`: scheme, the Host as the client sent it and the raw (still percent-encoded) path."""
+    """`url`: scheme, the Host as the client sent it and the raw (still percent-encoded) path.
+    Raises AccessDenied, as S3 does, for an `x-amz-*` header the signature does not cover: such a
+    header changes what the request does (metadata, a checksum, a copy source) and anyone on the
+    way could have added it. botocore leaves unsigned only hop-by-hop and tracing headers
+    (user-agent, expect, transfer-encoding, x-amzn-trace-id, traceparent...), none of them
+    `x-amz-*`."""
     signed = set(authorization.signed_headers)
+    unsigned = sorted({name.lower() for name, _ in headers if name.lower().startswith("x-amz-")} - signed)
+    if unsigned:
+        raise S3Error(
+            "AccessDenied",
+            "There were headers present in the request which were not signed: " + ", ".join(unsigned),
+        )
     request = AWSRequest(method=method, url=url)
     present = set()
     for name, value in headers:

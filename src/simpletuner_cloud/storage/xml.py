@@ -9,6 +9,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from simpletuner_cloud.storage.errors import S3Error
+from simpletuner_cloud.storage.multipart import ListedPart
 from simpletuner_cloud.storage.objects import ListedFile
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -86,19 +87,31 @@ def initiate_multipart(bucket: str, key: str, upload_id: str) -> bytes:
     ).encode()
 
 
-def complete_multipart(location: str, bucket: str, key: str, etag: str) -> bytes:
+def complete_multipart(
+    location: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    checksum: tuple[str, str, str] | None = None,
+) -> bytes:
+    """`checksum`: (algorithm, value, COMPOSITE or FULL_OBJECT) of an upload created with one."""
+    extra = ""
+    if checksum is not None:
+        algorithm, value, kind = checksum
+        extra = _element(f"Checksum{algorithm.upper()}", value) + _element("ChecksumType", kind)
     return (
         f'{HEADER}<CompleteMultipartUploadResult xmlns="{NAMESPACE}">'
         + _element("Location", location)
         + _element("Bucket", bucket)
         + _element("Key", key)
         + _element("ETag", f'"{etag}"')
+        + extra
         + "</CompleteMultipartUploadResult>"
     ).encode()
 
 
-def parse_complete(body: bytes) -> list[tuple[int, str]]:
-    """[(part number, ETag)] in the listed order."""
+def parse_complete(body: bytes) -> list[ListedPart]:
+    """The listed parts in the listed order, each with the Checksum<ALGORITHM> it gives, if any."""
     if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
         raise S3Error("MalformedXML", "The XML you provided was not well-formed.")
     try:
@@ -110,8 +123,14 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
         if element.tag.rsplit("}", 1)[-1] != "Part":
             continue
         fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "").strip() for child in element}
-        try:
-            parts.append((int(fields["PartNumber"]), fields["ETag"]))
-        except (KeyError, ValueError):
-            raise S3Error("MalformedXML", "Each Part needs a PartNumber and an ETag.") from None
+        number = fields.get("PartNumber", "")
+        # ASCII digits only: int() also takes a sign, "_" and other scripts' digits.
+        if "ETag" not in fields or not (number.isascii() and number.isdigit()) or len(number) > 5:
+            raise S3Error("MalformedXML", "Each Part needs a PartNumber and an ETag.")
+        checksums = {
+            name.removeprefix("Checksum").lower(): value
+            for name, value in fields.items()
+            if name.startswith("Checksum") and name != "ChecksumType"
+        }
+        parts.append(ListedPart(int(number), fields["ETag"], checksums))
     return parts
