@@ -361,3 +361,39 @@ def test_a_job_that_does_not_exist_is_said_so_at_once(tab: Tab, cloud: Cloud) ->
     page = tab.open("jobs/job_nosuchjob", ready_as="job")
     expect(page.locator("#job-missing")).to_contain_text("job_nosuchjob")
     tab.errors.clear()
+
+
+def test_the_results_follow_files_arriving_without_a_delivery_state_change(tab: Tab, cloud: Cloud) -> None:
+    """Only the first file moves the delivery to `receiving` (an event); the page keeps its file count
+    with the API's while the trainer uploads after each validation run, before the job ends."""
+    cloud.sandbox_config.step_seconds = 0.6  # a validation (and an upload) every 3 s, 12 s in all
+    job_id = cloud.submit(delivery="local")
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    delivery = page.locator("#job-deliveries li[data-destination='local']")
+    expect(delivery).to_contain_text("receiving")
+    shown = re.compile(r"· ([\d,]+) files")
+
+    def shown_files() -> int:
+        found = shown.search(delivery.text_content() or "")
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    def more_files() -> int | None:
+        answer = cloud.http.get(f"/api/cloud/jobs/{job_id}/artifacts").json()
+        local = next(d for d in answer["deliveries"] if d["destination"] == "local")
+        files = int(local["files"])
+        return files if local["state"] == "receiving" and files > seen else None
+
+    seen = shown_files()
+    grown = eventually_sync(more_files, timeout=60, interval=0.1, what="more files at the API")
+    page.wait_for_function(
+        """([grown]) => {
+          const item = document.querySelector("#job-deliveries li[data-destination='local']");
+          const found = /· ([\\d,]+) files/.exec(item ? item.textContent : "");
+          return document.body.dataset.jobStatus === "running" && found
+            && Number(found[1].replaceAll(",", "")) >= grown;
+        }""",
+        arg=[grown],
+        timeout=8_000,
+    )
+    cloud.wait_for(job_id, "succeeded")
+    assert tab.errors == []

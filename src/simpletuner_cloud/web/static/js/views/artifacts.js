@@ -6,6 +6,9 @@ import { clear, h, sayError, table } from "../dom.js";
 import { bytes, count, dateTime, duration } from "../format.js";
 
 const WHERE = { local: "This machine", s3: "External S3", hub: "Hugging Face Hub" };
+// Files arriving announce only the first one (the delivery's move to `receiving`), so while one is
+// receiving the panel reads again this long after its last read (job events read it sooner).
+const FOLLOW_MS = 2000;
 const KINDS = { weights: "weights", checkpoint: "checkpoint", validation_image: "sample", model_card: "model card", cache: "cache", other: "file" };
 
 /** The API names files by absolute path; the page keeps every URL relative (reverse proxies). */
@@ -26,15 +29,21 @@ export class ArtifactsPanel {
     this.path = `api/cloud/jobs/${encodeURIComponent(jobId)}`;
     this.element = h("div", { id: "job-artifacts", "aria-live": "polite" }, h("p", { class: "hint" }, "Loading…"));
     this.retention = null;
+    this.receiving = false; // a delivery is receiving files: the list is growing
+    this.follow = null;
+    this.destroyed = false;
     this.timer = setInterval(() => this.tick(), 30_000);
   }
 
   destroy() {
+    this.destroyed = true;
     clearInterval(this.timer);
+    clearTimeout(this.follow);
   }
 
   async load() {
     const answer = await get(`${this.path}/artifacts`);
+    if (this.destroyed) return;
     if (!answer.ok) return sayError(this.element, answer);
     this.draw(answer.body);
   }
@@ -57,6 +66,9 @@ export class ArtifactsPanel {
   }
 
   draw(a) {
+    this.receiving = a.deliveries.some((d) => d.state === "receiving");
+    clearTimeout(this.follow);
+    this.follow = this.receiving ? setTimeout(() => this.load(), FOLLOW_MS) : null;
     const deliveries = a.deliveries.map((d) => {
       const again = ["failed", "expired", "delivered"].includes(d.state)
         ? h("button", { type: "button", class: "secondary small", "data-retry": d.destination }, "Check again")

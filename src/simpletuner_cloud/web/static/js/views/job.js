@@ -229,6 +229,9 @@ export default {
     function onEvent(type, data) {
       if (deleted) return;
       if (!job) return type === "log" ? pendingLogs.push(data) : refreshJob();
+      // No event names each file that arrives, only the first; while files arrive, any event of the
+      // job (log lines come with the trainer's uploads) reads the list again, once a second at most.
+      if (results.receiving && type !== "status" && type !== "event") refreshResults();
       if (type === "log") {
         if (!snapshotLoaded) pendingLogs.push(data);
         else logs.append(data.offset, data.text);
