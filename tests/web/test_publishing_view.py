@@ -128,3 +128,28 @@ def test_the_s3_test_sends_the_fields_as_the_form_shows_them(tab: Tab, cloud: Cl
         }
     ]
     assert tab.errors == []
+
+
+def test_deleting_the_saved_token_keeps_what_is_typed_and_not_saved(tab: Tab, cloud: Cloud) -> None:
+    cloud.http.put("/api/cloud/publishing", json={"hub": {"token": HUB_TOKEN}}).raise_for_status()
+    page = tab.open("publishing")
+    expect(page.locator("#pub-token-state")).to_have_text("Token: the saved token.")
+    page.get_by_label("hub_model_id").fill("me/not-saved-yet")
+    page.get_by_label("Bucket").fill("typed-bucket")
+    page.get_by_role("radio", name="External S3").check()
+    page.get_by_role("button", name="Delete saved token").click()
+    expect(page.locator("#pub-hub-check")).to_have_text("The saved token was deleted.")
+    expect(page.locator("#pub-token-state")).to_contain_text("No token: export HF_TOKEN")
+    expect(page.get_by_label("hub_model_id")).to_have_value("me/not-saved-yet")
+    expect(page.get_by_label("Bucket")).to_have_value("typed-bucket")
+    expect(page.get_by_role("radio", name="External S3")).to_be_checked()
+    page.get_by_role("button", name="Save publishing").click()  # and they are still saved as typed
+    expect(page.locator("#publishing-result")).to_have_text("Publishing saved.")
+    saved = cloud.http.get("/api/cloud/publishing").json()
+    assert (saved["default_delivery"], saved["hub"]["hub_model_id"], saved["s3"]["bucket"]) == (
+        "s3",
+        "me/not-saved-yet",
+        "typed-bucket",
+    )
+    assert saved["hub"]["token"]["saved"] is False
+    assert tab.errors == []

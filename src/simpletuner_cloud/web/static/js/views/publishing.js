@@ -98,6 +98,7 @@ export default {
     );
     root.append(form);
 
+    /** The form's fields from saved settings (throws away what is typed). */
     function fill(p) {
       const choice = form.querySelector(`input[name=default_delivery][value="${p.default_delivery ?? ""}"]`);
       if (choice) choice.checked = true;
@@ -105,12 +106,6 @@ export default {
       f.hubModelId.value = p.hub.hub_model_id ?? "";
       box(f.private).checked = p.hub.private;
       f.hubToken.value = "";
-      tokenState.textContent =
-        p.hub.token.source === "env"
-          ? "Token: HF_TOKEN from the server's environment."
-          : p.hub.token.source === "saved"
-            ? "Token: the saved token."
-            : 'No token: export HF_TOKEN="hf_..." before starting the server, or save one here.';
       f.endpoint.value = p.s3.endpoint_url ?? "";
       f.region.value = p.s3.region ?? "";
       f.bucket.value = p.s3.bucket ?? "";
@@ -118,6 +113,17 @@ export default {
       f.publicBase.value = p.s3.public_base_url ?? "";
       f.accessKey.value = "";
       f.secretKey.value = "";
+      showSaved(p);
+    }
+
+    /** What is saved, around the fields (which secrets, local download, warnings), fields untouched. */
+    function showSaved(p) {
+      tokenState.textContent =
+        p.hub.token.source === "env"
+          ? "Token: HF_TOKEN from the server's environment."
+          : p.hub.token.source === "saved"
+            ? "Token: the saved token."
+            : 'No token: export HF_TOKEN="hf_..." before starting the server, or save one here.';
       keysState.textContent = `${secretState(p.s3.access_key.saved, "access key")} ${secretState(p.s3.secret_key.saved, "secret key")}`;
       clear(
         local,
@@ -184,7 +190,13 @@ export default {
       showHubCheck(answer.body);
     });
     form.querySelector("#pub-hub-token-delete").addEventListener("click", async () => {
-      if (await save({ hub: { token: null } }, hubCheck)) say(hubCheck, "ok", "The saved token was deleted.");
+      // Only the token changes: the rest of the form keeps what is typed and not saved yet.
+      const answer = await api("PUT", BASE, { hub: { token: null } });
+      if (!ctx.current()) return;
+      if (!answer.ok) return sayError(hubCheck, answer);
+      saved = answer.body;
+      showSaved(saved);
+      say(hubCheck, "ok", "The saved token was deleted.");
     });
     form.querySelector("#pub-s3-test").addEventListener("click", async () => {
       say(s3Result, "muted", "Writing, reading back and deleting a small object…");
