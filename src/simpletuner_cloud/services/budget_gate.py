@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.costs import current_spend
+from simpletuner_cloud.services.costs import current_spend, limit_usd, usd_beside
 from simpletuner_cloud.services.provider_settings import ReplicateSettings
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ async def check_budget(
     spent = spend.committed + spend.running
     after = spend.total + reserve
     figures = (
-        f"spent ${spent:.2f}, reserved by other jobs ${spend.reserved:.2f}, this job's estimate up to "
-        f"${reserve:.2f}, {limit.period} limit ${limit.amount:.2f}"
+        f"spent {usd_beside(spent, limit)}, reserved by other jobs {usd_beside(spend.reserved, limit)}, "
+        f"this job's estimate up to {usd_beside(reserve, limit)}, {limit.period} limit {limit_usd(limit)}"
     )
     details = {
         "spent": str(spent),

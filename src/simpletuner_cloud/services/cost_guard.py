@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from simpletuner_cloud.domain.jobs import JobStatus
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.costs import current_spend
+from simpletuner_cloud.services.costs import current_spend, limit_usd, running_jobs_cancel, usd_beside
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_control import cancel_job
@@ -44,15 +44,14 @@ async def enforce_cost_limit(
         if not (limit.active and limit.cancel_running_at_limit and limit.amount is not None):
             return []
         spend = await current_spend(session, catalogue, replicate, now)
-        running = spend.projected_running if limit.cancel_on == "projected" else spend.accrued_running
-        reached = spend.committed + running
-        if reached < limit.amount:
+        check = running_jobs_cancel(spend, limit)  # the cost-limit status says what this decides
+        if check is None or not check.reached:
             return []
         ids = list((await session.scalars(select(JobRow.id).where(JobRow.status.in_(SPENDING)))).all())
     word = "projected to reach" if limit.cancel_on == "projected" else "reached"
     reason = (
-        f"Canceled at the cost limit: this {limit.period} period's spend {word} ${reached:.2f} of the "
-        f"${limit.amount:.2f} limit."
+        f"Canceled at the cost limit: this {limit.period} period's spend {word} "
+        f"{usd_beside(check.figure, limit)} of the {limit_usd(limit)} limit."
     )
     canceled = []
     for job_id in ids:

@@ -4,6 +4,7 @@ chart (`GET /api/cloud/spend`); and the cost limit's status (`GET /api/cloud/cos
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.datasets.preflight import Preflight
-from simpletuner_cloud.domain.budget import Period, limit_status
+from simpletuner_cloud.domain.budget import CostLimit, Period, limit_status
 from simpletuner_cloud.domain.estimate import Estimate, PastRun, RunShape, estimate_run, run_shape
 from simpletuner_cloud.domain.hardware import HardwareCatalogue, HardwareProfile
 from simpletuner_cloud.domain.jobs import JobStatus
@@ -229,26 +230,92 @@ async def cost_limit_status(
         state=status.state,
         period_start=status.period_start,
         resets_at=status.resets_at,
-        next=_what_next(status.state, limit, status.resets_at),
+        next=_what_next(status.state, limit, status.resets_at, running_jobs_cancel(spend, limit)),
     )
 
 
-def _what_next(state: str, limit: Any, resets_at: datetime) -> str:
+@dataclass(frozen=True)
+class CancelCheck:
+    """What `cancel_running_at_limit` compares with the amount, and whether it cancels now. The
+    worker's canceller and the status's words both come from here, so they cannot disagree."""
+
+    figure: Decimal  # finished jobs + running jobs' accrued (or projected) cost; reservations aside
+    reached: bool
+    basis: str  # what the figure is, in words: reservations are not in it
+
+    def sentence(self, limit: CostLimit) -> str:
+        amount = limit_usd(limit)
+        figure = usd_beside(self.figure, limit)
+        if self.reached:
+            return f"Running and queued jobs are canceled: the period's {self.basis} is {figure} of {amount}."
+        return (
+            f"Running jobs are canceled once the period's {self.basis} (reservations aside) reaches "
+            f"{amount} (now {figure})."
+        )
+
+
+def running_jobs_cancel(spend: PeriodSpend, limit: CostLimit) -> CancelCheck | None:
+    """None unless running jobs are canceled at this limit."""
+    if not (limit.active and limit.cancel_running_at_limit and limit.amount is not None):
+        return None
+    if limit.cancel_on == "projected":
+        running, basis = spend.projected_running, "projected cost"
+    else:
+        running, basis = spend.accrued_running, "spend so far"
+    figure = spend.committed + running
+    return CancelCheck(figure, figure >= limit.amount, basis)
+
+
+def _what_next(state: str, limit: CostLimit, resets_at: datetime, cancel: CancelCheck | None) -> str:
     if not limit.active:
         return "No cost limit is set: submissions are not checked against a budget."
     resets = f"{resets_at:%Y-%m-%d %H:%M} UTC"
+    running = f" {cancel.sentence(limit)}" if cancel is not None else ""
     if state == "exceeded":
         if limit.action == "block":
             action = "New submissions are refused"
         else:
             action = "New submissions go through with a warning"
-        running = " and running jobs are canceled" if limit.cancel_running_at_limit else ""
-        return f"{action}{running} until the period resets ({resets})."
+        return f"{action} until the period resets ({resets}).{running}"
     if limit.action == "block":
         return (
             f"A submission is refused when its high estimate would not fit under the limit; resets {resets}."
+            f"{running}"
         )
-    return f"Submissions past the limit go through with a warning; resets {resets}."
+    return f"Submissions past the limit go through with a warning; resets {resets}.{running}"
+
+
+# Money in sentences: a limit keeps its own decimals ($0.285, not $0.29), and a figure beside it gets
+# at least as many, and more while rounding would hide which side of the limit it is on (or make a
+# cost read as nothing).
+MAX_PLACES = 6
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(2, -exponent) if isinstance(exponent, int) else 2
+
+
+def _dollars(value: Decimal, places: int) -> str:
+    return f"${value:,.{places}f}"
+
+
+def limit_usd(limit: CostLimit) -> str:
+    amount = limit.amount or Decimal(0)
+    return _dollars(amount, min(_places(amount), MAX_PLACES))
+
+
+def usd_beside(value: Decimal, limit: CostLimit) -> str:
+    """`value` in a sentence that also shows the limit: never rounded onto or across it, nor to zero."""
+    amount = limit.amount or Decimal(0)
+    places = min(_places(amount), MAX_PLACES)
+    while places < MAX_PLACES:
+        shown = round(value, places)
+        same_side = (value > amount) == (shown > amount) and (value < amount) == (shown < amount)
+        if same_side and (shown != 0 or value == 0):
+            break
+        places += 1
+    return _dollars(value, places)
 
 
 def _usd(value: Decimal) -> str:
