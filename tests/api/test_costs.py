@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from simpletuner_cloud.services import budget_gate
 from simpletuner_cloud.services.datasets import install_example
 from simpletuner_cloud.store.database import Database
+from tests.datasets.factory import write_environment
 from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
 from tests.support.postgres import fresh_database
 from tests.support.provider_sandbox import record_job, sandbox_mode_server
@@ -322,3 +323,27 @@ def test_twenty_simultaneous_submissions_to_two_servers_on_postgresql_never_pass
         finally:
             for context in reversed(servers):
                 context.__exit__(None, None, None)
+
+
+def test_the_estimate_prices_the_run_the_delivery_plan_makes(server: tuple[httpx.Client, FastAPI]) -> None:
+    """S3 delivery rewrites the intervals (30 -> 25, to divide the 100 steps): the estimate priced the
+    config as written and the submit reserved more, so a Block limit with room for the estimate
+    refused the submit ("estimate up to ...", higher than the estimate)."""
+    http, app = server
+    s3 = {"endpoint_url": "http://127.0.0.1:9", "bucket": "my-loras", "access_key": "AKIAESTIMATE0000",
+          "secret_key": "estimateSecretKey0000000000000000000000"}  # fmt: skip
+    http.put("/api/cloud/publishing", json={"s3": s3}).raise_for_status()
+    options = {"validation_prompt": "a photo of sks plushie", "checkpoint_step_interval": 30,
+               "validation_step_interval": 30}  # fmt: skip
+    write_environment(app.state.settings.effective_configs_dir, "intervals", options=options, images=2)
+    body = {"config": "intervals", "consent": True, "hardware": "a100", "delivery": "s3"}
+    estimate = http.post("/api/cloud/cost-estimate", json=body).json()
+    basis = estimate["basis"]
+    # 100 steps at 25: four validations, four checkpoints and the final save.
+    assert (estimate["steps"], basis["checkpoints"], basis["validations"]) == (100, 5, 4)
+    set_limit(http, amount=estimate["cost_usd"]["high"], period="daily", action="block")
+    hold_worker(app)
+    submitted = http.post(SUBMIT, json=body)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["estimate"] == estimate
+    assert Decimal(submitted.json()["job"]["cost"]["estimated_usd"]) == Decimal(estimate["cost_usd"]["high"])

@@ -260,8 +260,23 @@ async def _check(
         delivery,
         str(version["id"]),
         [*preflight.plan.warnings, *delivery.warnings],
-        shape_of(preflight, run_options(spec)),
+        priced_shape(preflight, request, delivery),
     )
+
+
+def priced_shape(preflight: Preflight, request: SubmitJob, delivery: DeliveryPlan | None) -> RunShape:
+    """The run that the estimate and the submit's reservation both price, so they cannot differ: the
+    config with the delivery plan's changes (S3 and local rewrite the checkpoint and validation
+    intervals) and the max_train_steps input, as the trainer runs it."""
+    overrides = delivery.config_overrides if delivery is not None else {}
+    spec = JobSpec(
+        _with_overrides(preflight.config, overrides),
+        preflight.plan,
+        None,
+        archive_url=PENDING_ARCHIVE_URL,
+        max_train_steps=request.max_train_steps,
+    )
+    return shape_of(preflight, run_options(spec))
 
 
 def _with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
@@ -294,19 +309,36 @@ def _extra_names(environ: Mapping[str, str] | None, variable: str) -> list[str]:
     return [name for name in env.get(variable, "").split(",") if name.strip()]
 
 
-async def estimate_submission(session: AsyncSession, settings: Settings, request: SubmitJob) -> EstimateView:
-    """`POST /api/cloud/cost-estimate`: the same reading of the config and dataset as a submit, and the
-    estimate it would carry; nothing is checked at Replicate and nothing is written."""
+async def estimate_submission(
+    session: AsyncSession,
+    settings: Settings,
+    request: SubmitJob,
+    environ: Mapping[str, str] | None = None,
+) -> EstimateView:
+    """`POST /api/cloud/cost-estimate`: the same reading of the config and dataset as a submit, the same
+    delivery plan, and the estimate it would carry; nothing is checked at Replicate and nothing is
+    written. A destination the submit would refuse leaves the config as it is (no job, no reservation)."""
     catalogue = load_hardware_catalogue(settings)
     replicate = await load_replicate_settings(session, settings)
     profile = find_profile(catalogue, request.hardware or replicate.hardware)
     preflight = await anyio.to_thread.run_sync(lambda: _preflight(settings, request))
-    spec = JobSpec(
-        preflight.config,
-        preflight.plan,
-        None,
-        archive_url=PENDING_ARCHIVE_URL,
-        max_train_steps=request.max_train_steps,
-    )
-    shape = shape_of(preflight, run_options(spec))
+    publishing = await load_publishing(session, settings, environ)
+    delivery: DeliveryPlan | None
+    try:
+        delivery = plan_delivery(
+            DeliveryRequest(
+                request.delivery,
+                request.hub_model_id,
+                hub_private=request.hub_private,
+                max_train_steps=request.max_train_steps,
+                job_id="job_estimate",
+                publishing=publishing,
+                settings=settings,
+            ),
+            preflight.config,
+            environ,
+        )
+    except CloudError:
+        delivery = None
+    shape = priced_shape(preflight, request, delivery)
     return estimate_view(await estimate_job(session, catalogue, profile, shape), profile)

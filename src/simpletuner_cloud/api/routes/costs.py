@@ -23,9 +23,11 @@ router = APIRouter(tags=["costs"])
 
 
 @router.post("/cost-estimate", response_model=EstimateView)
-async def cost_estimate(body: SubmitJobRequest, session: SessionDep, settings: SettingsDep) -> EstimateView:
+async def cost_estimate(
+    body: SubmitJobRequest, session: SessionDep, settings: SettingsDep, runtime: RuntimeDep
+) -> EstimateView:
     """The same body as `POST /api/cloud/jobs/submit`; nothing is uploaded or created."""
-    return await estimate_submission(session, settings, body.to_service(None))
+    return await estimate_submission(session, settings, body.to_service(None), runtime.environ)
 
 
 @router.get("/spend", response_model=costs.SpendView)
