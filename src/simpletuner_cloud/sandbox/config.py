@@ -30,7 +30,6 @@ class SandboxConfig:
     # `max_train_steps` says; each line advances the counter by ceil(total / max_simulated_steps).
     step_seconds: float = 0.5
     max_simulated_steps: int = 20
-    default_total_steps: int = 100  # when neither the input nor config_json sets max_train_steps
     boot_seconds: float = 1.0  # time spent in `starting` before `processing`
     # Where input validation happens: "create" answers 422 like Replicate's API layer does;
     # "run" creates the prediction and fails it like an older model (Cog validating in the container).
