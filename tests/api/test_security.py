@@ -255,6 +255,30 @@ async def test_the_sign_in_form_posts_the_token_and_gets_the_same_cookie(app_wit
         assert (await http.get("/api/cloud/probe")).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("headers", "secure"),
+    [
+        ({}, False),  # a browser at http://<address>:8080: a Secure cookie would be dropped
+        ({"X-Real-IP": "198.51.100.4"}, True),  # the seed's nginx `location /`: TLS in the proxy, no proto
+        ({"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}, True),
+        ({"Forwarded": 'for=198.51.100.4;proto="https"'}, True),
+        ({"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "http"}, False),  # a proxy on plain HTTP
+    ],
+)
+async def test_the_session_cookie_is_secure_whenever_the_browser_used_https(
+    app_with_probe: FastAPI, headers: dict[str, str], secure: bool
+) -> None:
+    """Behind the shipped HTTPS proxies the server sees plain HTTP: the cookie was never `Secure`."""
+    token = read_admin_token(app_with_probe.state.settings)
+    async with remote_client(app_with_probe) as http:
+        for answer in (
+            await http.get("/login", params={"token": token}, headers=headers),
+            await http.post("/login", json={"token": token}, headers=headers),
+        ):
+            assert answer.status_code in (204, 303)
+            assert ("; secure" in answer.headers["set-cookie"].lower()) is secure
+
+
 async def test_wrong_login_token_is_refused(app_with_probe: FastAPI) -> None:
     async with remote_client(app_with_probe) as http:
         response = await http.get("/login", params={"token": "st_nope"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -19,8 +20,9 @@ from tests.support.live_server import free_port
 
 
 def _start(home: Path, *args: str, **env_vars: str) -> tuple[subprocess.Popen[str], int]:
+    """The server with its output piped (not a terminal): the links are asked for explicitly."""
     port = free_port()
-    env = {**os.environ, "SIMPLETUNER_HOME": str(home), **env_vars}
+    env = {**os.environ, "SIMPLETUNER_HOME": str(home), "SIMPLETUNER_PRINT_LOGIN_LINK": "1", **env_vars}
     command = [sys.executable, "-m", "simpletuner_cloud", "server", "--port", str(port), *args]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, port
@@ -58,6 +60,47 @@ def test_server_starts_answers_and_prints_login_link(tmp_path: Path) -> None:
     assert f"web UI: http://127.0.0.1:{port}/cloud" in output
     # uvicorn re-raises SIGTERM after a graceful shutdown; what matters is that the lifespan finished.
     assert "Application shutdown complete" in output
+
+
+def test_output_that_is_not_a_terminal_never_holds_the_admin_token(tmp_path: Path) -> None:
+    """Under systemd, docker or `> server.log` the output is kept: the link says where the token is."""
+    process, port = _start(tmp_path / "home", SIMPLETUNER_PRINT_LOGIN_LINK="")
+    try:
+        _wait_healthy(process, port)
+        token = (tmp_path / "home" / "cloud" / "admin_token").read_text().strip()
+    finally:
+        output = _stop(process)
+    assert token not in output
+    assert (
+        f"login link (sets a session cookie for remote browsers): http://127.0.0.1:{port}/login?token=<the "
+        f"token in {tmp_path / 'home' / 'cloud' / 'admin_token'}> (not printed: this output is not a "
+        "terminal, and may be kept in a log)"
+    ) in output
+
+
+def test_a_terminal_gets_the_login_link(tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    port = free_port()
+    env = {**os.environ, "SIMPLETUNER_HOME": str(tmp_path / "home")}
+    env.pop("SIMPLETUNER_PRINT_LOGIN_LINK", None)
+    command = [sys.executable, "-m", "simpletuner_cloud", "server", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30  # a bound for a loaded machine, not a speed assertion
+        while b"/login?token=st_" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                seen += os.read(leader, 65536)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        os.close(leader)
+    token = (tmp_path / "home" / "cloud" / "admin_token").read_text().strip()
+    assert f"http://127.0.0.1:{port}/login?token={token}".encode() in seen
 
 
 def test_bound_to_every_ipv4_interface_it_prints_a_link_per_address_and_turns_local_trust_off(

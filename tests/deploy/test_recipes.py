@@ -79,6 +79,45 @@ def test_nginx_with_tls(server: tuple[httpx.Client, FastAPI, int], tmp_path: Pat
         assert with_token.status_code == 200
 
 
+def test_a_colleague_signs_in_and_changes_settings_through_nginx_on_another_port(
+    server: tuple[httpx.Client, FastAPI, int], tmp_path: Path
+) -> None:
+    """The session cookie is Secure behind TLS, and a change from the Cloud tab passes the Origin check
+    on a port other than 443 (the seed's `$host` dropped the port, and every change was refused)."""
+    http, app, port = server
+    cert, key = self_signed(tmp_path / "tls")
+    with nginx(tmp_path / "nginx", port, cert, key) as proxy:
+        proxy_port = proxy.url.rsplit(":", 1)[1]
+        headers = {"Host": f"{HOST}:{proxy_port}", "Origin": f"https://{HOST}:{proxy_port}"}
+        with proxy.client(INTERNAL_SOURCE, headers=headers) as colleague:
+            token = read_admin_token(app.state.settings)
+            signed_in = colleague.get("/login", params={"token": token})
+            assert signed_in.status_code == 303, signed_in.text
+            assert "; secure" in signed_in.headers["set-cookie"].lower()
+            cookie = signed_in.headers["set-cookie"].split(";", 1)[0]
+            changed = colleague.put(SETTINGS, json={"http_timeout": 31}, headers={"Cookie": cookie})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["http_timeout"] == 31.0
+        assert http.put(SETTINGS, json={"http_timeout": None}).status_code == 200
+
+
+def test_the_self_test_through_the_nginx_recipe_names_the_proxys_allowlist(
+    server: tuple[httpx.Client, FastAPI, int], tmp_path: Path
+) -> None:
+    """The recipe lets only Replicate's ranges reach the webhook path, and the test leaves from this
+    machine: the proxy's 403, not a forwarding problem."""
+    http, _, port = server
+    cert, key = self_signed(tmp_path / "tls")
+    with nginx(tmp_path / "nginx", port, cert, key, tls=False) as proxy:
+        assert http.put(SETTINGS, json={"public_url": proxy.url}).status_code == 200
+        try:
+            result = http.post(f"{SETTINGS}/test-webhook").json()
+        finally:
+            http.put(SETTINGS, json={"public_url": None})
+    assert (result["ok"], result["problem"], result["status"]) == (False, "proxy_refused", 403)
+    assert "Replicate's ranges" in result["hint"]
+
+
 def test_the_seeds_nginx_config_as_printed_refuses_big_deliveries_and_the_self_test_says_so(
     server: tuple[httpx.Client, FastAPI, int], tmp_path: Path
 ) -> None:

@@ -58,6 +58,8 @@ def stand_in() -> FastAPI:
             return PlainTextResponse("<html>413 Request Entity Too Large</html>", status_code=413)
         if mode == "bad_gateway":
             return PlainTextResponse("bad gateway", status_code=502)
+        if mode == "proxy_allowlist":  # nginx's `deny all;`
+            return PlainTextResponse("<html><center><h1>403 Forbidden</h1></center></html>", status_code=403)
         return JSONResponse({"ok": True, "answer": answer})
 
     return app
@@ -95,6 +97,7 @@ def test_a_signed_ten_mebibyte_event_reaches_this_receiver(server: tuple[httpx.C
         ("redirect", "redirect", "a redirect to https://elsewhere.example/hook"),
         ("too_large", "proxy_body_limit", "refused a 10,489,856-byte body (413)"),
         ("bad_gateway", "http_status", "answered 502 instead of 2xx"),
+        ("proxy_allowlist", "proxy_refused", "answered 403, not in this server's words"),
         ("another_server", "not_this_server", "this server's receiver did not get the event"),
     ],
 )

@@ -3,6 +3,8 @@ print where to reach it and what it trusts."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,6 +14,27 @@ from simpletuner_cloud.settings import SANDBOX_BANNER, Settings, load_settings
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
+
+
+LOGIN_LINK_ENV = "SIMPLETUNER_PRINT_LOGIN_LINK"
+
+
+def print_login_links(bases: list[str], token: str, token_path: str) -> None:
+    """The login link is for the person at this console. It carries the admin token, so it is printed
+    only to a terminal: under systemd, docker or a `> server.log` the output is kept, and a secret must
+    never be (SIMPLETUNER_PRINT_LOGIN_LINK=1 prints it anyway). Otherwise it says where the token is."""
+    if not (sys.stdout.isatty() or os.environ.get(LOGIN_LINK_ENV) == "1"):
+        typer.echo(
+            f"login link (sets a session cookie for remote browsers): {bases[0]}/login?token=<the token in "
+            f"{token_path}> (not printed: this output is not a terminal, and may be kept in a log)"
+        )
+        return
+    if len(bases) == 1:
+        typer.echo(f"login link (sets a session cookie for remote browsers): {bases[0]}/login?token={token}")
+    else:
+        typer.echo("login links (set a session cookie for remote browsers), one per address of this machine:")
+        for each in bases:
+            typer.echo(f"    {each}/login?token={token}")
 
 
 def trust_message(settings: Settings) -> str:
@@ -106,12 +129,6 @@ def run(
         saved = read_secret_file(settings.sandbox_token_path) == settings.sandbox_token
         where = shown_path(settings.sandbox_token_path) if saved else "SIMPLETUNER_SANDBOX_TOKEN"
         typer.echo(f"{SANDBOX_BANNER} (Replicate emulator at {base}/sandbox/v1, token in {where})")
-    # The login link is for the person at this console; it is printed, never logged.
-    if len(bases) == 1:
-        typer.echo(f"login link (sets a session cookie for remote browsers): {base}/login?token={token}")
-    else:
-        typer.echo("login links (set a session cookie for remote browsers), one per address of this machine:")
-        for each in bases:
-            typer.echo(f"    {each}/login?token={token}")
+    print_login_links(bases, token, shown_path(settings.admin_token_path))
     app = create_app(settings)
     uvicorn.Server(uvicorn_config(app, settings)).run(sockets=sockets)

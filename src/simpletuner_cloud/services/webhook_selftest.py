@@ -27,8 +27,8 @@ MIB = 1024 * 1024
 TEST_BODY_BYTES = 10 * MIB + 4096  # just over Replicate's documented worst case the receiver must take
 TIMEOUT_SECONDS = 30.0
 Problem = Literal[
-    "invalid_url", "dns", "tls", "connect", "timeout", "redirect", "proxy_body_limit", "http_status",
-    "receiver_refused", "not_this_server",
+    "invalid_url", "dns", "tls", "connect", "timeout", "redirect", "proxy_body_limit", "proxy_refused",
+    "http_status", "receiver_refused", "not_this_server",
 ]  # fmt: skip
 
 
@@ -136,6 +136,16 @@ def _http_problem(response: httpx.Response, url: str) -> tuple[Problem, str, str
         )
     if error is not None:
         return ("receiver_refused", str(error.get("message")), str(error.get("hint") or ""))
+    if status == 403:  # not our JSON: the proxy's own allowlist (the nginx and Traefik recipes)
+        return (
+            "proxy_refused",
+            f"Something in front of this server refused the test event ({url} answered 403, not in this "
+            "server's words): the receiver was not reached.",
+            "Expected when the proxy lets only Replicate's ranges reach the webhook path (the nginx and "
+            "Traefik recipes in docs/deploy.md do): the test comes from this machine. To test the whole "
+            "path, allow this machine's public address there for a moment, or leave the allowlist to the "
+            "server (`webhook_allowed_ips`) as the Caddy recipe does.",
+        )
     return (
         "http_status",
         f"{url} answered {status} instead of 2xx.",

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
-from simpletuner_cloud.api.security import session_value, shown_path
+from simpletuner_cloud.api.security import has_forwarding_header, session_value, shown_path
 from simpletuner_cloud.errors import Unauthorized
 from simpletuner_cloud.security.admin_token import SESSION_COOKIE, read_admin_token, token_matches
 
@@ -49,7 +49,26 @@ def _signed_in(request: Request, token: str, response: R) -> R:
         session_value(expected),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=came_over_https(request),
         path="/",
     )
     return response
+
+
+def came_over_https(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS. The server speaks plain HTTP, so behind a proxy the
+    scheme is the proxy's word: `X-Forwarded-Proto` / `Forwarded: proto=`, and a forwarded request that
+    names none counts as HTTPS (the recipes in deploy/ all end TLS in the proxy, and the seed's nginx
+    `location /` sends no proto). Only a direct request over plain HTTP (this machine, or a LAN browser
+    at http://<address>:8080) gets a cookie without `Secure`, which a browser would otherwise drop."""
+    if request.url.scheme == "https":
+        return True
+    protos = [value.strip().lower() for value in request.headers.getlist("x-forwarded-proto")]
+    for forwarded in request.headers.getlist("forwarded"):
+        for part in forwarded.replace(",", ";").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "proto":
+                protos.append(value.strip().strip('"').lower())
+    if protos:
+        return protos[0].split(",")[0].strip() != "http"  # the first hop's word: the browser's side
+    return has_forwarding_header(request)
