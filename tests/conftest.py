@@ -6,11 +6,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from simpletuner_cloud.security.redaction import forget_known_secrets
 
 # pytest-xdist's workers start with COLUMNS (and LINES) set to the controller's terminal; rich reads
 # them once, when the CLI's consoles are made, and would keep that width for good, so the CLI tests'
@@ -55,6 +58,13 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SIMPLETUNER_WORKER_INTERVAL", "0.05")
     monkeypatch.setenv("TZ", "UTC")  # budget periods follow the machine's zone unless a test names one
     return home
+
+
+@pytest.fixture(autouse=True)
+def _known_secrets() -> Iterator[None]:
+    """The secrets one test saved are not masked in the next (they live in a process-wide set)."""
+    yield
+    forget_known_secrets()
 
 
 def in_ci() -> bool:

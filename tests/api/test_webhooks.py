@@ -697,3 +697,46 @@ async def test_a_flood_of_unsigned_hints_for_one_job_is_one_read(
     await eventually(lambda: not app.state.webhook_receiver._hints, what="the read to finish")
     assert gated.reads == 1
     assert (await job_of(app, job_id)).status == "running"  # Replicate knows no p_flood: nothing applied
+
+
+async def test_a_saved_s3_secret_key_on_its_own_reaches_neither_the_database_nor_an_answer(
+    app: FastAPI, replicate: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """The security campaign's repro: an S3 secret key has no shape the patterns know, so only the
+    server's own knowledge of it masks it (in the job's error, kept body and headers)."""
+    s3_secret = "CampaignFourS3SecretKeyVALUE0123456789ab"
+    access_key = "AKIAIOSFODNN7EXAMPLE"
+    saved = await client.put(
+        "/api/cloud/publishing", json={"s3": {"access_key": access_key, "secret_key": s3_secret}}
+    )
+    assert saved.status_code == 200, saved.text
+    job_id = await tracked_job(app.state.database, "p_campaign")
+    tokens = ("hf_" + "h" * 34, "r8_" + "r" * 37, "st_" + "s" * 40)
+    error = f"boom {tokens[0]} {s3_secret} {tokens[1]} {tokens[2]}"
+    body = prediction("p_campaign", "processing", error=error, logs=f"starting\nkey {s3_secret}\n")
+    answer = await deliver(
+        replicate,
+        body,
+        job=job_id,
+        headers={"X-Amz-Security-Token": s3_secret, "X-Aws": f"{access_key}:{s3_secret}"},
+    )
+    assert answer.status_code == 200, answer.text
+    shown = (await client.get(f"/api/cloud/webhooks/deliveries/{answer.json()['delivery_id']}")).json()
+    stars = "*" * len(s3_secret)
+    assert shown["body"]["error"] == f"boom {'*' * 37} {stars} {'*' * 40} {'*' * 43}"
+    assert shown["body"]["logs"] == f"starting\nkey {stars}\n"
+    assert (shown["headers"]["x-amz-security-token"], shown["headers"]["x-aws"]) == (
+        "[REDACTED]",
+        "[REDACTED]:[REDACTED]",
+    )
+    logs = await client.get(f"/api/cloud/jobs/{job_id}/logs")
+    assert (
+        logs.status_code == 200
+        and "starting" in logs.text
+        and s3_secret not in logs.text
+        and s3_secret not in json.dumps(shown)
+    )
+    await app.state.database.dispose()  # everything written out to the files
+    settings = app.state.settings
+    stored = b"".join(path.read_bytes() for path in settings.cloud_dir.glob("jobs.db*"))
+    assert s3_secret.encode() not in stored

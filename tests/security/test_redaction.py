@@ -12,11 +12,15 @@ from simpletuner_cloud.security.redaction import (
     _NEEDS,
     _PATTERNS,
     MASK,
+    MIN_CUT_SECRET,
     RedactingFilter,
+    hold_secrets,
     install_redaction,
+    known_secrets,
     mask,
     masked_from,
     redact,
+    release_secrets,
     secret_value,
 )
 
@@ -158,3 +162,53 @@ def test_mask_finds_keys_in_any_case_beside_letters_that_lower_to_two() -> None:
         assert masked.startswith(f'{prefix}ok\n{prefix}"SECRET_KEY": "****') and masked.endswith(
             "Step 1 of 2\n"
         )
+
+
+# The secrets this server holds, whatever their shape ---------------------------------------------------
+S3_SECRET = "CampaignFourS3SecretKeyVALUE0123456789ab"  # no pattern knows it: not 40 base64 characters
+LOG_LINE = f"2026-12-01 10:00:00 [INFO] uploading with {S3_SECRET} to s3://b/p\nStep 1 of 2\n"
+
+
+def test_a_held_secret_is_masked_on_its_own_wherever_masking_runs() -> None:
+    assert mask(LOG_LINE) == LOG_LINE  # the patterns alone miss it
+    hold_secrets("publishing.s3", [S3_SECRET])
+    masked = mask(LOG_LINE)
+    assert masked == LOG_LINE.replace(S3_SECRET, "*" * len(S3_SECRET))
+    assert redact(f"boom {S3_SECRET}.") == f"boom {MASK}."
+    assert redact(f"AKIAIOSFODNN7EXAMPLE:{S3_SECRET}") == f"{MASK}:{MASK}"
+    assert secret_value("note", f"key {S3_SECRET}")
+    assert known_secrets() == (S3_SECRET,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(min_value=0, max_value=len(LOG_LINE)))
+def test_a_held_secret_cut_by_a_chunk_boundary_is_masked_in_both_chunks(offset: int) -> None:
+    """The first chunk, stored before the rest of the line arrived, ends in part of the secret: that
+    part is blanked (all but fewer than MIN_CUT_SECRET characters); the next is masked from the line's
+    start."""
+    hold_secrets("publishing.s3", [S3_SECRET])
+    whole = LOG_LINE.replace(S3_SECRET, "*" * len(S3_SECRET))
+    first, rest = masked_from(LOG_LINE[:offset], 0), masked_from(LOG_LINE, offset)
+    assert rest == mask(LOG_LINE)[offset:] == whole[offset:]
+    start = LOG_LINE.index(S3_SECRET)
+    if not start < offset < start + MIN_CUT_SECRET:
+        assert first + rest == whole
+    assert S3_SECRET[:MIN_CUT_SECRET] not in first + rest
+
+
+def test_a_secret_held_twice_stays_masked_until_both_holders_release_it() -> None:
+    hold_secrets("publishing.s3.1", [S3_SECRET])
+    hold_secrets("publishing.s3.2", [S3_SECRET])  # saved again under a new reference
+    release_secrets("publishing.s3.1")  # the old reference deleted
+    assert S3_SECRET not in mask(LOG_LINE)
+    release_secrets("publishing.s3.2")
+    assert mask(LOG_LINE) == LOG_LINE and known_secrets() == ()
+
+
+def test_short_values_are_left_to_the_patterns_and_a_longer_secret_is_masked_whole() -> None:
+    hold_secrets("proxy", ["hunter2", "step"])
+    assert known_secrets() == ()
+    hold_secrets("a", [S3_SECRET[:20]])
+    hold_secrets("b", [S3_SECRET])  # contains the first: masked whole, not cut after 20 characters
+    assert mask(f"x {S3_SECRET} y") == f"x {'*' * len(S3_SECRET)} y"
+    assert redact(f"x {S3_SECRET} y") == f"x {MASK} y"

@@ -20,6 +20,7 @@ from simpletuner_cloud.api.security import SandboxGate, require_management_acces
 from simpletuner_cloud.security.admin_token import ensure_admin_token
 from simpletuner_cloud.security.files import secure_state_root
 from simpletuner_cloud.security.redaction import configure_logging
+from simpletuner_cloud.security.secrets import learn_saved_secrets
 from simpletuner_cloud.services.cost_guard import enforce_cost_limit
 from simpletuner_cloud.services.deliveries import DeliveryTracker
 from simpletuner_cloud.services.event_bus import EventBus
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secure_state_root(settings)  # 0700 folders, 0600 files, also an older install's 0755/0644
         ensure_admin_token(settings)
+        learn_saved_secrets(settings)  # masked from the first delivery on, before anything reads them
         await database.migrate()
         remove_leftover_archives(settings)  # an upload cut off by a crash left its archive behind
         if sandbox_app is not None:

@@ -1,15 +1,19 @@
 """Secrets at rest: small secret files written 0600 from the first byte and replaced atomically, private
-(0700) folders, and the start-up pass that tightens a state root an older version left readable."""
+(0700) folders, and the start-up pass that tightens a state root an older version left readable. Each
+secret file's value is known to the redaction from the moment it is written or read until it is
+deleted, so the masking of logs, errors and the recorder covers it whatever its shape."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import stat
 import tempfile
 from pathlib import Path
 
+from simpletuner_cloud.security.redaction import hold_secrets, release_secrets
 from simpletuner_cloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +103,24 @@ def secure_state_root(settings: Settings) -> None:
         log.info("made private (owner only): %s", ", ".join(str(path) for path in changed))
 
 
+def _hold(path: Path, content: str | None) -> None:
+    """Tell the redaction what the file holds: its value, or the string values of a JSON object (a
+    job's secrets are one file, `{"hf_token": ..., "s3_secret_key": ...}`)."""
+    holder = str(path.absolute())
+    if not content:
+        release_secrets(holder)
+        return
+    values = [content]
+    if content.startswith("{"):
+        with contextlib.suppress(ValueError):
+            data = json.loads(content)
+            if isinstance(data, dict):
+                values = [value for value in data.values() if isinstance(value, str)]
+    hold_secrets(holder, values)
+
+
 def write_secret_file(path: Path, content: str) -> None:
+    _hold(path, content.strip())  # before it is on disk: no reader can see it unmasked in between
     make_private_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -118,8 +139,12 @@ def write_secret_file(path: Path, content: str) -> None:
 def read_secret_file(path: Path) -> str | None:
     try:
         value = path.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError):
+        _hold(path, None)  # deleted, perhaps by another server sharing the folder
         return None
+    except PermissionError:
+        return None
+    _hold(path, value)
     return value or None
 
 
@@ -128,4 +153,6 @@ def delete_secret_file(path: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
+    finally:
+        _hold(path, None)
     return True

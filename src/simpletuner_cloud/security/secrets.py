@@ -1,6 +1,7 @@
 """The secret store: credentials that settings need (the proxy password today) kept as 0600 files in a
 0700 folder under the state root (`~/.simpletuner/cloud/secrets/`), so database rows, which end up in
-backups, WAL files and PostgreSQL dumps, hold only a reference to them."""
+backups, WAL files and PostgreSQL dumps, hold only a reference to them. Every value saved or read
+here is masked by the redaction until it is deleted (see `security/files.py`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,23 @@ class SecretStore:
             return False
         return delete_secret_file(self.folder / str(reference))
 
+    def learn(self) -> int:
+        """Read every saved secret, so this process masks them before anything else reads them (a
+        delivery can arrive before the first page or job that needs them). Returns how many."""
+        try:
+            names = sorted(path.name for path in self.folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        return sum(self.get(name) is not None for name in names)
+
     @staticmethod
     def _check(reference: str) -> None:
         if not is_reference(reference):
             raise ValueError(f"not a secret reference: {reference!r}")
+
+
+def learn_saved_secrets(settings: Settings) -> None:
+    """At start-up: the secret store and the saved Replicate token become known to the redaction
+    (the admin token is read by `ensure_admin_token`)."""
+    SecretStore.of(settings).learn()
+    read_secret_file(settings.replicate_token_path)
