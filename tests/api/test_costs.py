@@ -1,7 +1,7 @@
 """Costs end to end on `simpletuner server --sandbox`: estimates (and learning from finished runs),
 Block and Warn at submit with the high estimate reserved, twenty simultaneous submissions never over
 the limit, fail closed, cancel at the limit with webhooks off, exact decimal money, and spend by day,
-hardware and environment in the limit's time zone."""
+hardware and environment in the limit's time zone, and a deleted job's cost still counted."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from simpletuner_cloud.services import budget_gate
 from simpletuner_cloud.services.datasets import install_example
 from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.jobs import set_fields
 from tests.datasets.factory import write_environment
 from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
 from tests.support.postgres import fresh_database
@@ -278,21 +279,97 @@ def test_spend_by_day_hardware_and_config_in_the_limit_time_zone(
     assert Decimal(str(billing["spend"]["month"])) == Decimal(by_day["total_usd"])
 
 
-def record_finished(app: FastAPI, jobs: list[tuple[datetime, str, str]]) -> None:
+def record_finished(
+    app: FastAPI, jobs: list[tuple[datetime, str, str]], *, cleaned: bool = False
+) -> list[str]:
     """Finished jobs written through the store's own functions, from a connection of our own to the
-    server's database (SQLite in WAL mode takes a second writer)."""
+    server's database (SQLite in WAL mode takes a second writer). `cleaned`: the clean-up after the
+    end has run, so the jobs can be deleted."""
 
-    async def run() -> None:
+    async def run() -> list[str]:
         database = Database(app.state.settings.effective_database_url)
+        ids = []
         try:
             async with database.session() as session:
                 for completed, hardware, cost in jobs:
-                    await record_job(session, "succeeded", hardware=hardware, completed=completed, cost=cost)
+                    ids.append(
+                        await record_job(
+                            session, "succeeded", hardware=hardware, completed=completed, cost=cost
+                        )
+                    )
+                    if cleaned:
+                        await set_fields(session, ids[-1], cleaned_at=completed)
                 await session.commit()
         finally:
             await database.dispose()
+        return ids
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def spend_and_status(http: httpx.Client) -> dict[str, Any]:
+    """Every spend view (each grouping) and the cost-limit status, with each grouping's sum."""
+    views: dict[str, Any] = {"status": http.get("/api/cloud/cost-limit/status").json()}
+    for group_by in ("day", "hardware", "config"):
+        view = http.get("/api/cloud/spend", params={"group_by": group_by}).json()
+        views[group_by] = view
+        assert sum(Decimal(g["usd"]) for g in view["groups"]) == Decimal(view["total_usd"]), view
+    return views
+
+
+def test_deleting_a_finished_job_keeps_its_cost_in_the_spend_and_the_limit(
+    server: tuple[httpx.Client, FastAPI],
+) -> None:
+    """The campaign's repro: spend $0.034475, a succeeded job of $0.003823 deleted (200), and the
+    spend said $0.030652 afterwards, the cost-limit status too: deleting history gave budget back."""
+    http, app = server
+    set_limit(http, amount="1", period="daily", action="warn")
+    now = datetime.now(UTC)
+    finished = [
+        (now - timedelta(seconds=2), "a100", "0.030652"),
+        (now - timedelta(seconds=1), "l40s", "0.003823"),
+    ]
+    kept, deleted = record_finished(app, finished, cleaned=True)
+    before = spend_and_status(http)
+    assert before["day"]["total_usd"] == before["status"]["spent_usd"] == "0.034475"
+
+    answer = http.delete(f"/api/cloud/jobs/{deleted}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "deleted": deleted,
+        "not_deleted": [
+            "Its cost, $0.003823: it still counts in the spend and against the cost limit of the period it "
+            "finished in."
+        ],
+    }
+    assert http.get(f"/api/cloud/jobs/{deleted}").status_code == 404
+    assert http.get(f"/api/cloud/jobs/{kept}").status_code == 200
+    assert spend_and_status(http) == before
+    assert {g["key"]: g["usd"] for g in before["hardware"]["groups"]} == {
+        "a100": "0.030652",
+        "l40s": "0.003823",
+    }
+
+
+def test_block_still_counts_a_deleted_jobs_cost(server: tuple[httpx.Client, FastAPI]) -> None:
+    """A Block limit with room for the estimate only while the deleted job's $1.00 is forgotten."""
+    http, app = server
+    high = Decimal(
+        http.post("/api/cloud/cost-estimate", json={"config": "flux-lora-example"}).json()["cost_usd"]["high"]
+    )
+    set_limit(http, amount=str(high + Decimal("0.5")), period="daily", action="block")
+    (job_id,) = record_finished(
+        app, [(datetime.now(UTC) - timedelta(seconds=1), "l40s", "1.00")], cleaned=True
+    )
+    assert http.delete(f"/api/cloud/jobs/{job_id}").status_code == 200
+
+    refused = http.post(SUBMIT, json=EXAMPLE)
+    assert refused.status_code == 402, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], Decimal(error["details"]["spent"])) == ("cost_limit_exceeded", Decimal(1))
+    assert error["message"].startswith("This job does not fit under the cost limit: spent $1.00,")
+    assert http.get("/api/cloud/jobs").json()["total"] == 0
+    assert sandbox(http, "GET", "/v1/files")["results"] == []
 
 
 @pytest.mark.postgres

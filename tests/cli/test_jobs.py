@@ -392,6 +392,7 @@ def test_cancel_while_running_then_rm_says_what_stays(server: Server) -> None:
     assert server.sandbox("GET", f"/v1/predictions/{running['prediction_id']}")["status"] == "canceled"
 
     server.cleaned_up(job_id)
+    cost = server.http.get(f"/api/cloud/jobs/{job_id}").json()["cost"]["final_usd"]
     removed = jobs(server.url, "rm", job_id)
     assert removed.exit_code == 0, removed.output
     assert lines(removed.stdout) == [
@@ -399,6 +400,8 @@ def test_cancel_while_running_then_rm_says_what_stays(server: Server) -> None:
         "Not deleted:",
         f"- The prediction {running['prediction_id']} at Replicate (its record stays in your Replicate "
         "account; its data is removed by Replicate after an hour).",
+        f"- Its cost, ${cost}: it still counts in the spend and against the cost limit of the period it "
+        "finished in.",
     ]
     assert server.http.get(f"/api/cloud/jobs/{job_id}").status_code == 404
 

@@ -1,28 +1,43 @@
-"""A period's spend and its groups on a real database: the groups (by day, hardware, config) add up to
-the total, running jobs counting for at least their reservation and jobs not started yet for theirs."""
+"""A period's spend and its groups on a real database (SQLite and PostgreSQL): the groups (by day,
+hardware, config) add up to the total, running jobs counting for at least their reservation and jobs not
+started yet for theirs, and a deleted job's cost still counting where it did."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from simpletuner_cloud.errors import NotFound
 from simpletuner_cloud.services.hardware_catalogue import packaged_catalogue
+from simpletuner_cloud.services.job_control import delete_job
 from simpletuner_cloud.services.spend import period_spend, spend_groups
-from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import Database
-from simpletuner_cloud.store.jobs import apply_status, create_job
+from simpletuner_cloud.store.jobs import apply_status, create_job, set_fields
+from simpletuner_cloud.store.tables import DeletedJobCostRow
+from tests.store.conftest import drop_schema, postgres_url, unique_schema
 from tests.support.provider_sandbox import record_job
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(load_settings().effective_database_url)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
+    else:
+        database = Database(postgres_url(), schema=unique_schema())
     await database.migrate()
-    yield database
-    await database.dispose()
+    try:
+        yield database
+    finally:
+        if database.dialect == "postgresql":
+            await drop_schema(database)
+        await database.dispose()
 
 
 async def test_the_groups_add_up_to_the_total_with_running_jobs_at_their_reservation(db: Database) -> None:
@@ -57,3 +72,45 @@ async def test_the_groups_add_up_to_the_total_with_running_jobs_at_their_reserva
     assert sums == {"day": spend.total, "hardware": spend.total, "config": spend.total}
     assert spend.total == Decimal("1.15")
     assert by_hardware == {"l40s": Decimal("0.75"), "a100": Decimal("0.40")}
+
+
+async def _views(session: AsyncSession, now: datetime) -> dict[str, Any]:
+    catalogue = packaged_catalogue()
+    spend = await period_spend(session, catalogue, "daily", now, UTC, "UTC")
+    views: dict[str, Any] = {"spend": spend}
+    for group_by in ("day", "hardware", "config"):
+        groups = await spend_groups(session, catalogue, group_by, spend.start, spend.end, UTC, now)
+        views[group_by] = {g["key"]: g["usd"] for g in groups}
+        assert sum(views[group_by].values(), Decimal(0)) == spend.total
+    return views
+
+
+async def test_a_deleted_jobs_cost_still_counts_in_the_total_and_every_group(db: Database) -> None:
+    """Deleting a finished job removed its cost from the period's spend (and the limit's room grew)."""
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        await record_job(
+            session, "succeeded", hardware="a100", completed=now - timedelta(minutes=5), cost="0.030652"
+        )
+        gone = await record_job(session, "failed", completed=now - timedelta(minutes=1), cost="0.003823")
+        running = await record_job(session, "running", started=now - timedelta(minutes=1))
+        await apply_status(session, running, "running", reserved_cost_usd=Decimal("0.40"))
+        await set_fields(session, gone, cleaned_at=now)
+        await session.commit()
+        before = await _views(session, now)
+
+        result = await delete_job(session, gone)
+
+        assert await _views(session, now) == before
+        assert before["spend"].committed == Decimal("0.034475")
+        assert before["hardware"] == {"a100": Decimal("0.030652"), "l40s": Decimal("0.403823")}
+        assert result.not_deleted == [
+            "Its cost, $0.003823: it still counts in the spend and against the cost limit of the period it "
+            "finished in."
+        ]
+        kept = (await session.scalars(select(DeletedJobCostRow))).one()
+        assert (kept.job_id, kept.hardware, kept.config_name, kept.cost_usd, kept.completed_at) == (
+            gone, "l40s", "flux-lora", Decimal("0.003823"), now - timedelta(minutes=1)
+        )  # fmt: skip
+        with pytest.raises(NotFound):
+            await delete_job(session, gone)

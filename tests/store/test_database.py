@@ -8,17 +8,19 @@ import importlib.util
 import sqlite3
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import Database
-from simpletuner_cloud.store.database import MIGRATIONS_DIR, _switch_to_wal, normalize_url
+from simpletuner_cloud.store.database import MIGRATIONS_DIR, _switch_to_wal, alembic_config, normalize_url
 from simpletuner_cloud.store.tables import Base
 
 from .conftest import drop_schema, postgres_url, unique_schema
@@ -26,6 +28,7 @@ from .conftest import drop_schema, postgres_url, unique_schema
 TABLES = {
     "alembic_version", "jobs", "job_events", "job_logs", "job_metrics", "provider_settings", "upload_locks",
     "uploads", "webhook_deliveries", "deliveries", "delivery_artifacts", "dataset_uploads",
+    "deleted_job_costs",
 }  # fmt: skip
 
 
@@ -120,6 +123,36 @@ async def test_migrate_is_idempotent_and_matches_metadata(db: Database) -> None:
         assert await conn.run_sync(_schema_diffs) == []
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert tables == TABLES
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert version == "0008"
+
+
+async def test_revision_0008_applies_over_0007_and_reverts(unmigrated_db: Database) -> None:
+    """A database at 0007 (an installation before the ledger of deleted jobs' costs) upgrades to
+    0008 in place, matching the metadata, and downgrades back without the table."""
+
+    def to(revision: str, down: bool = False) -> Callable[[Connection], None]:
+        def run(connection: Connection) -> None:
+            config = alembic_config(connection)
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+        return run
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    if unmigrated_db.dialect == "sqlite":
+        unmigrated_db.sqlite_path.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+    async with unmigrated_db.engine.begin() as conn:
+        if unmigrated_db.schema is not None:
+            await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{unmigrated_db.schema}"')
+        await conn.run_sync(to("0007"))
+        assert "deleted_job_costs" not in await conn.run_sync(tables)
+    await unmigrated_db.migrate()
+    async with unmigrated_db.engine.begin() as conn:
+        assert await conn.run_sync(_schema_diffs) == []
+        await conn.run_sync(to("0007", down=True))
+        assert await conn.run_sync(tables) == TABLES - {"deleted_job_costs"}
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     assert version == "0007"
 

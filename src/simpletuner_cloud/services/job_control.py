@@ -1,27 +1,28 @@
 """Cancel and delete. Cancel is idempotent: a job still packaging or uploading stops here and nothing
 is created at Replicate; one with a prediction is canceled there too; a create whose fate is unknown
 is marked, and the worker cancels the prediction once it finds it. Delete removes a finished job and
-says what it did not delete."""
+says what it did not delete; what the job cost stays in the spend (`deleted_job_costs`, in the same
+transaction), so deleting history never gives budget back to the cost limit."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
-from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.errors import CloudError, NotFound
 from simpletuner_cloud.services.hardware_catalogue import load_hardware_catalogue
 from simpletuner_cloud.services.job_tracking import apply_prediction
-from simpletuner_cloud.services.job_views import CancelResult, DeleteResult, job_view
+from simpletuner_cloud.services.job_views import CancelResult, DeleteResult, job_view, money
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.services.provider_settings import load_replicate_settings
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
-from simpletuner_cloud.store.tables import JobRow
+from simpletuner_cloud.store.tables import DeletedJobCostRow, JobRow
 
 log = logging.getLogger(__name__)
 LOCAL_ONLY = frozenset({JobStatus.CREATED, JobStatus.PACKAGING, JobStatus.UPLOADING})
@@ -117,6 +118,32 @@ async def delete_job(session: AsyncSession, job_id: str) -> DeleteResult:
         )
     if job.output:
         not_deleted.append(f"The trained model where the trainer published it: {job.output}")
-    await session.execute(delete(JobRow).where(JobRow.id == job_id))
+    # The cost as the delete finds it (RETURNING): a late webhook may still correct it until then.
+    gone = (
+        await session.execute(
+            delete(JobRow)
+            .where(JobRow.id == job_id)
+            .returning(JobRow.completed_at, JobRow.hardware, JobRow.config_name, JobRow.actual_cost_usd)
+        )
+    ).one_or_none()
+    if gone is None:  # deleted meanwhile, by another request or server
+        await session.rollback()
+        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+    completed_at, hardware, config_name, cost = gone
+    if cost and completed_at is not None:
+        await session.execute(
+            insert(DeletedJobCostRow).values(
+                job_id=job_id,
+                completed_at=completed_at,
+                hardware=hardware,
+                config_name=config_name,
+                cost_usd=cost,
+                deleted_at=datetime.now(UTC),
+            )
+        )
+        not_deleted.append(
+            f"Its cost, ${money(cost)}: it still counts in the spend and against the cost limit "
+            "of the period it finished in."
+        )
     await session.commit()
     return DeleteResult(deleted=job_id, not_deleted=not_deleted)

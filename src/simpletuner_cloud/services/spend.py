@@ -1,8 +1,10 @@
 """What this tool's jobs cost in a budget period, computed in SQL: finished jobs (their recorded
 cost), running jobs (accrued from `started_at`, never less than their reservation), and reservations
-of jobs not yet running. What an active job counts for is decided once (`active_costs`), so the
-period's total and its groups always add up. The period follows the calendar of the cost limit's time
-zone (default: the machine's). Money is `Decimal` from the database to the answer."""
+of jobs not yet running. A deleted job's cost still counts (`deleted_job_costs`, read with the jobs
+by `finished_costs`), so deleting history never gives budget back. What an active job counts for is
+decided once (`active_costs`), so the period's total and its groups always add up. The period
+follows the calendar of the cost limit's time zone (default: the machine's). Money is `Decimal` from
+the database to the answer."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Subquery, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.budget import Period, next_period_start, period_start
@@ -23,7 +25,7 @@ from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus
 from simpletuner_cloud.domain.progress import TrainingProgress
 from simpletuner_cloud.services.job_views import rate_of
-from simpletuner_cloud.store.tables import JobRow
+from simpletuner_cloud.store.tables import DeletedJobCostRow, JobRow
 
 TERMINAL = [s.value for s in TERMINAL_STATUSES]
 ACTIVE = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
@@ -36,7 +38,7 @@ class PeriodSpend:
     start: datetime
     end: datetime
     time_zone: str
-    committed: Decimal  # finished jobs
+    committed: Decimal  # finished jobs, deleted ones included
     running: Decimal  # running jobs: accrued so far, at least their reservation
     reserved: Decimal  # jobs not running yet: their reservations
     projected_running: Decimal  # running jobs' projected final cost (their measured step rate)
@@ -127,6 +129,20 @@ async def active_costs(
     return costs
 
 
+def finished_costs(start: datetime, end: datetime) -> Subquery:
+    """Every job finished in the window, deleted or not: (completed_at, hardware, config_name, cost)."""
+    kept = select(
+        JobRow.completed_at, JobRow.hardware, JobRow.config_name, JobRow.actual_cost_usd.label("cost")
+    ).where(JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end)
+    deleted = select(
+        DeletedJobCostRow.completed_at,
+        DeletedJobCostRow.hardware,
+        DeletedJobCostRow.config_name,
+        DeletedJobCostRow.cost_usd.label("cost"),
+    ).where(DeletedJobCostRow.completed_at >= start, DeletedJobCostRow.completed_at < end)
+    return union_all(kept, deleted).subquery("finished")
+
+
 async def period_spend(
     session: AsyncSession,
     catalogue: HardwareCatalogue,
@@ -136,11 +152,8 @@ async def period_spend(
     tz_name: str,
 ) -> PeriodSpend:
     start, end = period_start(period, now, tz), next_period_start(period, now, tz)
-    committed = await session.scalar(
-        select(func.coalesce(func.sum(JobRow.actual_cost_usd), 0)).where(
-            JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end
-        )
-    )
+    finished = finished_costs(start, end)
+    committed = await session.scalar(select(func.coalesce(func.sum(finished.c.cost), 0)))
     active = await active_costs(session, catalogue, now)
     running = [a for a in active if a.running]
     return PeriodSpend(
@@ -165,19 +178,16 @@ async def spend_groups(
     tz: tzinfo,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Finished jobs' cost in the window by hardware or config (GROUP BY in SQL), or by local day
-    (the window's rows, two columns each); jobs not finished count today (by day) or in their own
-    group, for what `period_spend` counts them (`active_costs`), so the groups add up to its total."""
-    window = and_(JobRow.status.in_(TERMINAL), JobRow.completed_at >= start, JobRow.completed_at < end)
+    """Finished jobs' cost in the window (deleted ones included) by hardware or config (GROUP BY in
+    SQL), or by local day (the window's rows, two columns each); jobs not finished count today (by
+    day) or in their own group, for what `period_spend` counts them (`active_costs`), so the groups
+    add up to its total."""
+    window = finished_costs(start, end)
     totals: dict[str, Decimal] = {}
     if group_by in ("hardware", "config"):
-        column = JobRow.hardware if group_by == "hardware" else JobRow.config_name
+        column = window.c.hardware if group_by == "hardware" else window.c.config_name
         rows = (
-            await session.execute(
-                select(column, func.coalesce(func.sum(JobRow.actual_cost_usd), 0))
-                .where(window)
-                .group_by(column)
-            )
+            await session.execute(select(column, func.coalesce(func.sum(window.c.cost), 0)).group_by(column))
         ).all()
         totals = {str(key): Decimal(value or 0) for key, value in rows}
     else:
@@ -186,9 +196,7 @@ async def spend_groups(
         while day < last:
             totals[day.isoformat()] = Decimal(0)
             day = day.fromordinal(day.toordinal() + 1)
-        finished = (
-            await session.execute(select(JobRow.completed_at, JobRow.actual_cost_usd).where(window))
-        ).all()
+        finished = (await session.execute(select(window.c.completed_at, window.c.cost))).all()
         for completed_at, cost in finished:
             if completed_at is None:
                 continue

@@ -187,6 +187,20 @@ class JobRow(Base):
     notice: Mapped[dict[str, Any] | None]  # the doctor's word on a job stuck in queued
 
 
+class DeletedJobCostRow(Base):
+    """What a deleted job cost, kept for the spend (revision 0008): deleting a job's history must not
+    give its money back to the cost limit. Only the columns the spend views sum and group by."""
+
+    __tablename__ = "deleted_job_costs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(index=True)
+    hardware: Mapped[str] = mapped_column(String(64))
+    config_name: Mapped[str] = mapped_column(String(255))
+    cost_usd: Mapped[Decimal]
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class JobLogRow(Base):
     """The job's logs kept in full (Replicate removes them an hour after the end), as appended chunks:
     `offset` is where the chunk starts in the cumulative text, unique per job, so no chunk is stored twice."""
