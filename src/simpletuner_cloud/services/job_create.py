@@ -5,9 +5,14 @@ definite refusal fails the job, a create that sent nothing is retried, and one w
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.jobs import JobStatus, is_terminal
 from simpletuner_cloud.errors import CloudError
@@ -67,6 +72,15 @@ class CreateSteps(JobSteps):
         inputs = {**dict(job.spec.get("inputs") or {}), **load_job_secrets(self.settings, job.id)}
         sent_at = utcnow()
         async with self.database.session() as session:  # written before the side effect
+            # One create of these inputs outstanding at a time, across servers: a lookup could not
+            # tell two such predictions apart. The lock makes the check and the write one step.
+            await _lock_create_inputs(session, job)
+            twin = next((t.id for t in await repo.outstanding_creates(session, job) if _twins(t, job)), None)
+            if twin is not None:
+                await session.rollback()
+                log.info("job %s: waiting for job %s's create (same inputs)", job.id, twin)
+                await self._later(job.id, max(self.settings.create_lookup_seconds / 3, 0.2))
+                return
             # A status compare-and-set: a cancel that landed since we read the job wins, and then
             # nothing is sent.
             written, _ = await repo.apply_status(
@@ -93,7 +107,19 @@ class CreateSteps(JobSteps):
             await self._create_failed(job, exc)
             return
         self._maybe_crash("after_create")
-        await self._adopt(job.id, prediction, submitted_at=sent_at, source="create")
+        if not await self._adopt(job.id, prediction, submitted_at=sent_at, source="create"):
+            # Only a job that took our prediction in a lookup can hold it; sending again would make a
+            # second one for the same work, so this job ends, saying where its prediction is.
+            holder = await self._holder_of(str(prediction.get("id") or ""))
+            await self._fail(
+                job.id,
+                CloudError(
+                    f"Replicate created prediction {prediction.get('id')} for this job, but job "
+                    f"{holder or 'another job'} with the same inputs recorded it first; it runs there.",
+                    code="prediction_taken",
+                    hint="Follow the other job; no second prediction was created for this one.",
+                ),
+            )
 
     async def _create_failed(self, job: JobRow, exc: CloudError) -> None:
         outcome = classify_create_failure(exc)
@@ -118,14 +144,7 @@ class CreateSteps(JobSteps):
     async def _resolve_ambiguous_create(self, job: JobRow) -> bool:
         """True when the job is settled (its prediction found, or it is waiting for the list to show
         it); False when it is certain no prediction exists and the create may be sent again."""
-        found = await self._find_prediction(job)
-        if found is not None:
-            await self._adopt(job.id, found, submitted_at=job.create_sent_at, source="list")
-            async with self.database.session() as session:
-                await repo.add_event(
-                    session, job.id, "create_recovered", data={"prediction_id": found.get("id")}
-                )
-                await session.commit()
+        if await self._recover_prediction(job):
             return True
         assert job.create_sent_at is not None
         if utcnow() - job.create_sent_at < timedelta(seconds=self.settings.create_lookup_seconds):
@@ -139,9 +158,25 @@ class CreateSteps(JobSteps):
             await session.commit()
         return False
 
-    async def _find_prediction(self, job: JobRow) -> dict[str, Any] | None:
-        """The prediction a create made, matched by its inputs (the archive URL, the config) and
-        version, created after the send window opened and not yet adopted by another job."""
+    async def _recover_prediction(self, job: JobRow) -> bool:
+        """Find the prediction a create of unknown fate made and adopt it; False when none is found.
+        A candidate another job records first (between the list and the write) is not ours: the next
+        one is tried."""
+        for found in await self._find_predictions(job):
+            if await self._adopt(job.id, found, submitted_at=job.create_sent_at, source="list"):
+                async with self.database.session() as session:
+                    await repo.add_event(
+                        session, job.id, "create_recovered", data={"prediction_id": found.get("id")}
+                    )
+                    await session.commit()
+                return True
+        return False
+
+    async def _find_predictions(self, job: JobRow) -> list[dict[str, Any]]:
+        """The predictions a create may have made, oldest first: matched by its inputs (the archive
+        URL, the config) and version, created after the send window opened, recorded by no other job.
+        Only one create of these inputs is outstanding at a time (`_create`), so none of them is
+        another job's create still in flight."""
         assert job.create_sent_at is not None
         replicate = await self._replicate_settings()
         wanted = _canonical(job.spec.get("inputs") or {})
@@ -157,20 +192,30 @@ class CreateSteps(JobSteps):
                     break
                 page = await client.list_predictions(url=page["next"])
         candidates.sort(key=lambda item: str(item.get("created_at") or ""))
+        owners = {
+            item_id: await self._holder_of(item_id) for item_id in (str(c.get("id")) for c in candidates)
+        }
+        return [item for item in candidates if owners[str(item.get("id"))] in (None, job.id)]
+
+    async def _holder_of(self, prediction_id: str) -> str | None:
         async with self.database.session() as session:
-            for item in candidates:
-                owner = await repo.get_job_by_prediction_id(session, str(item.get("id")))
-                if owner is None or owner.id == job.id:
-                    return item
-        return None
+            owner = await repo.get_job_by_prediction_id(session, prediction_id)
+            return owner.id if owner is not None else None
 
     async def _adopt(
         self, job_id: str, prediction: dict[str, Any], *, submitted_at: datetime | None, source: str
-    ) -> None:
+    ) -> bool:
+        """Record the prediction as this job's and move the job on; False (nothing written) when it is
+        not this job's to take: another job recorded it, or this job holds a different one."""
         prediction_id = str(prediction.get("id") or "")
         async with self.database.session() as session:
-            await repo.record_prediction_id(session, job_id, prediction_id)  # recorded whatever happens next
-            await session.commit()
+            recorded = await repo.record_prediction_id(session, job_id, prediction_id)
+            await session.commit()  # recorded whatever happens next
+        if not recorded:
+            log.warning(
+                "job %s: prediction %s (%s) is not this job's; left alone", job_id, prediction_id, source
+            )
+            return False
         async with self.database.session() as session:
             job = await repo.require_job(session, job_id)
             if not is_terminal(job.status):
@@ -190,6 +235,32 @@ class CreateSteps(JobSteps):
         job = await self._load(job_id)
         if job.cancel_requested_at is not None:
             await self._cancel_at_replicate(job)
+        return True
+
+
+async def _lock_create_inputs(session: AsyncSession, job: JobRow) -> None:
+    """Serialise creates of the same inputs until this transaction ends: on PostgreSQL an advisory
+    lock on their fingerprint (every server shares it); SQLite has one writer, so a first write takes
+    the database's lock."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        digest = hashlib.sha256(_fingerprint(job).encode()).digest()
+        await session.execute(
+            select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
+        )
+    else:
+        await session.execute(
+            update(JobRow).where(JobRow.id == job.id).values(create_attempts=JobRow.create_attempts)
+        )
+
+
+def _fingerprint(job: JobRow) -> str:
+    """What a lookup matches a prediction on: the version and the create's inputs (no secrets)."""
+    return json.dumps([job.version, _canonical(job.spec.get("inputs") or {})], sort_keys=True, default=str)
+
+
+def _twins(other: JobRow, job: JobRow) -> bool:
+    return _fingerprint(other) == _fingerprint(job)
 
 
 def _canonical(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,9 @@ class FinishSteps(CreateSteps):
         if job.prediction_id is None and job.create_sent_at is not None:
             # Canceled while a create's fate was unknown: find it (and stop it) before forgetting it.
             if job.create_sent_at > utcnow() - timedelta(seconds=self.settings.create_lookup_seconds * 2):
-                found = await self._find_prediction(job)
-                if found is None:
+                if not await self._recover_prediction(job):
                     await self._later(job_id, self.settings.create_lookup_seconds / 3)
                     return
-                await self._adopt(job_id, found, submitted_at=job.create_sent_at, source="list")
                 job = await self._load(job_id)
         if job.prediction_id is not None:
             replicate = await self._replicate_settings()

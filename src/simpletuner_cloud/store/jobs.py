@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -411,17 +412,37 @@ async def release_job(session: AsyncSession, job_id: str, lock_token: str) -> bo
 async def record_prediction_id(session: AsyncSession, job_id: str, prediction_id: str) -> bool:
     """Remember the prediction a job created, whatever its status: an id that arrives after a cancel
     must still be recorded, or a billed prediction would have no local record. Only once: True when
-    this call set it (or it was already this id)."""
+    this call set it (or it was already this id). False too when another job holds this id already
+    (the unique index said so): the prediction is not this job's, and the session stays usable."""
     setting = (
         update(JobRow)
         .where(JobRow.id == job_id, JobRow.prediction_id.is_(None))
         .values(prediction_id=prediction_id, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if (await session.execute(setting)).rowcount == 1:  # type: ignore[attr-defined]
-        return True
+    try:
+        async with session.begin_nested():
+            if (await session.execute(setting)).rowcount == 1:  # type: ignore[attr-defined]
+                return True
+    except IntegrityError:
+        return False
     job = await _one(session, JobRow.id == job_id, fresh=True)
     return job is not None and job.prediction_id == prediction_id
+
+
+async def outstanding_creates(session: AsyncSession, job: JobRow) -> list[JobRow]:
+    """Other jobs on the same upload and version whose create was sent and has no prediction id yet
+    (in flight, or of unknown fate and still being looked for), clean-up not done. A job whose create
+    inputs equal one of theirs must not send its own: the lookup could not tell the two apart."""
+    query = select(JobRow).where(
+        JobRow.id != job.id,
+        JobRow.create_sent_at.is_not(None),
+        JobRow.prediction_id.is_(None),
+        JobRow.cleaned_at.is_(None),
+        JobRow.upload_id.is_(None) if job.upload_id is None else JobRow.upload_id == job.upload_id,
+        JobRow.version.is_(None) if job.version is None else JobRow.version == job.version,
+    )
+    return list((await session.scalars(query.execution_options(populate_existing=True))).all())
 
 
 async def set_fields(
