@@ -66,25 +66,26 @@ class FinishSteps(CreateSteps):
                         cost = final_cost(prediction, rate_of(self.catalogue, current.hardware))
                         await repo.set_fields(session, job_id, actual_cost_usd=cost)
                     await session.commit()
-        if not await self._delete_dataset(job):
+        job = await self._load(job_id)  # an upload that finished after the end is linked by now
+        dataset = await self._delete_dataset(job)
+        if dataset is None:
             await self._later(job_id, self.settings.poll_seconds)
             return
         delete_job_secrets(self.settings, job_id)
         async with self.database.session() as session:
             await repo.set_fields(session, job_id, fence=self.holder, cleaned_at=utcnow(), next_poll_at=None)
-            await repo.add_event(
-                session, job_id, "cleaned_up", message="Dataset file deleted at Replicate; secrets removed."
-            )
+            await repo.add_event(session, job_id, "cleaned_up", message=f"{dataset}; secrets removed.")
             await announce(session, job_id)
             await session.commit()
         self.bus.notify()
 
-    async def _delete_dataset(self, job: JobRow) -> bool:
+    async def _delete_dataset(self, job: JobRow) -> str | None:
         """Delete the job's dataset file at Replicate, unless another job may still read it: one that
         holds the same upload, or one not yet past `submitting` (it may be about to reuse it: the
-        reuse check and this delete would race). False: come back later."""
+        reuse check and this delete would race). None: come back later; else what happened, as the
+        timeline says it."""
         if job.upload_id is None:
-            return True
+            return "No dataset file was uploaded"
         async with self.database.session() as session:
             still_needed = await session.scalar(
                 select(JobRow.id)
@@ -98,8 +99,9 @@ class FinishSteps(CreateSteps):
                 .limit(1)
             )
         if still_needed is not None:
-            return False
+            return None
         replicate = await self._replicate_settings()
         async with self.runtime.client(self.settings, replicate) as client:
-            await delete_dataset_upload(self.database, client.http, job.upload_id)
-        return True
+            if await delete_dataset_upload(self.database, client.http, job.upload_id):
+                return "Dataset file deleted at Replicate"
+        return "Dataset file already deleted at Replicate"

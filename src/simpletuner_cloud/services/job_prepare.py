@@ -122,6 +122,7 @@ class PrepareSteps(JobSteps):
                         path,
                         archive,
                         on_progress=lambda done, total: progress.update("uploading", done, total),
+                        job_id=job.id,
                     )
             finally:
                 path.unlink(missing_ok=True)

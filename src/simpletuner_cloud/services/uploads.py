@@ -34,6 +34,7 @@ from simpletuner_cloud.services.provider_settings import ReplicateSettings, load
 from simpletuner_cloud.services.upload_tasks import DatasetUploadResponse, UploadTask, UploadTasks
 from simpletuner_cloud.settings import Settings
 from simpletuner_cloud.store.database import Database
+from simpletuner_cloud.store.jobs import link_upload
 from simpletuner_cloud.store.uploads import (
     find_reusable_upload,
     get_upload,
@@ -193,9 +194,12 @@ async def upload_dataset(
     *,
     now: datetime | None = None,
     on_progress: files.Progress | None = None,
+    job_id: str | None = None,
 ) -> UploadedDataset:
     """Reuse a live upload of the same bytes (confirmed at Replicate: same sha256, not expiring within
-    REUSE_MARGIN), else stream the archive to `/v1/files` and record it."""
+    REUSE_MARGIN), else stream the archive to `/v1/files` and record it. With `job_id` the upload is
+    linked to that job as it is recorded, whatever the job's status: a job canceled while its bytes
+    were on the way must still find (and delete) the file in its clean-up."""
     now = now or datetime.now(UTC)
     async with database.session() as session:
         existing = await find_reusable_upload(session, archive.sha256, now, REUSE_MARGIN.total_seconds())
@@ -210,6 +214,9 @@ async def upload_dataset(
                 if on_progress:
                     on_progress(archive.size, archive.size)
                 expires = files.parse_time(held.get("expires_at")) or existing.expires_at
+                if job_id is not None:
+                    await link_upload(session, job_id, existing.id)
+                    await session.commit()
                 return UploadedDataset(existing.id, existing.replicate_file_id, existing.url, True, expires)
             await mark_upload_deleted(session, existing.id)  # gone or changed at Replicate: never again
             await session.commit()
@@ -233,6 +240,8 @@ async def upload_dataset(
             expires_at=expires_at,
             metadata={"manifest_files": len(archive.manifest), "file": uploaded.get("name")},
         )
+        if job_id is not None:
+            await link_upload(session, job_id, row.id)
         await session.commit()
         return UploadedDataset(row.id, str(uploaded["id"]), url, False, expires_at)
 

@@ -430,6 +430,23 @@ async def record_prediction_id(session: AsyncSession, job_id: str, prediction_id
     return job is not None and job.prediction_id == prediction_id
 
 
+async def link_upload(session: AsyncSession, job_id: str, upload_id: str) -> None:
+    """Tie an upload to its job the moment it exists, whatever the job's status (no status move: a
+    canceled job keeps its status). A job whose clean-up already ran has it run again, so the file is
+    deleted rather than left at Replicate until it expires."""
+    await session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.upload_id.is_(None))
+        .values(
+            upload_id=upload_id,
+            updated_at=utcnow(),
+            next_poll_at=func.coalesce(JobRow.next_poll_at, utcnow()),
+            cleaned_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def outstanding_creates(session: AsyncSession, job: JobRow) -> list[JobRow]:
     """Other jobs on the same upload and version whose create was sent and has no prediction id yet
     (in flight, or of unknown fate and still being looked for), clean-up not done. A job whose create
