@@ -357,7 +357,10 @@ def test_cancel_and_rm_of_a_job_that_never_reached_replicate(server: Server) -> 
     )
     canceled = jobs(server.url, "cancel", job_id)
     assert canceled.exit_code == 0, canceled.output
-    assert canceled.stdout == f"Canceled; nothing was created at Replicate. Job {job_id} is canceled.\n"
+    assert canceled.stdout == (
+        f"Canceled; no prediction was created at Replicate (a dataset file uploaded for it is deleted). "
+        f"Job {job_id} is canceled.\n"
+    )
 
     before_clean_up = jobs(server.url, "rm", job_id)
     assert before_clean_up.exit_code == 1

@@ -137,3 +137,52 @@ def test_a_twin_waits_while_another_create_of_the_same_inputs_is_outstanding() -
         assert (job.status, job.create_sent_at, job.create_attempts) == ("submitting", None, 0)
         assert job.next_poll_at is not None and job.next_poll_at > utcnow()  # it comes back later
         assert len(sandbox(http, "GET", "/v1/predictions")["results"]) == before  # nothing sent
+
+
+def test_a_create_this_server_cannot_read_the_secrets_of_is_never_sent() -> None:
+    """Servers on one database with their own secret stores: the one sending the create lacks the
+    job's hf_token. Sent without it, the run would fail (or publish nothing) after booting, paid."""
+    with job_server(steps=5) as (http, app):
+        first = http.post(SUBMIT, json=EXAMPLE).json()["job_id"]
+        eventually_sync(
+            lambda: http.get(f"/api/cloud/jobs/{first}").json()["prediction_id"],
+            timeout=60,
+            what="the first job's prediction",
+        )
+        before = len(sandbox(http, "GET", "/v1/predictions")["results"])
+
+        async def create_without_secrets() -> Any:
+            database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
+            try:
+                runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
+                async with database.session() as session:
+                    model = await repo.require_job(session, first)
+                    job, _ = await repo.create_job(
+                        session,
+                        config_name=model.config_name,
+                        hardware=model.hardware,
+                        model=model.model,
+                        version=model.version,
+                        spec={**model.spec, "secret_inputs": ["hf_token"]},  # saved by another server
+                        upload_id=model.upload_id,
+                    )
+                    await repo.apply_status(session, job.id, "packaging")
+                    await repo.apply_status(session, job.id, "submitting", next_poll_at=None)
+                    assert await repo.claim_job(session, job.id, runner.holder, 30)
+                    await session.commit()
+                    job = await repo.require_job(session, job.id)
+                await runner._create(job)
+                async with database.session() as session:
+                    return await repo.require_job(session, job.id)
+            finally:
+                await runtime.aclose()
+                await database.dispose()
+
+        failed = asyncio.run(create_without_secrets())
+        assert (failed.status, failed.error_code, failed.prediction_id) == (
+            "failed",
+            "job_secrets_missing",
+            None,
+        )
+        assert "hf_token" in (failed.error or "") and failed.create_sent_at is None
+        assert len(sandbox(http, "GET", "/v1/predictions")["results"]) == before

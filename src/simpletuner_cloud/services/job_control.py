@@ -57,7 +57,7 @@ async def cancel_job(
             await repo.require_job(session, job_id),
             catalogue,
             False,
-            "Canceled; nothing was created at Replicate.",
+            "Canceled; no prediction was created at Replicate (a dataset file uploaded for it is deleted).",
         )
     await announce(session, job_id)
     await session.commit()

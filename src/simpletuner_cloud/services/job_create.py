@@ -32,6 +32,18 @@ from simpletuner_cloud.store.tables import JobRow, utcnow
 log = logging.getLogger(__name__)
 
 
+def secrets_missing(names: list[str]) -> CloudError:
+    """The server about to send the create cannot read secrets the submit saved: several servers
+    that do not share one secrets folder. Nothing has been sent, so failing costs nothing."""
+    return CloudError(
+        f"This server cannot read the job's secrets ({', '.join(names)}): they were saved by the server "
+        "that took the submit, in its own secret store. Nothing was sent to Replicate.",
+        code="job_secrets_missing",
+        hint="Servers that share a database must share the secrets folder too (`cloud/secrets` under "
+        "SIMPLETUNER_HOME, on shared storage, mode 0700; docs/deploy.md); then submit again.",
+    )
+
+
 def classify_create_failure(exc: CloudError) -> CreateOutcome:
     """Did a failed create reach Replicate? A 4xx is a definite refusal (429: nothing created, try
     later); an open breaker or a connection never made sent nothing; anything else (5xx, a timeout or
@@ -69,7 +81,12 @@ class CreateSteps(JobSteps):
             )
             return
         replicate = await self._replicate_settings()
-        inputs = {**dict(job.spec.get("inputs") or {}), **load_job_secrets(self.settings, job.id)}
+        secrets = load_job_secrets(self.settings, job.id)
+        missing = sorted(set(job.spec.get("secret_inputs") or ()) - set(secrets))
+        if missing:  # never a create without them: a paid run that fails (or publishes nothing)
+            await self._fail(job.id, secrets_missing(missing))
+            return
+        inputs = {**dict(job.spec.get("inputs") or {}), **secrets}
         sent_at = utcnow()
         async with self.database.session() as session:  # written before the side effect
             # One create of these inputs outstanding at a time, across servers: a lookup could not

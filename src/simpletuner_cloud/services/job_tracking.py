@@ -61,8 +61,12 @@ async def apply_prediction(
     pending: dict[str, Any] = dict(also or {})  # plain columns still to write
     prediction_id = str(prediction.get("id") or "")
     if prediction_id and job.prediction_id is None:
-        await repo.record_prediction_id(session, job_id, prediction_id)
+        recorded = await repo.record_prediction_id(session, job_id, prediction_id)
         job = await repo.read_job(session, job_id)  # rare (found before the create's answer)
+        if not recorded:  # another job holds this prediction: nothing of it is this job's
+            return Applied(False, "", JobStatus(job.status), job.provider_status)
+    elif prediction_id and job.prediction_id != prediction_id:
+        return Applied(False, "", JobStatus(job.status), job.provider_status)  # another job's prediction
     raw_status = str(prediction.get("status") or "") or None
     target = map_replicate_status(raw_status)
 

@@ -128,6 +128,8 @@ async def submit_job(
         "needs_upload": checked.preflight.needs_upload,
         "run_shape": checked.shape.key(),
         "estimate": estimate_view(estimate, checked.profile).model_dump(mode="json"),
+        # Names only: the server that sends the create checks it can read each one (replicas).
+        "secret_inputs": sorted(name for name, value in checked.delivery.secrets.items() if value),
     }
     save_job_secrets(settings, job_id, checked.delivery.secrets)
     job, created = await repo.create_job(
