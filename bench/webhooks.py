@@ -57,10 +57,11 @@ async def app(scope, receive, send):
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
             proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
 """
-FLOOR_APP = """
-import os, sys, uvicorn
+SIGNED_APP = """
+import asyncio, os, sqlite3, sys, uvicorn
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 hook = Webhook(os.environ["BENCH_WEBHOOK_SECRET"])
+KEEP
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -70,21 +71,25 @@ async def app(scope, receive, send):
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             break
+    body = b"".join(chunks)
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
     try:
-        hook.verify(b"".join(chunks), headers)  # the HMAC and the JSON parse, nothing stored
-        status = 204
+        hook.verify(body, headers)  # the HMAC and the JSON parse
     except WebhookVerificationError:
         status = 401
+    else:
+        await keep(headers["webhook-id"], body)
+        status = 204
     await send({"type": "http.response.start", "status": status, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
             proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
 """
-DURABLE_APP = """
-import asyncio, os, sqlite3, sys, uvicorn
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-hook = Webhook(os.environ["BENCH_WEBHOOK_SECRET"])
+NOTHING_KEPT = """
+async def keep(webhook_id, body):
+    pass  # nothing stored
+"""
+ONE_ROW_KEPT = """
 db = sqlite3.connect(sys.argv[2], isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=NORMAL")
@@ -104,33 +109,15 @@ async def write():
         for _, _, done in batch:
             done.set_result(None)
     writing = False
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    body = b"".join(chunks)
-    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
-    try:
-        hook.verify(body, headers)
-    except WebhookVerificationError:
-        status = 401
-    else:  # one row a delivery, committed (group commit) before the answer: nothing applied
-        done = asyncio.get_running_loop().create_future()
-        pending.append((headers["webhook-id"], body, done))
-        if not writing:
-            asyncio.create_task(write())
-        await done
-        status = 204
-    await send({"type": "http.response.start", "status": status, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            proxy_headers=False, server_header=False, timeout_keep_alive=5, limit_concurrency=256)
+async def keep(webhook_id, body):  # one row a delivery, committed before the answer: nothing applied
+    done = asyncio.get_running_loop().create_future()
+    pending.append((webhook_id, body, done))
+    if not writing:
+        asyncio.create_task(write())
+    await done
 """
+FLOOR_APP = SIGNED_APP.replace("KEEP", NOTHING_KEPT)
+DURABLE_APP = SIGNED_APP.replace("KEEP", ONE_ROW_KEPT)
 DONE = r"""
 function done(summary, latency, requests)
   io.write(string.format(

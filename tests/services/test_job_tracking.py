@@ -3,10 +3,8 @@ another job holds (a lookup's stale candidate, a mixed-up delivery) changes noth
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.services.hardware_catalogue import packaged_catalogue
 from simpletuner_cloud.services.job_tracking import apply_prediction
@@ -14,25 +12,15 @@ from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.database import Database
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
-async def _job(session: object, prediction_id: str | None) -> str:
+async def _job(session: AsyncSession, prediction_id: str | None) -> str:
     job, _ = await repo.create_job(
-        session,  # type: ignore[arg-type]
+        session,
         config_name="example",
         hardware="l40s",
         model="simpletuner/advanced-trainer",
     )
     if prediction_id is not None:
-        assert await repo.record_prediction_id(session, job.id, prediction_id)  # type: ignore[arg-type]
+        assert await repo.record_prediction_id(session, job.id, prediction_id)
     return job.id
 
 

@@ -9,16 +9,35 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_runner import JobRunner
 from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.database import Database
-from simpletuner_cloud.store.tables import utcnow
+from simpletuner_cloud.store.tables import JobRow, utcnow
 from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
 from tests.support.waiting import eventually_sync
 
 JOBS = 4
+
+
+async def submitting_like(session: AsyncSession, model: JobRow, **spec: Any) -> str:
+    """A job at `submitting` with the same inputs, version and upload as `model` (its spec with
+    `spec` over it), as a second submit of the same example would be."""
+    job, _ = await repo.create_job(
+        session,
+        config_name=model.config_name,
+        hardware=model.hardware,
+        model=model.model,
+        version=model.version,
+        spec={**model.spec, **spec},
+        upload_id=model.upload_id,
+    )
+    await repo.apply_status(session, job.id, "packaging")
+    await repo.apply_status(session, job.id, "submitting", next_poll_at=None)
+    return job.id
 
 
 def test_twins_with_a_create_of_unknown_fate_each_keep_their_own_prediction() -> None:
@@ -107,21 +126,8 @@ def test_a_twin_waits_while_another_create_of_the_same_inputs_is_outstanding() -
                 runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
                 async with database.session() as session:
                     model = await repo.require_job(session, first)
-                    twins = []
-                    for _ in range(2):  # the same inputs, version and upload as the first job
-                        twin, _ = await repo.create_job(
-                            session,
-                            config_name=model.config_name,
-                            hardware=model.hardware,
-                            model=model.model,
-                            version=model.version,
-                            spec=model.spec,
-                            upload_id=model.upload_id,
-                        )
-                        await repo.apply_status(session, twin.id, "packaging")
-                        await repo.apply_status(session, twin.id, "submitting", next_poll_at=None)
-                        twins.append(twin.id)
-                    in_flight, waiting = twins
+                    in_flight = await submitting_like(session, model)
+                    waiting = await submitting_like(session, model)
                     await repo.set_fields(session, in_flight, create_sent_at=utcnow(), create_attempts=1)
                     assert await repo.claim_job(session, waiting, runner.holder, 30)
                     await session.commit()
@@ -157,20 +163,11 @@ def test_a_create_this_server_cannot_read_the_secrets_of_is_never_sent() -> None
                 runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
                 async with database.session() as session:
                     model = await repo.require_job(session, first)
-                    job, _ = await repo.create_job(
-                        session,
-                        config_name=model.config_name,
-                        hardware=model.hardware,
-                        model=model.model,
-                        version=model.version,
-                        spec={**model.spec, "secret_inputs": ["hf_token"]},  # saved by another server
-                        upload_id=model.upload_id,
-                    )
-                    await repo.apply_status(session, job.id, "packaging")
-                    await repo.apply_status(session, job.id, "submitting", next_poll_at=None)
-                    assert await repo.claim_job(session, job.id, runner.holder, 30)
+                    # hf_token was saved by the server that took the submit, not by this one
+                    job_id = await submitting_like(session, model, secret_inputs=["hf_token"])
+                    assert await repo.claim_job(session, job_id, runner.holder, 30)
                     await session.commit()
-                    job = await repo.require_job(session, job.id)
+                    job = await repo.require_job(session, job_id)
                 await runner._create(job)
                 async with database.session() as session:
                     return await repo.require_job(session, job.id)

@@ -4,10 +4,8 @@ started yet for theirs, and a deleted job's cost still counting where it did."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,23 +19,7 @@ from simpletuner_cloud.services.spend import period_spend, spend_groups
 from simpletuner_cloud.store import Database
 from simpletuner_cloud.store.jobs import apply_status, create_job, set_fields
 from simpletuner_cloud.store.tables import DeletedJobCostRow
-from tests.store.conftest import drop_schema, postgres_url, unique_schema
 from tests.support.provider_sandbox import record_job
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
-    else:
-        database = Database(postgres_url(), schema=unique_schema())
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        if database.dialect == "postgresql":
-            await drop_schema(database)
-        await database.dispose()
 
 
 async def test_the_groups_add_up_to_the_total_with_running_jobs_at_their_reservation(db: Database) -> None:

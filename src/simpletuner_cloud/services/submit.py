@@ -223,15 +223,7 @@ async def _check(
         max_train_steps=request.max_train_steps,
     )
     delivery = plan_delivery(
-        DeliveryRequest(
-            request.delivery,
-            request.hub_model_id,
-            hub_private=request.hub_private,
-            max_train_steps=request.max_train_steps,
-            job_id=job_id,
-            publishing=publishing,
-            settings=settings,
-        ),
+        _delivery_request(request, job_id, publishing, settings),
         preflight.config,
         runtime.environ,
     )
@@ -305,6 +297,21 @@ def _job_webhook_base(url: str | None) -> str | None:
     return urlunsplit(parts)
 
 
+def _delivery_request(
+    request: SubmitJob, job_id: str, publishing: Publishing, settings: Settings
+) -> DeliveryRequest:
+    """What the delivery plan reads of a submit (the estimate plans with a stand-in job id)."""
+    return DeliveryRequest(
+        request.delivery,
+        request.hub_model_id,
+        hub_private=request.hub_private,
+        max_train_steps=request.max_train_steps,
+        job_id=job_id,
+        publishing=publishing,
+        settings=settings,
+    )
+
+
 def _extra_names(environ: Mapping[str, str] | None, variable: str) -> list[str]:
     """A comma-separated list of names a newer trainer knows (arguments, model families)."""
     env = os.environ if environ is None else environ
@@ -328,15 +335,7 @@ async def estimate_submission(
     delivery: DeliveryPlan | None
     try:
         delivery = plan_delivery(
-            DeliveryRequest(
-                request.delivery,
-                request.hub_model_id,
-                hub_private=request.hub_private,
-                max_train_steps=request.max_train_steps,
-                job_id="job_estimate",
-                publishing=publishing,
-                settings=settings,
-            ),
+            _delivery_request(request, "job_estimate", publishing, settings),
             preflight.config,
             environ,
         )
