@@ -1,5 +1,6 @@
-"""Reading a job: `?tail=N` returns N whole lines however long they are, and the timeline leaves log
-chunks and byte progress out."""
+"""Reading a job: `?tail=N` returns N whole lines however long they are, its offsets are those of the
+text it returns even when a chunk lands while it reads, and the timeline leaves log chunks and byte
+progress out."""
 
 from __future__ import annotations
 
@@ -11,14 +12,6 @@ from simpletuner_cloud.services import job_queries
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import Database
 from simpletuner_cloud.store import jobs as repo
-
-
-@pytest.fixture
-async def db(tmp_path: Any) -> Any:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
-    await database.migrate()
-    yield database
-    await database.dispose()
 
 
 async def test_tail_returns_whole_lines_past_the_first_window(
@@ -39,3 +32,30 @@ async def test_tail_returns_whole_lines_past_the_first_window(
     assert tail.text == "".join(lines[-120:]) and tail.next_offset == tail.size
     assert everything.text == "".join(lines) and everything.offset == 0
     assert [e.kind for e in shown.timeline or []] == ["status"]  # no log chunks, no byte progress
+
+
+@pytest.mark.parametrize("read", [{"tail": 5000}, {"after": 0}, {"after": 6}])
+async def test_a_chunk_landing_between_the_two_reads_is_counted_where_it_is(
+    db: Database, monkeypatch: pytest.MonkeyPatch, read: dict[str, int]
+) -> None:
+    """The job row and the chunks are separate reads (not one snapshot on either database): a chunk
+    committed between them is in the text, and the offsets say where, so the page that holds it
+    never adds it again when its `log` event comes (it did: a line shown twice)."""
+    async with db.session() as session:
+        job, _ = await repo.create_job(session, config_name="c", hardware="l40s", model="m/m")
+        await repo.append_logs(session, job.id, "first\n")
+        await session.commit()
+    original = repo.read_logs
+
+    async def read_after_a_writer(session: Any, job_id: str, after: int = 0) -> str:
+        async with db.session() as writer:  # another writer's chunk commits in between
+            await repo.append_logs(writer, job_id, "first\nsecond\n")
+            await writer.commit()
+        return await original(session, job_id, after=after)
+
+    monkeypatch.setattr(repo, "read_logs", read_after_a_writer)
+    async with db.session() as session:
+        view = await job_queries.get_logs(session, job.id, **read)
+    whole = "first\nsecond\n"
+    assert view.next_offset == len(whole) == view.size
+    assert whole[view.offset : view.next_offset] == view.text

@@ -1,6 +1,7 @@
 """A TCP link between a client (the browser) and a live server that a test can cut, like a flaky
 network or a proxy restarting: `cut()` closes every open connection (a stream in flight drops),
-and while `refusing` new connections get a 503 before the server sees them."""
+while `refusing` new connections get a 503 before the server sees them, and while `cutting_answers`
+each answer stops a few bytes into its body (its status line and headers arrive whole)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class CuttableLink:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.refusing = False
+        self.cutting_answers = False
         self.accepted = 0
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -57,12 +59,16 @@ class CuttableLink:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._open |= {client, upstream}
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, sink, answers), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while chunk := source.recv(65536):
+                head = chunk.find(b"\r\n\r\n")
+                if answers and self.cutting_answers and head >= 0:
+                    sink.sendall(chunk[: head + 4 + 3])  # the head and three bytes of the body
+                    return
                 sink.sendall(chunk)
         except OSError:
             pass

@@ -253,20 +253,23 @@ def test_textfile_captions_offer_the_rename_box_and_the_preview_shows_the_names(
     expect(page.locator("#preview-archive-files")).to_contain_text("sks_dog_on_the_beach.jpg")
 
 
+async def write(logs: str, job_id: str | None = None) -> str:
+    """Store `logs` (the whole text so far, as Replicate sends it) for a job, a new succeeded one by
+    default, in the server's own database: the live feed brings what it adds."""
+    database = Database(load_settings().effective_database_url)  # the server's own database file
+    try:
+        async with database.session() as session:
+            job_id = job_id or await record_job(session, "succeeded")
+            await append_logs(session, job_id, logs)
+            await session.commit()
+    finally:
+        await database.dispose()
+    return job_id
+
+
 def test_a_huge_log_is_read_by_its_tail_and_drawn_capped_then_followed_live(tab: Tab, cloud: Cloud) -> None:
     line = "[RANK 0] step log line with some padding to look like a trainer's output ........ {n}\n"
     text = "".join(line.format(n=n) for n in range(600_000))  # about 50 MiB, as the issue says
-
-    async def write(logs: str, job_id: str | None = None) -> str:
-        database = Database(load_settings().effective_database_url)  # the server's own database file
-        try:
-            async with database.session() as session:
-                job_id = job_id or await record_job(session, "succeeded")
-                await append_logs(session, job_id, logs)
-                await session.commit()
-        finally:
-            await database.dispose()
-        return job_id
 
     job_id = run_async(write(text))
     requested: list[str] = []
@@ -284,6 +287,21 @@ def test_a_huge_log_is_read_by_its_tail_and_drawn_capped_then_followed_live(tab:
     run_async(write(text + "the trainer wrote one more line\n", job_id))  # the live feed brings it
     expect(log).to_contain_text("the trainer wrote one more line")
     assert int(log.get_attribute("data-lines") or 0) <= 5000
+    assert tab.errors == []
+
+
+def test_a_log_with_emoji_follows_live_without_losing_a_character(tab: Tab, cloud: Cloud) -> None:
+    """Log offsets count characters as the server does: an emoji is one, not the two a JS string
+    counts, so the text after one is neither cut nor doubled."""
+    text = "🚀 Starting\n"
+    job_id = run_async(write(text))
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    log = page.locator("#log-text")
+    expect(log).to_have_text("🚀 Starting")
+    for more in ("✓ Saved 🎉\n", "[STAGE] 🧪 Running Validation\n", "final line\n"):
+        text += more
+        run_async(write(text, job_id))
+        expect(log).to_have_text(text.rstrip("\n"))
     assert tab.errors == []
 
 

@@ -74,6 +74,10 @@ async def get_job(session: AsyncSession, settings: Settings, job_id: str) -> Job
 async def get_logs(
     session: AsyncSession, job_id: str, *, tail: int | None = None, after: int | None = None
 ) -> LogsView:
+    """The log from `after` on, or its last `tail` whole lines. The offsets come from the text read,
+    never from the job's `logs_offset` alone: the two reads are not one snapshot (a chunk may land
+    between them), and a window's start taken from an older size would make the page hold the new
+    chunk and then add it again when its event comes."""
     job = await repo.require_job(session, job_id)
     size = job.logs_offset
     if tail is not None and after is not None:
@@ -90,11 +94,13 @@ async def get_logs(
             if begin == 0 or len(lines) > tail:
                 break
             window *= 4
+        end = begin + len(text)  # the chunks are contiguous: what was read ends here
         text = "".join(lines[-tail:]) if tail > 0 else ""
-        start = size - len(text)
+        start = end - len(text)
     else:
         start = max(0, min(after or 0, size))
         text = await repo.read_logs(session, job_id, after=start)
+    size = max(size, start + len(text))
     return LogsView(job_id=job_id, offset=start, next_offset=start + len(text), size=size, text=text)
 
 

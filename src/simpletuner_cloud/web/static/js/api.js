@@ -3,7 +3,8 @@
 
 export const AUTH_REQUIRED = "simpletuner:auth-required";
 
-/** `{ok, status, body}`; never throws (a dropped connection is status 0). */
+/** `{ok, status, body}`; never throws (a dropped connection is status 0, and so is an answer cut
+ * off mid-body: its status line said 200, but what it carried cannot be used). */
 export async function api(method, path, body, headers) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
@@ -16,11 +17,17 @@ export async function api(method, path, body, headers) {
   } catch (_) {
     return { ok: false, status: 0, body: null };
   }
+  let text;
+  try {
+    text = await response.text();
+  } catch (_) {
+    return { ok: false, status: 0, body: null };
+  }
   let data = null;
   try {
-    data = await response.json();
+    data = text ? JSON.parse(text) : null;
   } catch (_) {
-    data = null;
+    data = null; // not JSON (a proxy's own error page, say): the status still tells
   }
   if (response.status === 401 && !headers?.Authorization) {
     document.dispatchEvent(new CustomEvent(AUTH_REQUIRED));

@@ -10,6 +10,29 @@ export const MAX_LINES = 5000;
 const MAX_LINE_CHARS = 4000;
 const MAX_MATCHES = 1000;
 
+// Offsets into a log count characters as the server does (code points); a JS string's `length`
+// counts an emoji such as 🚀 twice. Text without one (nearly all of it) takes the quick way.
+const ASTRAL = /[\uD800-\uDBFF]/;
+
+function characters(text) {
+  if (!ASTRAL.test(text)) return text.length;
+  let n = 0;
+  for (const _ of text) n += 1;
+  return n;
+}
+
+function withoutFirst(text, n) {
+  if (n <= 0) return text;
+  if (!ASTRAL.test(text)) return text.slice(n);
+  let index = 0;
+  for (const char of text) {
+    if (n === 0) break;
+    index += char.length;
+    n -= 1;
+  }
+  return text.slice(index);
+}
+
 function clip(line) {
   return line.length > MAX_LINE_CHARS ? `${line.slice(0, MAX_LINE_CHARS)} … [${count(line.length - MAX_LINE_CHARS)} more characters]` : line;
 }
@@ -98,9 +121,9 @@ export class LogView {
   /** Keep what `text` (from `offset` on) adds past what is held; false when it starts past the end. */
   absorb(offset, text) {
     if (offset > this.next) return false;
-    const fresh = text.slice(this.next - offset);
+    const fresh = withoutFirst(text, this.next - offset);
     if (fresh) {
-      this.take(fresh, this.next + fresh.length);
+      this.take(fresh, this.next + characters(fresh));
       this.size = Math.max(this.size, this.next);
       this.schedule();
     }
