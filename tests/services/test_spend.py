@@ -1,6 +1,7 @@
 """A period's spend and its groups on a real database (SQLite and PostgreSQL): the groups (by day,
 hardware, config) add up to the total, running jobs counting for at least their reservation and jobs not
-started yet for theirs, and a deleted job's cost still counting where it did."""
+started yet for theirs, a deleted job's cost still counting where it did, and a job finishing while
+the spend is read counted once, never zero times or twice."""
 
 from __future__ import annotations
 
@@ -96,3 +97,48 @@ async def test_a_deleted_jobs_cost_still_counts_in_the_total_and_every_group(db:
         )  # fmt: skip
         with pytest.raises(NotFound):
             await delete_job(session, gone)
+
+
+class FinishingBetweenStatements:
+    """The session a spend is read with, where a job finishes (in another session, committed) right
+    after the read's first statement: what a worker may do at any moment."""
+
+    def __init__(self, session: AsyncSession, finish: Any) -> None:
+        self.session, self.finish, self.statements = session, finish, 0
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._after_first(self.session.execute(*args, **kwargs))
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._after_first(self.session.scalar(*args, **kwargs))
+
+    async def _after_first(self, statement: Any) -> Any:
+        result = await statement
+        self.statements += 1
+        if self.statements == 1:
+            await self.finish()
+        return result
+
+
+async def test_a_job_finishing_while_the_spend_is_read_counts_once(db: Database) -> None:
+    """Running with $5.00 reserved, it finishes for $1.00 between two of the spend's reads: the
+    total was $0 (in neither read), so a Block limit let the next job through as if nothing ran."""
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        job_id = await record_job(session, "running", started=now - timedelta(minutes=1))
+        await apply_status(session, job_id, "running", reserved_cost_usd=Decimal("5.00"))
+        await session.commit()
+
+    async def finish() -> None:
+        async with db.session() as worker:
+            await apply_status(worker, job_id, "succeeded", completed_at=now, actual_cost_usd=Decimal("1.00"))
+            await worker.commit()
+
+    async with db.session() as session:
+        reading = FinishingBetweenStatements(session, finish)
+        spend = await period_spend(reading, packaged_catalogue(), "daily", now, UTC, "UTC")  # type: ignore[arg-type]
+        assert reading.statements >= 1
+        assert spend.total in (Decimal("5.00"), Decimal("1.00"))  # before it finished, or after
+    async with db.session() as session:
+        after = await period_spend(session, packaged_catalogue(), "daily", now, UTC, "UTC")
+    assert (after.committed, after.running, after.total) == (Decimal("1.00"), Decimal(0), Decimal("1.00"))

@@ -343,6 +343,22 @@ async def test_fenced_writes_need_a_live_lease(db: Database) -> None:
         assert (await repo.require_job(session, job.id)).error is None
 
 
+async def test_writes_while_a_status_leave_a_job_that_moved_on_as_it_is(db: Database) -> None:
+    """The cost limit's canceller marks the jobs it listed as spending; one that succeeded since
+    keeps no "canceled at the cost limit" error."""
+    job = await new_job(db)
+    await move(db, job.id, JobStatus.RUNNING)
+    async with db.session() as session:
+        assert await repo.set_fields(session, job.id, while_status=["queued", "running"], error_hint="a")
+        await session.commit()
+    await move(db, job.id, JobStatus.SUCCEEDED)
+    async with db.session() as session:
+        assert not await repo.set_fields(session, job.id, while_status=["queued", "running"], error="late")
+        await session.commit()
+        row = await repo.require_job(session, job.id)
+    assert (row.status, row.error, row.error_hint) == ("succeeded", None, "a")
+
+
 async def test_claim_due_jobs_takes_due_and_unclean_jobs_once(db: Database) -> None:
     due = await new_job(db)
     later = await new_job(db)

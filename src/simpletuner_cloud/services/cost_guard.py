@@ -56,15 +56,19 @@ async def enforce_cost_limit(
     canceled = []
     for job_id in ids:
         async with database.session() as session:
-            await repo.add_event(session, job_id, "cost_limit_cancel", message=reason)
-            await repo.set_fields(
+            # Only while it still spends: a job that finished since the list was read keeps its end.
+            still_spending = await repo.set_fields(
                 session,
                 job_id,
+                while_status=SPENDING,
                 error_code="cost_limit_reached",
                 error=reason,
                 error_hint="Raise the limit or wait for the period to reset, then submit again "
                 "(checkpoints already published are kept).",
             )
+            if not still_spending:
+                continue
+            await repo.add_event(session, job_id, "cost_limit_cancel", message=reason)
             await session.commit()
         try:
             async with database.session() as session:

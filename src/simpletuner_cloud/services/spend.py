@@ -93,40 +93,45 @@ class ActiveCost:
     running: bool
 
 
+_ACTIVE_COLUMNS = (
+    JobRow.hardware,
+    JobRow.config_name,
+    JobRow.started_at,
+    JobRow.reserved_cost_usd,
+    JobRow.progress,
+)
+
+
 async def active_costs(
     session: AsyncSession, catalogue: HardwareCatalogue, now: datetime
 ) -> list[ActiveCost]:
     """Every active job's count (active jobs are few; a running one's accrual needs its own rate)."""
-    rows = (
-        await session.execute(
-            select(
-                JobRow.hardware,
-                JobRow.config_name,
-                JobRow.started_at,
-                JobRow.reserved_cost_usd,
-                JobRow.progress,
-            ).where(JobRow.status.in_(ACTIVE))
-        )
-    ).all()
-    costs = []
-    for hardware, config_name, started_at, reservation, progress in rows:
-        reserved = Decimal(reservation or 0)
-        if started_at is None:
-            costs.append(ActiveCost(hardware, config_name, reserved, Decimal(0), Decimal(0), running=False))
-            continue
-        rate = rate_of(catalogue, hardware)
-        seconds = max(0.0, (now - started_at).total_seconds())
-        accrued = rate * Decimal(str(round(seconds, 3)))
-        training = TrainingProgress.from_dict(progress)
-        final = projected_cost(
-            accrued_seconds=seconds, step=training.step, total_steps=training.total_steps,
-            seconds_per_step=training.seconds_per_step, usd_per_second=rate,
-        )  # fmt: skip
-        projected = max(final or accrued, accrued)
-        costs.append(
-            ActiveCost(hardware, config_name, max(accrued, reserved), accrued, projected, running=True)
-        )
-    return costs
+    rows = (await session.execute(select(*_ACTIVE_COLUMNS).where(JobRow.status.in_(ACTIVE)))).all()
+    return [_active_cost(catalogue, now, *row) for row in rows]
+
+
+def _active_cost(
+    catalogue: HardwareCatalogue,
+    now: datetime,
+    hardware: str,
+    config_name: str,
+    started_at: datetime | None,
+    reservation: Decimal | None,
+    progress: dict[str, Any] | None,
+) -> ActiveCost:
+    reserved = Decimal(reservation or 0)
+    if started_at is None:
+        return ActiveCost(hardware, config_name, reserved, Decimal(0), Decimal(0), running=False)
+    rate = rate_of(catalogue, hardware)
+    seconds = max(0.0, (now - started_at).total_seconds())
+    accrued = rate * Decimal(str(round(seconds, 3)))
+    training = TrainingProgress.from_dict(progress)
+    final = projected_cost(
+        accrued_seconds=seconds, step=training.step, total_steps=training.total_steps,
+        seconds_per_step=training.seconds_per_step, usd_per_second=rate,
+    )  # fmt: skip
+    projected = max(final or accrued, accrued)
+    return ActiveCost(hardware, config_name, max(accrued, reserved), accrued, projected, running=True)
 
 
 def finished_costs(start: datetime, end: datetime) -> Subquery:
@@ -152,9 +157,7 @@ async def period_spend(
     tz_name: str,
 ) -> PeriodSpend:
     start, end = period_start(period, now, tz), next_period_start(period, now, tz)
-    finished = finished_costs(start, end)
-    committed = await session.scalar(select(func.coalesce(func.sum(finished.c.cost), 0)))
-    active = await active_costs(session, catalogue, now)
+    committed, active = await _finished_and_active(session, catalogue, start, end, now)
     running = [a for a in active if a.running]
     return PeriodSpend(
         period,
@@ -167,6 +170,25 @@ async def period_spend(
         sum((a.projected for a in running), Decimal(0)),
         sum((a.accrued for a in running), Decimal(0)),
     )
+
+
+async def _finished_and_active(
+    session: AsyncSession, catalogue: HardwareCatalogue, start: datetime, end: datetime, now: datetime
+) -> tuple[Decimal, list[ActiveCost]]:
+    """The window's finished total and every active job, in one statement: two reads are two
+    snapshots on PostgreSQL (and SQLite outside a write), and a job finishing between them would be
+    in neither (a submission let past the limit) or, read the other way round, in both (running
+    jobs canceled for a cost counted twice). The total comes on every row, beside no job when none
+    is active."""
+    finished = finished_costs(start, end)
+    total = select(func.coalesce(func.sum(finished.c.cost), 0).label("committed")).subquery("committed")
+    query = select(total.c.committed, *_ACTIVE_COLUMNS).select_from(
+        total.outerjoin(JobRow, JobRow.status.in_(ACTIVE))
+    )
+    rows = (await session.execute(query)).all()
+    committed = Decimal(rows[0][0] or 0)
+    active = [_active_cost(catalogue, now, *row[1:]) for row in rows if row[1] is not None]
+    return committed, active
 
 
 async def spend_groups(

@@ -463,13 +463,23 @@ async def outstanding_creates(session: AsyncSession, job: JobRow) -> list[JobRow
 
 
 async def set_fields(
-    session: AsyncSession, job_id: str, *, fence: str | None = None, job: JobRow | None = None, **values: Any
+    session: AsyncSession,
+    job_id: str,
+    *,
+    fence: str | None = None,
+    job: JobRow | None = None,
+    while_status: Collection[str] | None = None,
+    **values: Any,
 ) -> bool:
-    """Set plain fields (no status move). With `fence`, only while that lease is alive. With `job`
-    (this session's copy of the row), the copy is updated with what was written."""
+    """Set plain fields (no status move). With `fence`, only while that lease is alive; with
+    `while_status`, only while the job's status is one of those (in the same statement, so a job
+    that moved on meanwhile is left as it is). With `job` (this session's copy of the row), the copy
+    is updated with what was written."""
     conditions = [JobRow.id == job_id]
     if fence is not None:
         conditions.append(_lease_alive(session, fence))
+    if while_status is not None:
+        conditions.append(JobRow.status.in_(list(while_status)))
     values.setdefault("updated_at", utcnow())
     statement = (
         update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
