@@ -309,7 +309,9 @@ def test_token_set_on_a_terminal_prompts_without_echo(sandboxed: tuple[str, Fast
     os.close(slave)
     seen = bytearray()
     try:
-        eventually_sync(lambda: b"Replicate API token:" in _read_terminal(master, seen), what="the prompt")
+        # Click writes "Replicate API token:", then getpass turns echo off, flushing what was typed
+        # (TCSAFLUSH), and writes its own " ": typing before that space is lost and the read waits.
+        eventually_sync(lambda: b"Replicate API token: " in _read_terminal(master, seen), what="the prompt")
         os.write(master, f"{SANDBOX_TOKEN}\n".encode())
         # The end: the child exits (the terminal's EIO alone can come late on a loaded machine).
         eventually_sync(

@@ -305,6 +305,26 @@ def test_a_log_with_emoji_follows_live_without_losing_a_character(tab: Tab, clou
     assert tab.errors == []
 
 
+def test_a_progress_bar_redrawn_with_carriage_returns_shows_its_last_drawing(tab: Tab, cloud: Cloud) -> None:
+    """tqdm on stderr redraws one line with `\r`: the page shows what a terminal would (the latest
+    drawing, not every drawing run together and clipped at 4,000 characters to the oldest ones),
+    live as the bar moves; a CRLF line ends as a plain one."""
+    bar = "Epoch 1/1, Steps: {pct:3d}%|{n}/1000 [step_loss=0.1]"
+    text = "[STAGE] ✓ Loading base model\r\n" + "".join(
+        "\r" + bar.format(pct=n // 10, n=n) for n in range(0, 501)
+    )
+    job_id = run_async(write(text))
+    page = tab.open(f"jobs/{job_id}", ready_as="job")
+    log = page.locator("#log-text")
+    expect(log).to_have_text("[STAGE] ✓ Loading base model\n" + bar.format(pct=50, n=500))
+    text += "".join("\r" + bar.format(pct=n // 10, n=n) for n in range(501, 1001)) + "\n[INFO] done\n"
+    run_async(write(text, job_id))
+    expect(log).to_have_text("[STAGE] ✓ Loading base model\n" + bar.format(pct=100, n=1000) + "\n[INFO] done")
+    page.get_by_label("Search the log").fill("Steps")
+    expect(page.locator("#log-text mark")).to_have_count(1)
+    assert tab.errors == []
+
+
 def test_a_dropped_live_feed_resumes_and_a_refused_one_catches_up(
     browser: Any, cloud: Cloud, tab: Tab
 ) -> None:

@@ -1,7 +1,8 @@
 // A job's log, live: the last lines are read over REST (`logs?tail=`), new text arrives by offset
 // from the live feed, and only the newest MAX_LINES lines are ever kept or drawn, so a 50 MB log
-// never reaches the page whole. Follow keeps the view at the end; search shows the matching lines
-// of what is loaded; the whole log can still be downloaded.
+// never reaches the page whole. A line redrawn with `\r` (a progress bar) shows its last drawing.
+// Follow keeps the view at the end; search shows the matching lines of what is loaded; the whole
+// log can still be downloaded, as it came.
 import { api, withQuery } from "./api.js";
 import { checkbox, field, h } from "./dom.js";
 import { bytes, count } from "./format.js";
@@ -31,6 +32,14 @@ function withoutFirst(text, n) {
     n -= 1;
   }
   return text.slice(index);
+}
+
+/** A line as a terminal leaves it: a progress bar (tqdm) redraws itself after each `\r`, so only
+ * the last drawing shows (a CRLF's `\r` ends the line, it draws nothing). */
+function settled(line) {
+  const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+  const last = text.lastIndexOf("\r");
+  return last < 0 ? text : text.slice(last + 1);
 }
 
 function clip(line) {
@@ -133,7 +142,7 @@ export class LogView {
   take(text, next) {
     const pieces = (this.partial + text).split("\n");
     this.partial = pieces.pop();
-    for (const line of pieces) this.lines.push(clip(line));
+    for (const line of pieces) this.lines.push(clip(settled(line)));
     if (this.lines.length > MAX_LINES) {
       this.lines.splice(0, this.lines.length - MAX_LINES);
       this.dropped = true;
@@ -152,7 +161,7 @@ export class LogView {
   }
 
   render() {
-    const all = this.partial ? [...this.lines, clip(this.partial)] : this.lines;
+    const all = this.partial ? [...this.lines, clip(settled(this.partial))] : this.lines;
     const query = this.search.value.trim().toLowerCase();
     this.pre.dataset.rendering = "true";
     if (!query) {
