@@ -169,6 +169,33 @@ async def test_a_file_changed_after_it_arrived_fails_without_retry_until_asked(
         assert (await require_job(session, job_id)).status == "succeeded"
 
 
+async def test_a_retry_asked_while_a_check_runs_is_not_overwritten_by_that_check(
+    settings: Settings, db: Database
+) -> None:
+    """The running check's result (attempts + 1, a backoff of up to an hour) landed over the retry:
+    the user fixed the token, pressed Retry, and nothing happened."""
+    job_id = await local_job(settings, db)
+    await end(db, job_id)
+    async with db.session() as session:  # an earlier check failed it; the next one is due now
+        row = await delivery(db, job_id)
+        await ledger.update_delivery(
+            session, row.id, state="failed", attempts=2, next_check_at=datetime.now(UTC)
+        )
+        await session.commit()
+        [claimed] = await ledger.claim_due_deliveries(session, "checker", limit=1, lease_seconds=60)
+        await session.commit()
+    await retry_delivery(db, job_id, "local")  # while "checker" is checking it
+    later = datetime.now(UTC) + timedelta(hours=1)
+    async with db.session() as session:
+        assert not await ledger.update_delivery(
+            session, claimed.id, fence="checker", state="failed", attempts=1, next_check_at=later
+        )
+        await session.commit()
+    row = await delivery(db, job_id)
+    assert (row.attempts, row.lock_token) == (0, None)
+    assert row.next_check_at is not None and row.next_check_at < later
+
+
 async def test_nothing_arrived_is_retried_until_the_key_expires_then_expired(
     settings: Settings, db: Database, tracker: DeliveryTracker, clock: Clock
 ) -> None:

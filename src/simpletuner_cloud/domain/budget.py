@@ -20,6 +20,7 @@ PERIODS: tuple[Period, ...] = get_args(Period)
 # The billing answer names windows by their noun ("spend this day/week/month").
 PERIOD_NOUNS: dict[Period, str] = {"daily": "day", "weekly": "week", "monthly": "month"}
 DEFAULT_WARN_RATIO = Decimal("0.8")
+COST_LIMIT_REACHED = "cost_limit_reached"  # the error code of a job the limit's canceller stopped
 
 
 def period_start(period: Period, now: datetime, tz: tzinfo = UTC) -> datetime:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from simpletuner_cloud.domain.budget import COST_LIMIT_REACHED
 from simpletuner_cloud.domain.jobs import JobStatus
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.costs import current_spend, limit_usd, running_jobs_cancel, usd_beside
@@ -61,7 +62,7 @@ async def enforce_cost_limit(
                 session,
                 job_id,
                 while_status=SPENDING,
-                error_code="cost_limit_reached",
+                error_code=COST_LIMIT_REACHED,
                 error=reason,
                 error_hint="Raise the limit or wait for the period to reset, then submit again "
                 "(checkpoints already published are kept).",

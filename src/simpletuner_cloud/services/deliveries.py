@@ -270,7 +270,16 @@ async def retry_delivery(database: Database, job_id: str, destination: str) -> D
                 code="delivery_not_retryable",
                 hint="Wait for the job to end.",
             )
-        await ledger.update_delivery(session, delivery.id, next_check_at=datetime.now(UTC), attempts=0)
+        # The lease goes too: a check running now must not write its result (attempts + 1, a backoff
+        # of up to an hour) over this retry; its fenced writes miss, and the retry runs anew.
+        await ledger.update_delivery(
+            session,
+            delivery.id,
+            next_check_at=datetime.now(UTC),
+            attempts=0,
+            lock_token=None,
+            locked_until=None,
+        )
         await session.commit()
         refreshed = await ledger.get_delivery(session, delivery.id)
     assert refreshed is not None

@@ -35,12 +35,15 @@ async def cancel_job(
     job = await repo.require_job(session, job_id)
     now = datetime.now(UTC)
     if is_terminal(job.status):
-        return CancelResult(
-            job=job_view(job, catalogue, now),
-            canceled_at_replicate=False,
-            message=f"The job already {job.status}; nothing to cancel.",
-        )
+        return _answer(job, catalogue, False, f"The job already {job.status}; nothing to cancel.")
     await repo.set_fields(session, job_id, cancel_requested_at=job.cancel_requested_at or now)
+    # Decide on the row as it is now, not as first read: this write holds it (PostgreSQL's row lock,
+    # SQLite's write lock), so a create marked sent before it is seen, and none is marked after.
+    job = await repo.read_job(session, job_id)
+    if is_terminal(job.status):  # it ended between the two reads: the request is not kept
+        ended = _answer(job, catalogue, False, f"The job already {job.status}; nothing to cancel.")
+        await session.rollback()  # (after the answer is made: a rollback expires the row)
+        return ended
     await repo.add_event(session, job_id, "cancel_requested", message="Cancel requested.")
     if JobStatus(job.status) in LOCAL_ONLY or (
         JobStatus(job.status) is JobStatus.SUBMITTING and job.create_sent_at is None
@@ -96,6 +99,14 @@ def _answer(job: JobRow, catalogue: object, at_replicate: bool, message: str) ->
     )
 
 
+def _still_cleaning(job_id: str) -> CloudError:
+    return CloudError(
+        f"Job {job_id} is still being cleaned up (its dataset file at Replicate, its secrets).",
+        code="job_active",
+        hint="Try again in a few seconds.",
+    )
+
+
 async def delete_job(session: AsyncSession, job_id: str) -> DeleteResult:
     job = await repo.require_job(session, job_id)
     if not is_terminal(job.status):
@@ -105,11 +116,7 @@ async def delete_job(session: AsyncSession, job_id: str) -> DeleteResult:
             hint=f"Cancel it first: `simpletuner cloud jobs cancel {job_id}`.",
         )
     if job.cleaned_at is None:
-        raise CloudError(
-            f"Job {job_id} is still being cleaned up (its dataset file at Replicate, its secrets).",
-            code="job_active",
-            hint="Try again in a few seconds.",
-        )
+        raise _still_cleaning(job_id)
     not_deleted = []
     if job.prediction_id:
         not_deleted.append(
@@ -119,16 +126,20 @@ async def delete_job(session: AsyncSession, job_id: str) -> DeleteResult:
     if job.output:
         not_deleted.append(f"The trained model where the trainer published it: {job.output}")
     # The cost as the delete finds it (RETURNING): a late webhook may still correct it until then.
+    # Only while it is still cleaned up: an upload linked since the read (a late one) made its
+    # clean-up due again, and a row deleted now would leave that file at Replicate.
     gone = (
         await session.execute(
             delete(JobRow)
-            .where(JobRow.id == job_id)
+            .where(JobRow.id == job_id, JobRow.cleaned_at.is_not(None))
             .returning(JobRow.completed_at, JobRow.hardware, JobRow.config_name, JobRow.actual_cost_usd)
         )
     ).one_or_none()
-    if gone is None:  # deleted meanwhile, by another request or server
+    if gone is None:
         await session.rollback()
-        raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        if await repo.get_job(session, job_id) is None:  # deleted meanwhile, by another request or server
+            raise NotFound(f"No job {job_id!r}.", code="job_not_found")
+        raise _still_cleaning(job_id)
     completed_at, hardware, config_name, cost = gone
     if cost and completed_at is not None:
         await session.execute(

@@ -78,6 +78,7 @@ class CreateSteps(JobSteps):
                     code="provider_unavailable",
                     hint="Check https://replicate.statuspage.io/ and submit again; no duplicate was created.",
                 ),
+                unless_created=True,  # its create's webhook may have recorded one since the lookup
             )
             return
         replicate = await self._replicate_settings()
@@ -168,7 +169,18 @@ class CreateSteps(JobSteps):
             await self._later(job.id, self.settings.create_lookup_seconds / 3)
             return True
         async with self.database.session() as session:
-            await repo.set_fields(session, job.id, fence=self.holder, create_sent_at=None)
+            # Only while still unsent as far as the database knows: the create's own webhook (its URL
+            # names the job) may have recorded the prediction while the list was read.
+            reset = await repo.set_fields(
+                session,
+                job.id,
+                fence=self.holder,
+                expect={"status": JobStatus.SUBMITTING.value, "prediction_id": None},
+                create_sent_at=None,
+            )
+            if not reset:
+                await session.rollback()
+                return True  # it moved on (found, canceled, or another worker has it): settled
             await repo.add_event(
                 session, job.id, "create_retry", message="No prediction was created; sending again."
             )

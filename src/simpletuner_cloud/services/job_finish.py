@@ -14,10 +14,12 @@ from simpletuner_cloud.services.job_secrets import delete_job_secrets
 from simpletuner_cloud.services.job_steps import ACTIVE, PREPARE_STATUSES
 from simpletuner_cloud.services.job_tracking import apply_prediction, final_cost
 from simpletuner_cloud.services.job_views import rate_of
+from simpletuner_cloud.services.upload_locks import upload_lock
 from simpletuner_cloud.services.uploads import delete_dataset_upload
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import JobRow, utcnow
+from simpletuner_cloud.store.uploads import get_upload
 
 
 class FinishSteps(CreateSteps):
@@ -73,7 +75,19 @@ class FinishSteps(CreateSteps):
             return
         delete_job_secrets(self.settings, job_id)
         async with self.database.session() as session:
-            await repo.set_fields(session, job_id, fence=self.holder, cleaned_at=utcnow(), next_poll_at=None)
+            # Only for the upload this pass dealt with: one linked meanwhile (a late upload) made
+            # the clean-up due again, and marking it done would leave that file at Replicate.
+            cleaned = await repo.set_fields(
+                session,
+                job_id,
+                fence=self.holder,
+                expect={"upload_id": job.upload_id},
+                cleaned_at=utcnow(),
+                next_poll_at=None,
+            )
+            if not cleaned:
+                await session.rollback()
+                return  # the next pass (the link made it due) deletes the new file
             await repo.add_event(session, job_id, "cleaned_up", message=f"{dataset}; secrets removed.")
             await announce(session, job_id)
             await session.commit()
@@ -87,12 +101,24 @@ class FinishSteps(CreateSteps):
         if job.upload_id is None:
             return "No dataset file was uploaded"
         async with self.database.session() as session:
+            upload = await get_upload(session, job.upload_id)
+        if upload is None or upload.deleted_at is not None:
+            return "Dataset file already deleted at Replicate"
+        # The check and the delete under the archive's upload lock, which a job reusing the file
+        # holds while it checks and links it: that job is seen here, or finds the file deleted. A
+        # lock held now (an upload of the same archive running) means: come back later.
+        lock = upload_lock(self.database, upload.sha256, self.holder, self.lease_seconds, wait=False)
+        async with lock as held:
+            return await self._delete_unneeded_dataset(job, job.upload_id) if held else None
+
+    async def _delete_unneeded_dataset(self, job: JobRow, upload_id: str) -> str | None:
+        async with self.database.session() as session:
             still_needed = await session.scalar(
                 select(JobRow.id)
                 .where(
                     JobRow.id != job.id,
                     or_(
-                        and_(JobRow.upload_id == job.upload_id, JobRow.status.in_(ACTIVE)),
+                        and_(JobRow.upload_id == upload_id, JobRow.status.in_(ACTIVE)),
                         JobRow.status.in_([s.value for s in PREPARE_STATUSES]),
                     ),
                 )
@@ -102,6 +128,6 @@ class FinishSteps(CreateSteps):
             return None
         replicate = await self._replicate_settings()
         async with self.runtime.client(self.settings, replicate) as client:
-            if await delete_dataset_upload(self.database, client.http, job.upload_id):
+            if await delete_dataset_upload(self.database, client.http, upload_id):
                 return "Dataset file deleted at Replicate"
         return "Dataset file already deleted at Replicate"

@@ -130,12 +130,16 @@ class JobSteps:
         if is_terminal(job.status):
             raise Stopped(job_id)
 
-    async def _fail(self, job_id: str, exc: CloudError) -> None:
+    async def _fail(self, job_id: str, exc: CloudError, *, unless_created: bool = False) -> bool:
+        """Fail the job with `exc`; with `unless_created`, only while no prediction is recorded (a
+        create's webhook may record one at any moment: that job runs, it has not failed). True when
+        this call failed it."""
         async with self.database.session() as session:
-            await repo.apply_status(
+            _, failed = await repo.apply_status(
                 session,
                 job_id,
                 JobStatus.FAILED,
+                expect={"prediction_id": None} if unless_created else None,
                 error_code=exc.code,
                 error=exc.message,
                 error_hint=exc.hint,
@@ -145,6 +149,7 @@ class JobSteps:
             await announce(session, job_id)
             await session.commit()
         self.bus.notify()
+        return failed
 
     async def _load(self, job_id: str) -> JobRow:
         async with self.database.session() as session:

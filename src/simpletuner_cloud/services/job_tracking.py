@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from simpletuner_cloud.domain.budget import COST_LIMIT_REACHED
 from simpletuner_cloud.domain.failures import classify_failure
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
-from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, map_replicate_status
+from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, map_replicate_status
 from simpletuner_cloud.domain.progress import MetricPoint, TrainingProgress, parse_logs
 from simpletuner_cloud.errors import InvalidTransition
 from simpletuner_cloud.replicate.files import parse_time
@@ -25,6 +26,7 @@ from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
 from simpletuner_cloud.store.tables import JobRow, utcnow
 
+_ACTIVE = [status.value for status in ACTIVE_STATUSES]
 LOG_TAIL_FOR_DIAGNOSIS = 20_000  # characters of the log end read to tell a failure's kind
 
 
@@ -105,8 +107,10 @@ async def apply_prediction(
             if output is not None and job.output is None:
                 pending["output"] = output
     if output is not None and target is not None and target not in TERMINAL_STATUSES and output != job.output:
-        pending["output"] = output
-        await repo.add_event(session, job_id, "output", data={"output": output})
+        # A snapshot of the run (a poll read before the end, a replayed `output` webhook) never
+        # rewinds a finished job's output: written only while the job is still active.
+        if await repo.set_fields(session, job_id, job=job, while_status=_ACTIVE, output=output):
+            await repo.add_event(session, job_id, "output", data={"output": output})
     if pending:
         await repo.set_fields(session, job_id, job=job, **pending)
     if changed or new_logs:
@@ -212,6 +216,9 @@ def _fields_for(
     if output is not None:
         fields["output"] = output
     fields["next_poll_at"] = None
+    if target is JobStatus.SUCCEEDED and job.error_code == COST_LIMIT_REACHED:
+        # The cost limit's canceller marked it, but the run finished first: it did not stop there.
+        fields |= {"error": None, "error_code": None, "error_hint": None}
     if target is JobStatus.FAILED:
         error = mask(str(prediction.get("error") or "")) or f"The run ended {prediction.get('status')}."
         logs = prediction.get("logs") if isinstance(prediction.get("logs"), str) else ""

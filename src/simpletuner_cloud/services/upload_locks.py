@@ -21,18 +21,22 @@ POLL = 0.25
 
 @contextlib.asynccontextmanager
 async def upload_lock(
-    database: Database, sha256: str, owner: str, lease_seconds: float
-) -> AsyncIterator[None]:
+    database: Database, sha256: str, owner: str, lease_seconds: float, *, wait: bool = True
+) -> AsyncIterator[bool]:
     """Held by one caller at a time, two callers in the same process included (each acquisition gets
-    its own token under `owner`'s name)."""
+    its own token under `owner`'s name). With `wait=False`, a lock held elsewhere is not waited for:
+    the block runs at once with False (and holds nothing)."""
     holder = f"{owner[:48]}-{secrets.token_hex(6)}"
     while True:  # another server holds it: its upload finishes (or its lease runs out) soon
         if await _take(database, sha256, holder, lease_seconds):
             break
+        if not wait:
+            yield False
+            return
         await asyncio.sleep(POLL)
     try:
         async with beside(_renew(database, sha256, holder, lease_seconds), name=f"upload-lock-{sha256[:12]}"):
-            yield
+            yield True
     finally:
         async with database.session() as session:
             await session.execute(

@@ -9,7 +9,7 @@ the database's time on PostgreSQL (replicas' clocks may differ). Functions flush
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -249,14 +249,17 @@ async def apply_status(
     at: datetime | None = None,
     fence: str | None = None,
     job: JobRow | None = None,
+    expect: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> tuple[JobRow, bool]:
     """Move a job to `target` and set `fields` with it; returns (job, status_changed).
 
     With `fence` (a lease token) the write lands only while that lease is alive; otherwise it raises
-    `LeaseLost` and changes nothing. `job` is the row as this session last read it: it saves the read,
-    and a stale copy costs only a retry (the compare-and-set misses and the row is read again). The
-    returned row is that copy with what was written (no re-read).
+    `LeaseLost` and changes nothing. With `expect`, only while those columns hold those values (a job
+    whose prediction turned up meanwhile, say): otherwise nothing is written, False. `job` is the row
+    as this session last read it: it saves the read, and a stale copy costs only a retry (the
+    compare-and-set misses and the row is read again). The returned row is that copy with what was
+    written (no re-read).
 
     A stale target (duplicate or late event) changes nothing and returns False. A real conflict (a
     finished job told to finish differently) raises `InvalidTransition`. The same non-terminal
@@ -273,14 +276,14 @@ async def apply_status(
         if job is None:
             job = await read_job(session, job_id)
         current = JobStatus(job.status)
-        if is_stale(current, target):
+        if is_stale(current, target) or not _holds_expected(job, expect):
             return job, False
         transition(current, target)  # raises InvalidTransition for a conflicting terminal state
         values = status_values(job, target, now, provider_status=provider_status, **fields)
         changed = target is not current
         if not changed and fence is None and holds(job, values, skip=("updated_at",)):
             return job, False  # the same status and the same fields: nothing to write
-        conditions = [JobRow.id == job_id, JobRow.status == current.value]
+        conditions = [JobRow.id == job_id, JobRow.status == current.value, *_expected(expect)]
         if fence is not None:
             conditions.append(_lease_alive(session, fence))
         guarded = (
@@ -469,13 +472,15 @@ async def set_fields(
     fence: str | None = None,
     job: JobRow | None = None,
     while_status: Collection[str] | None = None,
+    expect: Mapping[str, Any] | None = None,
     **values: Any,
 ) -> bool:
     """Set plain fields (no status move). With `fence`, only while that lease is alive; with
-    `while_status`, only while the job's status is one of those (in the same statement, so a job
-    that moved on meanwhile is left as it is). With `job` (this session's copy of the row), the copy
-    is updated with what was written."""
-    conditions = [JobRow.id == job_id]
+    `while_status`, only while the job's status is one of those; with `expect`, only while those
+    columns hold those values (None: NULL). Each is checked in the same statement, so a job that
+    moved on meanwhile is left as it is. With `job` (this session's copy of the row), the copy is
+    updated with what was written."""
+    conditions = [JobRow.id == job_id, *_expected(expect)]
     if fence is not None:
         conditions.append(_lease_alive(session, fence))
     if while_status is not None:
@@ -737,6 +742,19 @@ def _until(session: AsyncSession, seconds: float, now: datetime | None) -> Any:
 
 def _lease_alive(session: AsyncSession, holder: str) -> ColumnElement[bool]:
     return and_(JobRow.lock_token == holder, JobRow.locked_until > _now(session, None))
+
+
+def _expected(expect: Mapping[str, Any] | None) -> list[Any]:
+    """`expect` (column name to value, None meaning NULL) as WHERE conditions."""
+    columns = JobRow.__table__.c
+    return [
+        columns[name].is_(None) if value is None else columns[name] == value
+        for name, value in (expect or {}).items()
+    ]
+
+
+def _holds_expected(job: JobRow, expect: Mapping[str, Any] | None) -> bool:
+    return all(getattr(job, name) == value for name, value in (expect or {}).items())
 
 
 async def _one(session: AsyncSession, criterion: Any, *, fresh: bool = False) -> JobRow | None:
