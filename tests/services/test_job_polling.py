@@ -1,18 +1,22 @@
 """The worker's log reads are spaced by a time kept on the job (`logs_polled_at`), not in one server's
 memory: after one server read a running job's log, another server on the same database does not read
-it again before `log_poll_seconds` have passed."""
+it again before `log_poll_seconds` have passed. A poll never puts off the clean-up of a job that ended
+while it ran."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simpletuner_cloud.services.event_bus import EventBus
 from simpletuner_cloud.services.job_runner import JobRunner
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
+from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.database import Database
 from tests.support.job_server import EXAMPLE, SUBMIT, job_server
+from tests.support.provider_sandbox import record_job
 from tests.support.waiting import eventually_sync
 
 
@@ -46,3 +50,18 @@ def test_a_log_read_by_one_server_is_not_due_on_another() -> None:
         # Due again once the spacing has passed (30 s, or 120 s while webhooks flow, as they do here).
         assert other._logs_due(job, read_at + timedelta(seconds=121)) is True
         http.post(f"/api/cloud/jobs/{job_id}/cancel")
+
+
+async def test_the_next_poll_is_not_scheduled_for_a_job_that_ended_meanwhile(db: Database) -> None:
+    """A webhook finished the job while its poll ran: the poll's schedule put the clean-up off by a
+    poll interval (six while webhooks flow)."""
+    async with db.session() as session:
+        job_id = await record_job(session, "running", started=datetime.now(UTC))
+        await session.commit()
+        as_the_poll_read_it = await repo.read_job(session, job_id)
+        await repo.apply_status(session, job_id, "succeeded", next_poll_at=None)
+        await session.commit()
+    runner = JobRunner(load_settings(), db, ProviderRuntime(), EventBus())
+    await runner._schedule_next(as_the_poll_read_it, datetime.now(UTC))
+    async with db.session() as session:
+        assert (await repo.read_job(session, job_id)).next_poll_at is None  # due for its clean-up now

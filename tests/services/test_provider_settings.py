@@ -1,7 +1,9 @@
-"""The settings model on its own: field validators, stored values that no longer validate, defaults."""
+"""The settings model on its own: field validators, stored values that no longer validate, defaults;
+two saves at once each keep their change."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from simpletuner_cloud.errors import CloudError
+from simpletuner_cloud.services import provider_settings
 from simpletuner_cloud.services.provider_settings import (
     ReplicateSettings,
     effective_public_url,
@@ -19,6 +22,7 @@ from simpletuner_cloud.services.provider_settings import (
 from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
+from tests.support.slowed import pause_after
 
 
 @pytest.fixture
@@ -85,3 +89,21 @@ async def test_update_is_stored_as_plain_json(database: Database) -> None:
     }
     assert caught.value.code == "validation_error"
     assert caught.value.details["fields"][0]["field"] == "cost_limit"
+
+
+async def test_two_saves_at_once_each_keep_their_change(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each save read, merged and wrote the whole row: two at once (the Cloud tab and the CLI, two
+    servers) lost one change, a cost limit say."""
+    settings = load_settings()
+    pause_after(monkeypatch, provider_settings, "load_replicate_settings")  # the other save reads now
+
+    async def save(changes: dict[str, Any]) -> None:
+        async with db.session() as session:
+            await update_replicate_settings(session, settings, changes)
+
+    await asyncio.gather(save({"cost_limit": {"enabled": True, "amount": 5}}), save({"http_timeout": 42}))
+    async with db.session() as session:
+        stored = await get_provider_settings(session, "replicate")
+    assert (stored["cost_limit"]["amount"], stored["http_timeout"]) == ("5", 42)

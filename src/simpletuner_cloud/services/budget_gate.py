@@ -7,21 +7,20 @@ through with a warning. It fails closed: a check that cannot run refuses under B
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.errors import CloudError
 from simpletuner_cloud.services.costs import current_spend, limit_usd, usd_beside
 from simpletuner_cloud.services.provider_settings import ReplicateSettings
+from simpletuner_cloud.store.database import transaction_lock
 
 log = logging.getLogger(__name__)
-_LOCK_KEY = zlib.crc32(b"simpletuner_cloud.budget")
+BUDGET_LOCK = "simpletuner_cloud.budget"
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,7 @@ class BudgetDecision:
 async def take_budget_lock(session: AsyncSession) -> None:
     """The first statement of the transaction that checks and inserts. Callers must not have read in
     this transaction before (SQLite would refuse to upgrade a stale read snapshot)."""
-    bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    else:  # any write takes SQLite's one write lock; other writers wait for the commit
-        await session.execute(text("UPDATE upload_locks SET holder = holder WHERE 1 = 0"))
+    await transaction_lock(session, BUDGET_LOCK)
 
 
 async def check_budget(

@@ -10,7 +10,7 @@ from typing import Any
 
 from simpletuner_cloud.domain.jobs import TERMINAL_STATUSES, JobStatus, map_replicate_status
 from simpletuner_cloud.errors import CloudError
-from simpletuner_cloud.services.job_steps import LIST_PAGES, LOOKUP_WINDOW, JobSteps
+from simpletuner_cloud.services.job_steps import ACTIVE, LIST_PAGES, LOOKUP_WINDOW, JobSteps
 from simpletuner_cloud.services.job_tracking import apply_prediction
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.notify import announce
@@ -96,7 +96,10 @@ class PollingSteps(JobSteps):
         webhooks_flow = job.last_webhook_at is not None and now - job.last_webhook_at < timedelta(minutes=2)
         seconds = self.settings.poll_seconds * (6 if webhooks_flow else 1)
         async with self.database.session() as session:
-            await repo.set_fields(session, job.id, next_poll_at=now + timedelta(seconds=seconds))
+            # Only while it runs: a job that ended meanwhile (a webhook) is due for its clean-up now.
+            await repo.set_fields(
+                session, job.id, while_status=ACTIVE, next_poll_at=now + timedelta(seconds=seconds)
+            )
             await session.commit()
 
     async def _prediction_gone(self, job: JobRow) -> None:

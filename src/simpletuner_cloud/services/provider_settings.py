@@ -47,6 +47,7 @@ from simpletuner_cloud.services.provider_views import (
     ReplicateSettingsResponse,
 )
 from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store.database import transaction_lock
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,9 @@ async def update_replicate_settings(
     """Merge `changes` (only the keys the caller sent; null resets a key to its default, and
     `cost_limit` merges key by key) into the saved settings, validate the whole, save, commit. The
     proxy password goes to the secret store under a new reference; the old one is deleted once the
-    row naming the new one is committed."""
+    row naming the new one is committed. One save at a time (across servers): two saves of
+    different keys each keep theirs, and the secret file a row names is never deleted under it."""
+    await transaction_lock(session, f"provider_settings:{PROVIDER}")
     current = await load_replicate_settings(session, settings)
     merged = current.model_dump(mode="json")
     for key, value in changes.items():

@@ -24,6 +24,7 @@ from simpletuner_cloud.services.provider_settings import (
     settings_error,
 )
 from simpletuner_cloud.settings import Settings
+from simpletuner_cloud.store.database import transaction_lock
 from simpletuner_cloud.store.provider_settings import get_provider_settings, save_provider_settings
 
 ROW = "publishing"  # the key in the provider settings table
@@ -185,7 +186,9 @@ async def load_publishing(
 async def update_publishing(session: AsyncSession, settings: Settings, changes: dict[str, Any]) -> None:
     """Merge the sent keys into the saved settings (objects key by key; null resets a key to its
     default, or deletes a saved secret), validate the whole, save the secrets under new references,
-    commit, then delete the files the row no longer names."""
+    commit, then delete the files the row no longer names. One save at a time (across servers), so
+    two saves of different keys each keep theirs."""
+    await transaction_lock(session, f"provider_settings:{ROW}")
     row = await get_provider_settings(session, ROW)
     merged: dict[str, Any] = {k: v for k, v in row.items() if not k.endswith("_ref")}
     references = {k: v for k, v in row.items() if k.endswith("_ref")}

@@ -122,6 +122,18 @@ class Database:
             make_private_dir(self.sqlite_path.parent)
 
 
+async def transaction_lock(session: AsyncSession, name: str) -> None:
+    """Until this transaction ends, no other transaction takes the lock `name`, on any server:
+    PostgreSQL's advisory lock on its hash; SQLite's one write lock (any write takes it, so other
+    writers wait for the commit). Take it before reading what the transaction decides on (SQLite
+    would refuse to upgrade a read snapshot taken before)."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(name.encode())})
+    else:
+        await session.execute(text("UPDATE upload_locks SET holder = holder WHERE 1 = 0"))
+
+
 def dialect_insert(session: AsyncSession, entity: Any) -> Any:
     """An INSERT with the backend's `on_conflict_do_nothing/_do_update` (both dialects spell it alike)."""
     bind = session.bind
