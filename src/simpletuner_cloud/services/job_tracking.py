@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simpletuner_cloud.domain.budget import COST_LIMIT_REACHED
 from simpletuner_cloud.domain.failures import classify_failure
 from simpletuner_cloud.domain.hardware import HardwareCatalogue
 from simpletuner_cloud.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, map_replicate_status
@@ -216,8 +215,10 @@ def _fields_for(
     if output is not None:
         fields["output"] = output
     fields["next_poll_at"] = None
-    if target is JobStatus.SUCCEEDED and job.error_code == COST_LIMIT_REACHED:
-        # The cost limit's canceller marked it, but the run finished first: it did not stop there.
+    if target is JobStatus.SUCCEEDED:
+        # A run that succeeded has no error. The one a running job can carry is the cost limit's
+        # mark (its cancel reached Replicate after the run finished); cleared whether or not this
+        # session's copy of the row has seen it yet.
         fields |= {"error": None, "error_code": None, "error_hint": None}
     if target is JobStatus.FAILED:
         error = mask(str(prediction.get("error") or "")) or f"The run ended {prediction.get('status')}."
