@@ -178,6 +178,8 @@ def test_killed_during_packaging_the_job_is_packaged_again(server: Server, repli
 def test_killed_while_webhooks_arrive_the_job_ends_once(server: Server, replicate: RunningSandbox) -> None:
     """Webhooks on (the public URL is this server): the kill lands while deliveries flow; the sandbox
     retries the terminal one, polling covers the rest, and nothing is applied twice."""
+    # A run of about 4 s, so the kill lands while it runs: at 0.5 s a loaded machine saw it end first.
+    replicate.app.state.sandbox.config.step_seconds = 0.4
     server.start()
     settings = httpx.put(
         f"{server.url}/api/cloud/providers/replicate", json={"public_url": server.url}, timeout=30

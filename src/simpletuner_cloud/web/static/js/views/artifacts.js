@@ -41,6 +41,12 @@ export class ArtifactsPanel {
     clearTimeout(this.follow);
   }
 
+  /** No read of its own until the next `load` (the job is being deleted). */
+  stopFollowing() {
+    clearTimeout(this.follow);
+    this.follow = null;
+  }
+
   async load() {
     const answer = await get(`${this.path}/artifacts`);
     if (this.destroyed) return;

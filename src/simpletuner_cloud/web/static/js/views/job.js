@@ -68,7 +68,7 @@ export default {
     const path = `api/cloud/jobs/${encodeURIComponent(id)}`;
     let job = null;
     let snapshotLoaded = false;
-    let deleted = false; // after Delete, late events for the job must not bring its page back
+    let deleted = false; // from Delete's click: late events and timers must not read the job again
     let stale = false; // the last refresh failed and says so above the cards
     const pendingLogs = [];
 
@@ -218,6 +218,7 @@ export default {
     }
 
     async function loadMetrics() {
+      if (deleted) return;
       const result = await get(`${path}/metrics`);
       if (result.ok && ctx.current()) chart.set(result.body.points, job && job.progress.total_steps);
     }
@@ -257,6 +258,7 @@ export default {
     async function resync() {
       if (!snapshotLoaded) return loadSnapshot();
       await loadJob();
+      if (deleted) return;
       await Promise.all([loadMetrics(), logs.catchUp(), results.load()]);
     }
 
@@ -282,9 +284,15 @@ export default {
         confirm: "Delete job",
       });
       if (!ok) return;
-      const result = await api("DELETE", path);
-      if (!result.ok) return sayError(actionResult, result);
+      // From the click on, the page reads nothing more of the job: a refresh that a late event or
+      // a throttle timer starts during the delete would ask for a job that is gone (a 404).
       deleted = true;
+      results.stopFollowing();
+      const result = await api("DELETE", path);
+      if (!result.ok) {
+        deleted = false;
+        return sayError(actionResult, result);
+      }
       clear(
         root,
         h("h2", { tabindex: "-1" }, "Job deleted"),
