@@ -17,7 +17,7 @@ from simpletuner_cloud.settings import load_settings
 from simpletuner_cloud.store import jobs as repo
 from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.uploads import get_upload, record_upload
-from tests.support.job_server import EXAMPLE, SUBMIT, job_server
+from tests.support.job_server import EXAMPLE, SUBMIT, another_worker, job_server
 from tests.support.provider_sandbox import record_job
 from tests.support.waiting import eventually_sync
 
@@ -35,15 +35,10 @@ def test_a_second_clean_up_of_a_cleaned_job_does_nothing() -> None:
         eventually_sync(cleaned, timeout=60, what="the job's clean-up")
 
         async def finish_again() -> list[str]:
-            database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
-            try:
-                runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
+            async with another_worker(app) as (runner, database):
                 await runner._finish(job_id)  # as a pass holding a stale claim would
                 async with database.session() as session:
                     return [event.kind for event in await repo.list_events(session, job_id)]
-            finally:
-                await runtime.aclose()
-                await database.dispose()
 
         kinds = asyncio.run(finish_again())
         assert kinds.count("cleaned_up") == 1, kinds

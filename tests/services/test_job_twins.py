@@ -11,13 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simpletuner_cloud.services.event_bus import EventBus
-from simpletuner_cloud.services.job_runner import JobRunner
-from simpletuner_cloud.services.provider_runtime import ProviderRuntime
 from simpletuner_cloud.store import jobs as repo
-from simpletuner_cloud.store.database import Database
 from simpletuner_cloud.store.tables import JobRow, utcnow
-from tests.support.job_server import EXAMPLE, SUBMIT, job_server, sandbox
+from tests.support.job_server import EXAMPLE, SUBMIT, another_worker, job_server, sandbox
 from tests.support.waiting import eventually_sync
 
 JOBS = 4
@@ -88,9 +84,7 @@ def test_a_prediction_another_job_recorded_is_not_adopted() -> None:
         taken = eventually_sync(created, timeout=60, what="the first job's prediction")
 
         async def adopt_it() -> tuple[bool, Any, list[str]]:
-            database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
-            try:
-                runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
+            async with another_worker(app) as (runner, database):
                 async with database.session() as session:
                     other, _ = await repo.create_job(
                         session, config_name="flux-lora-example", hardware="l40s", model="m"
@@ -102,9 +96,6 @@ def test_a_prediction_another_job_recorded_is_not_adopted() -> None:
                     row = await repo.require_job(session, other.id)
                     kinds = [event.kind for event in await repo.list_events(session, other.id)]
                 return adopted, row.prediction_id, kinds
-            finally:
-                await runtime.aclose()
-                await database.dispose()
 
         adopted, prediction_id, kinds = asyncio.run(adopt_it())
         assert (adopted, prediction_id, kinds) == (False, None, ["status"])
@@ -121,9 +112,7 @@ def test_a_twin_waits_while_another_create_of_the_same_inputs_is_outstanding() -
         before = len(sandbox(http, "GET", "/v1/predictions")["results"])
 
         async def create_twin() -> Any:
-            database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
-            try:
-                runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
+            async with another_worker(app) as (runner, database):
                 async with database.session() as session:
                     model = await repo.require_job(session, first)
                     in_flight = await submitting_like(session, model)
@@ -135,9 +124,6 @@ def test_a_twin_waits_while_another_create_of_the_same_inputs_is_outstanding() -
                 await runner._create(job)
                 async with database.session() as session:
                     return await repo.require_job(session, waiting)
-            finally:
-                await runtime.aclose()
-                await database.dispose()
 
         job = asyncio.run(create_twin())
         assert (job.status, job.create_sent_at, job.create_attempts) == ("submitting", None, 0)
@@ -158,9 +144,7 @@ def test_a_create_this_server_cannot_read_the_secrets_of_is_never_sent() -> None
         before = len(sandbox(http, "GET", "/v1/predictions")["results"])
 
         async def create_without_secrets() -> Any:
-            database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
-            try:
-                runner = JobRunner(app.state.settings, database, lambda: runtime, EventBus())
+            async with another_worker(app) as (runner, database):
                 async with database.session() as session:
                     model = await repo.require_job(session, first)
                     # hf_token was saved by the server that took the submit, not by this one
@@ -171,9 +155,6 @@ def test_a_create_this_server_cannot_read_the_secrets_of_is_never_sent() -> None
                 await runner._create(job)
                 async with database.session() as session:
                     return await repo.require_job(session, job.id)
-            finally:
-                await runtime.aclose()
-                await database.dispose()
 
         failed = asyncio.run(create_without_secrets())
         assert (failed.status, failed.error_code, failed.prediction_id) == (

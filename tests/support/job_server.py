@@ -1,16 +1,21 @@
 """`simpletuner server --sandbox` set up for job tests: fast polling, a short lease, a sandbox trainer
-that takes a blink, the example environment installed; and calls into its sandbox."""
+that takes a blink, the example environment installed; calls into its sandbox; and the worker of a
+second server on the same database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from simpletuner_cloud.services.datasets import install_example
+from simpletuner_cloud.services.event_bus import EventBus
+from simpletuner_cloud.services.job_runner import JobRunner
+from simpletuner_cloud.services.provider_runtime import ProviderRuntime
+from simpletuner_cloud.store.database import Database
 from tests.support.provider_sandbox import SANDBOX_TOKEN, sandbox_mode_server
 
 SUBMIT = "/api/cloud/jobs/submit"
@@ -34,3 +39,15 @@ def sandbox(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     response = http.request(method, f"/sandbox{path}", headers=headers, **kwargs)
     assert response.is_success, response.text
     return response.json()
+
+
+@asynccontextmanager
+async def another_worker(app: FastAPI) -> AsyncIterator[tuple[JobRunner, Database]]:
+    """The worker of a second server on `app`'s database: its own connections, provider runtime and
+    lease holder (a pass it runs is another server's)."""
+    database, runtime = Database(app.state.settings.effective_database_url), ProviderRuntime()
+    try:
+        yield JobRunner(app.state.settings, database, lambda: runtime, EventBus()), database
+    finally:
+        await runtime.aclose()
+        await database.dispose()
